@@ -1,0 +1,48 @@
+#include "core/log.hpp"
+
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <vector>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+namespace streamfleet::detail {
+
+namespace {
+
+std::shared_ptr<spdlog::logger> make_default() {
+    auto logger = std::make_shared<spdlog::logger>(
+        "streamfleet", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+    logger->set_level(spdlog::level::warn);
+    if (const char* env = std::getenv("STREAMFLEET_LOG")) {
+        logger->set_level(spdlog::level::from_str(env));
+    }
+    return logger;
+}
+
+std::mutex g_mutex;
+// The shared_ptr keeps a replaced logger alive for callers still holding a
+// reference from log(); loggers are few, so never freeing old ones is harmless.
+std::shared_ptr<spdlog::logger> g_current;
+std::atomic<spdlog::logger*> g_fast{nullptr};
+
+}  // namespace
+
+spdlog::logger& log() {
+    if (auto* l = g_fast.load(std::memory_order_acquire)) return *l;
+    std::lock_guard lock(g_mutex);
+    if (!g_current) g_current = make_default();
+    g_fast.store(g_current.get(), std::memory_order_release);
+    return *g_current;
+}
+
+void set_logger(std::shared_ptr<spdlog::logger> logger) {
+    static std::vector<std::shared_ptr<spdlog::logger>> retired;
+    std::lock_guard lock(g_mutex);
+    if (g_current) retired.push_back(g_current);
+    g_current = logger ? std::move(logger) : make_default();
+    g_fast.store(g_current.get(), std::memory_order_release);
+}
+
+}  // namespace streamfleet::detail

@@ -1,0 +1,573 @@
+#include "redis/connection.hpp"
+
+#include <algorithm>
+#include <random>
+
+#include "core/log.hpp"
+
+namespace streamfleet::detail::redis {
+
+namespace {
+
+// Replies are fed to the parser in slices: hiredis 0.14 compacts its buffer
+// (a memmove of everything unread) every ~1 KiB of consumed input, so feeding a
+// whole 64 KiB read at once would copy it dozens of times.
+constexpr std::size_t kFeedSlice = 8 * 1024;
+constexpr std::size_t kReadBuffer = 64 * 1024;
+
+void run_callback(ReplyCallback& cb, Result<Reply> result) {
+    if (!cb) return;
+    try {
+        cb(std::move(result));
+    } catch (const std::exception& e) {
+        // A throwing callback must not unwind through libuv's C frames.
+        log().error("redis reply callback threw: {}", e.what());
+    } catch (...) {
+        log().error("redis reply callback threw a non-standard exception");
+    }
+}
+
+std::uint64_t ceil_ms(Clock::duration d) {
+    auto ms = std::chrono::ceil<milliseconds>(d).count();
+    return ms < 1 ? 1 : static_cast<std::uint64_t>(ms);
+}
+
+bool starts_with_any(std::string_view s, std::initializer_list<std::string_view> prefixes) {
+    return std::any_of(prefixes.begin(), prefixes.end(),
+                       [&](std::string_view p) { return s.starts_with(p); });
+}
+
+}  // namespace
+
+std::string_view to_string(ConnState s) noexcept {
+    switch (s) {
+        case ConnState::idle: return "idle";
+        case ConnState::connecting: return "connecting";
+        case ConnState::ready: return "ready";
+        case ConnState::down: return "down";
+        case ConnState::closed: return "closed";
+    }
+    return "?";
+}
+
+// The libuv stream plus what its callbacks need. Lives until libuv's close
+// callback, which may be after the Connection is gone; `owner` is cleared when
+// the Connection lets go of it, and every callback checks it first.
+struct Connection::Socket {
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    };
+    uv_connect_t connect_req{};
+    Connection* owner;
+    std::unique_ptr<char[]> rbuf;
+
+    explicit Socket(Connection* o) : tcp(), owner(o), rbuf(new char[kReadBuffer]) {}
+};
+
+struct Connection::WriteReq {
+    uv_write_t req{};
+    std::string data;
+};
+
+struct Connection::GetAddrInfo {
+    uv_getaddrinfo_t req{};
+    Connection* owner;
+};
+
+std::shared_ptr<Connection> Connection::create(Runtime& rt, ServerConfig server,
+                                               ConnectionOptions options) {
+    auto conn =
+        std::make_shared<Connection>(Private{}, rt, std::move(server), std::move(options));
+    conn->stop_hook_ = rt.add_stop_hook([weak = conn->weak_from_this()] {
+        if (auto c = weak.lock()) c->close();
+    });
+    return conn;
+}
+
+Connection::Connection(Private, Runtime& rt, ServerConfig server, ConnectionOptions options)
+    : rt_(rt),
+      server_(std::move(server)),
+      opts_(std::move(options)),
+      deadline_timer_(rt.loop()),
+      connect_timer_(rt.loop()),
+      retry_timer_(rt.loop()),
+      turn_end_(rt.loop(), [this] { flush(); }) {}
+
+Connection::~Connection() { close(); }
+
+void Connection::start() {
+    if (state_ == ConnState::idle) begin_connect();
+}
+
+// ---- connecting ----
+
+void Connection::begin_connect() {
+    auto keep = shared_from_this();
+    if (state_ == ConnState::closed) return;
+    state_ = ConnState::connecting;
+    ++generation_;
+    connect_timer_.start(static_cast<std::uint64_t>(opts_.connect_timeout.count()), [this] {
+        auto keep = shared_from_this();
+        fail_connection(Error(errc::timeout, "connecting to " + where() + " timed out after " +
+                                                 std::to_string(opts_.connect_timeout.count()) +
+                                                 " ms"));
+    });
+
+    const auto& ep = server_.endpoint;
+    if (ep.is_unix()) {
+        sock_ = new Socket(this);
+        uv_pipe_init(rt_.loop(), &sock_->pipe, 0);
+        sock_->handle.data = sock_;
+        uv_pipe_connect(&sock_->connect_req, &sock_->pipe, ep.path.c_str(),
+                        [](uv_connect_t* req, int status) {
+                            auto* s = static_cast<Socket*>(req->handle->data);
+                            if (!s->owner) return;
+                            auto keep = s->owner->shared_from_this();
+                            if (status < 0) {
+                                s->owner->fail_connection(
+                                    Error(errc::connect_failed, "connect to " + s->owner->where() +
+                                                                    " failed: " +
+                                                                    uv_error_text(status)));
+                            } else {
+                                s->owner->on_connected();
+                            }
+                        });
+        return;
+    }
+
+    sockaddr_storage addr{};
+    if (uv_ip4_addr(ep.host.c_str(), ep.port, reinterpret_cast<sockaddr_in*>(&addr)) == 0 ||
+        uv_ip6_addr(ep.host.c_str(), ep.port, reinterpret_cast<sockaddr_in6*>(&addr)) == 0) {
+        connect_to(reinterpret_cast<const sockaddr*>(&addr));
+        return;
+    }
+
+    // A host name: resolve on libuv's thread pool so the loop never blocks.
+    resolving_ = new GetAddrInfo{{}, this};
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    auto port = std::to_string(ep.port);
+    int rc = uv_getaddrinfo(
+        rt_.loop(), &resolving_->req,
+        [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
+            auto* g = reinterpret_cast<GetAddrInfo*>(req);
+            Connection* owner = g->owner;
+            delete g;
+            if (owner) {
+                auto keep = owner->shared_from_this();
+                owner->resolving_ = nullptr;
+                if (status < 0 || !res) {
+                    owner->fail_connection(Error(
+                        errc::connect_failed, "cannot resolve host '" +
+                                                  owner->server_.endpoint.host +
+                                                  "': " + uv_error_text(status < 0 ? status : UV_EAI_NONAME)));
+                } else {
+                    owner->connect_to(res->ai_addr);
+                }
+            }
+            uv_freeaddrinfo(res);
+        },
+        ep.host.c_str(), port.c_str(), &hints);
+    if (rc < 0) {
+        delete resolving_;
+        resolving_ = nullptr;
+        fail_connection(Error(errc::connect_failed,
+                              "cannot resolve host '" + ep.host + "': " + uv_error_text(rc)));
+    }
+}
+
+void Connection::connect_to(const sockaddr* addr) {
+    sock_ = new Socket(this);
+    uv_tcp_init(rt_.loop(), &sock_->tcp);
+    sock_->handle.data = sock_;
+    int rc = uv_tcp_connect(&sock_->connect_req, &sock_->tcp, addr, [](uv_connect_t* req, int status) {
+        auto* s = static_cast<Socket*>(req->handle->data);
+        if (!s->owner) return;
+        auto keep = s->owner->shared_from_this();
+        if (status < 0) {
+            s->owner->fail_connection(Error(errc::connect_failed, "connect to " + s->owner->where() +
+                                                                      " failed: " +
+                                                                      uv_error_text(status)));
+        } else {
+            s->owner->on_connected();
+        }
+    });
+    if (rc < 0) {
+        fail_connection(Error(errc::connect_failed,
+                              "connect to " + where() + " failed: " + uv_error_text(rc)));
+    }
+}
+
+void Connection::on_connected() {
+    if (!server_.endpoint.is_unix()) {
+        uv_tcp_nodelay(&sock_->tcp, 1);
+        uv_tcp_keepalive(&sock_->tcp, 1, 60);
+    }
+    int rc = uv_read_start(
+        &sock_->stream,
+        [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+            auto* s = static_cast<Socket*>(h->data);
+            *buf = uv_buf_init(s->rbuf.get(), kReadBuffer);
+        },
+        [](uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+            auto* s = static_cast<Socket*>(stream->data);
+            if (!s->owner) return;
+            auto keep = s->owner->shared_from_this();
+            s->owner->on_read(static_cast<long>(nread), buf->base);
+        });
+    if (rc < 0) {
+        fail_connection(Error(errc::io, "reading from " + where() + " failed: " + uv_error_text(rc)));
+        return;
+    }
+
+    // The handshake is pipelined in one write; PING comes last so that "ready"
+    // means the server answered, not merely that the kernel accepted the
+    // connection (a SIGSTOPped server still completes TCP handshakes).
+    handshake_left_ = 0;
+    const auto& s = server_;
+    if (!s.password.empty()) {
+        if (!s.username.empty()) push_internal({"AUTH", s.username, s.password}, "AUTH");
+        else push_internal({"AUTH", s.password}, "AUTH");
+    }
+    std::string db = std::to_string(s.db);
+    if (s.db != 0) push_internal({"SELECT", db}, "SELECT");
+    if (!opts_.client_name.empty()) push_internal({"CLIENT", "SETNAME", opts_.client_name}, "CLIENT SETNAME");
+    push_internal({"PING"}, "PING");
+    turn_end_.arm();
+}
+
+void Connection::push_internal(std::initializer_list<std::string_view> argv, std::string_view step) {
+    append_command(wbuf_, std::span<const std::string_view>(argv.begin(), argv.size()));
+    ++handshake_left_;
+    // Handshake commands are bounded by connect_timer_, not by their own deadline.
+    inflight_.push_back(Inflight{
+        [this, gen = generation_, step](Result<Reply> r) { handshake_reply(gen, step, std::move(r)); },
+        Clock::time_point::max(), opts_.connect_timeout});
+}
+
+void Connection::handshake_reply(std::uint64_t generation, std::string_view step, Result<Reply> r) {
+    if (generation != generation_ || state_ != ConnState::connecting) return;
+    if (!r) {
+        const auto& msg = r.error().message();
+        if (!r.error().is(errc::reply_error)) return;  // the link failed; handled there
+        // A loading or busy server will accept us shortly; anything else (bad
+        // password, unknown user, bad DB index) will not fix itself.
+        bool transient = starts_with_any(msg, {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN"});
+        std::string text = std::string(step) + " rejected by " + where();
+        if (step == "AUTH") text += " (user '" + (server_.username.empty() ? std::string("default") : server_.username) + "')";
+        text += ": " + msg;
+        if (msg.starts_with("NOAUTH")) {
+            text += " — the server requires a password: redis://[user]:password@host:port";
+        }
+        fail_connection(Error(transient ? errc::connect_failed : errc::auth_failed, std::move(text)),
+                        !transient);
+        return;
+    }
+    if (--handshake_left_ == 0) become_ready();
+}
+
+void Connection::become_ready() {
+    connect_timer_.stop();
+    state_ = ConnState::ready;
+    attempt_ = 0;
+    ++connects_;
+    for (auto& q : queued_) {
+        wbuf_ += q.bytes;
+        inflight_.push_back(Inflight{std::move(q.cb), q.deadline, q.budget});
+    }
+    queued_.clear();
+    turn_end_.arm();
+    log().debug("redis {}: connected", where());
+    set_state(ConnState::ready, nullptr);
+}
+
+// ---- sending ----
+
+void Connection::send(std::span<const std::string_view> argv, ReplyCallback cb, CommandOptions o) {
+    auto budget = (o.timeout.count() > 0 ? o.timeout : opts_.command_timeout) + o.block;
+    auto deadline = Clock::now() + budget;
+    switch (state_) {
+        case ConnState::closed:
+            complete_later(std::move(cb), Error(errc::closed, "connection to " + where() + " is closed"));
+            return;
+        case ConnState::ready:
+            append_command(wbuf_, argv);
+            inflight_.push_back(Inflight{std::move(cb), deadline, budget});
+            turn_end_.arm();
+            arm_deadline(deadline);
+            return;
+        case ConnState::down:
+            // Waiting cannot help after a configuration error, and the caller
+            // may have asked not to wait at all.
+            if (!opts_.offline_queue || last_error_.is(errc::auth_failed)) {
+                complete_later(std::move(cb), last_error_.with_context("not connected"));
+                return;
+            }
+            [[fallthrough]];
+        case ConnState::idle:
+        case ConnState::connecting: {
+            Queued q{{}, std::move(cb), deadline, budget};
+            append_command(q.bytes, argv);
+            queued_.push_back(std::move(q));
+            arm_deadline(deadline);
+            return;
+        }
+    }
+}
+
+void Connection::complete_later(ReplyCallback cb, Error error) {
+    if (state_ == ConnState::closed) {
+        // The turn-end handle is gone; go through the runtime instead, or run
+        // inline if it is shutting down too.
+        auto shared = std::make_shared<std::pair<ReplyCallback, Error>>(std::move(cb), std::move(error));
+        if (!rt_.post([shared] { run_callback(shared->first, std::move(shared->second)); })) {
+            run_callback(shared->first, std::move(shared->second));
+        }
+        return;
+    }
+    deferred_.emplace_back(std::move(cb), std::move(error));
+    turn_end_.arm();
+}
+
+void Connection::flush() {
+    auto keep = shared_from_this();
+    if (!deferred_.empty()) {
+        auto batch = std::move(deferred_);
+        deferred_.clear();
+        for (auto& [cb, err] : batch) run_callback(cb, std::move(err));
+    }
+    if (state_ == ConnState::closed) return;
+    write_out();
+}
+
+void Connection::write_out() {
+    if (!sock_ || wbuf_.empty()) return;
+    ++writes_;
+    uv_buf_t buf = uv_buf_init(wbuf_.data(), static_cast<unsigned>(wbuf_.size()));
+    int n = uv_try_write(&sock_->stream, &buf, 1);
+    if (n >= 0 && static_cast<std::size_t>(n) == wbuf_.size()) {
+        wbuf_.clear();  // keeps its capacity: steady state allocates nothing
+        return;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+        fail_connection(Error(errc::io, "write to " + where() + " failed: " + uv_error_text(n)));
+        return;
+    }
+    // The socket is full (or an earlier write is still queued, which makes
+    // uv_try_write refuse so bytes stay in order). Hand the rest to libuv.
+    auto* req = new WriteReq;
+    std::size_t written = n > 0 ? static_cast<std::size_t>(n) : 0;
+    req->data = std::move(wbuf_);
+    wbuf_ = std::string();
+    buf = uv_buf_init(req->data.data() + written, static_cast<unsigned>(req->data.size() - written));
+    int rc = uv_write(&req->req, &sock_->stream, &buf, 1, [](uv_write_t* r, int status) {
+        auto* s = static_cast<Socket*>(r->handle->data);
+        delete reinterpret_cast<WriteReq*>(r);
+        if (status < 0 && status != UV_ECANCELED && s->owner) {
+            auto keep = s->owner->shared_from_this();
+            s->owner->fail_connection(Error(errc::io, "write to " + s->owner->where() +
+                                                          " failed: " + uv_error_text(status)));
+        }
+    });
+    if (rc < 0) {
+        delete req;
+        fail_connection(Error(errc::io, "write to " + where() + " failed: " + uv_error_text(rc)));
+    }
+}
+
+// ---- receiving ----
+
+void Connection::on_read(long nread, const char* data) {
+    if (nread == 0) return;  // EAGAIN; libuv will call again
+    if (nread < 0) {
+        if (nread == UV_EOF) {
+            fail_connection(Error(errc::connection_lost, where() + " closed the connection"));
+        } else {
+            fail_connection(Error(errc::io, "read from " + where() + " failed: " +
+                                                uv_error_text(static_cast<int>(nread))));
+        }
+        return;
+    }
+    Socket* s = sock_;
+    auto total = static_cast<std::size_t>(nread);
+    for (std::size_t off = 0; off < total; off += kFeedSlice) {
+        if (auto st = parser_.feed(data + off, std::min(kFeedSlice, total - off)); !st) {
+            fail_connection(st.error().with_context(where()));
+            return;
+        }
+        while (true) {
+            auto next = parser_.next();
+            if (!next) {
+                fail_connection(next.error().with_context(where()));
+                return;
+            }
+            if (!*next) break;
+            dispatch(std::move(*next));
+            // A callback may have closed the connection or reset it.
+            if (sock_ != s) return;
+        }
+    }
+}
+
+void Connection::dispatch(std::unique_ptr<Reply> reply) {
+    if (inflight_.empty()) {
+        fail_connection(Error(errc::protocol, where() + " sent a reply with no command waiting: " +
+                                                  reply->debug_string().substr(0, 200)));
+        return;
+    }
+    auto entry = std::move(inflight_.front());
+    inflight_.pop_front();
+    if (reply->is_error()) {
+        run_callback(entry.cb, Error(errc::reply_error, std::move(reply->mutable_str())));
+    } else {
+        run_callback(entry.cb, std::move(*reply));
+    }
+}
+
+// ---- failure, deadlines, reconnect ----
+
+void Connection::release_socket() {
+    if (sock_) {
+        Socket* s = sock_;
+        sock_ = nullptr;
+        s->owner = nullptr;
+        uv_close(&s->handle, [](uv_handle_t* h) { delete static_cast<Socket*>(h->data); });
+    }
+    if (resolving_) {
+        // The callback still runs (possibly with a result) and frees the request.
+        resolving_->owner = nullptr;
+        uv_cancel(reinterpret_cast<uv_req_t*>(&resolving_->req));
+        resolving_ = nullptr;
+    }
+}
+
+void Connection::fail_connection(Error reason, bool config_error) {
+    if (state_ == ConnState::closed) return;
+    release_socket();
+    connect_timer_.stop();
+    parser_.reset();
+    wbuf_.clear();
+    last_error_ = reason;
+    auto lost = std::move(inflight_);
+    inflight_.clear();
+    std::deque<Queued> dropped;
+    if (config_error || !opts_.offline_queue) {
+        dropped = std::move(queued_);
+        queued_.clear();
+    }
+    state_ = ConnState::down;
+    log().debug("redis {}: down: {}", where(), reason.message());
+    schedule_reconnect();
+
+    // State is consistent from here on; callbacks may re-enter (send, close).
+    auto now = Clock::now();
+    for (auto& f : lost) {
+        if (f.deadline <= now) {
+            run_callback(f.cb, Error(errc::timeout, "no reply from " + where() + " within " +
+                                                  std::to_string(f.budget.count()) +
+                                                  " ms; connection reset"));
+        } else {
+            run_callback(f.cb, Error(errc::connection_lost,
+                               "connection to " + where() +
+                                   " lost before the reply arrived (the command may have run): " +
+                                   reason.message()));
+        }
+    }
+    for (auto& q : dropped) run_callback(q.cb, reason);
+    if (state_ == ConnState::closed) return;
+    set_state(ConnState::down, &last_error_);
+}
+
+void Connection::schedule_reconnect() {
+    auto lo = opts_.reconnect_min.count();
+    auto hi = opts_.reconnect_max.count();
+    long long step = lo << std::min(attempt_, 20u);
+    step = std::clamp<long long>(step, 1, std::max<long long>(hi, 1));
+    ++attempt_;
+    // Half fixed, half random: backs off exponentially yet spreads out clients.
+    thread_local std::minstd_rand rng(std::random_device{}());
+    auto delay = step / 2 + static_cast<long long>(rng() % static_cast<unsigned long>(step / 2 + 1));
+    retry_timer_.start(static_cast<std::uint64_t>(delay), [this] { begin_connect(); });
+}
+
+void Connection::arm_deadline(Clock::time_point deadline) {
+    if (deadline_timer_.active() && deadline >= deadline_due_) return;
+    deadline_due_ = deadline;
+    deadline_timer_.start(ceil_ms(deadline - Clock::now()), [this] { on_deadline(); });
+}
+
+void Connection::on_deadline() {
+    auto keep = shared_from_this();
+    auto now = Clock::now();
+    std::vector<std::pair<ReplyCallback, Error>> expired;
+    for (auto it = queued_.begin(); it != queued_.end();) {
+        if (it->deadline > now) {
+            ++it;
+            continue;
+        }
+        std::string msg = "command timed out after " + std::to_string(it->budget.count()) +
+                          " ms waiting for a connection to " + where();
+        if (!last_error_.message().empty()) msg += " (last error: " + last_error_.message() + ")";
+        expired.emplace_back(std::move(it->cb), Error(errc::timeout, std::move(msg)));
+        it = queued_.erase(it);
+    }
+    bool stuck = std::any_of(inflight_.begin(), inflight_.end(),
+                             [&](const Inflight& f) { return f.deadline <= now; });
+    if (stuck) {
+        log().warn("redis {}: command timed out; resetting the connection", where());
+        fail_connection(Error(errc::timeout, "a command to " + where() +
+                                                 " timed out; connection reset"));
+    }
+    for (auto& [cb, err] : expired) run_callback(cb, std::move(err));
+    if (state_ == ConnState::closed) return;
+
+    auto next = Clock::time_point::max();
+    for (const auto& q : queued_) next = std::min(next, q.deadline);
+    for (const auto& f : inflight_) next = std::min(next, f.deadline);
+    if (next != Clock::time_point::max()) arm_deadline(next);
+}
+
+void Connection::set_state(ConnState s, const Error* reason) {
+    // Listeners hear about ready/down/closed edges only, not every retry.
+    if (s == reported_) return;
+    reported_ = s;
+    auto listeners = listeners_;  // a listener may add listeners
+    for (auto& l : listeners) {
+        try {
+            l(s, reason);
+        } catch (const std::exception& e) {
+            log().error("redis state listener threw: {}", e.what());
+        }
+    }
+}
+
+void Connection::close() {
+    if (state_ == ConnState::closed) return;
+    state_ = ConnState::closed;
+    release_socket();
+    deadline_timer_.close();
+    connect_timer_.close();
+    retry_timer_.close();
+    turn_end_.close();
+    if (stop_hook_ != 0) {
+        rt_.remove_stop_hook(stop_hook_);
+        stop_hook_ = 0;
+    }
+    Error err(errc::closed, "connection to " + where() + " closed before the reply arrived");
+    auto lost = std::move(inflight_);
+    auto queued = std::move(queued_);
+    auto deferred = std::move(deferred_);
+    inflight_.clear();
+    queued_.clear();
+    deferred_.clear();
+    for (auto& f : lost) run_callback(f.cb, err);
+    for (auto& q : queued) run_callback(q.cb, err);
+    for (auto& [cb, e] : deferred) run_callback(cb, std::move(e));
+    set_state(ConnState::closed, &err);
+}
+
+}  // namespace streamfleet::detail::redis

@@ -1,0 +1,24 @@
+#pragma once
+
+// Blocking helpers for code outside the loop thread: tools, the demo, tests.
+// They post the command into the loop and wait for its reply; the wait is
+// bounded by the command's own deadline, so they never hang.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "redis/connection.hpp"
+#include "redis/topology.hpp"
+
+namespace streamfleet::detail::redis {
+
+/// Sends `argv` through `topology` and waits for the reply. Not from the loop thread.
+Result<Reply> call(Runtime& rt, Topology& topology, std::vector<std::string> argv,
+                   CommandOptions opts = {});
+
+/// Sends `argv` on `conn` and waits for the reply. Not from the loop thread.
+Result<Reply> call(Runtime& rt, const std::shared_ptr<Connection>& conn,
+                   std::vector<std::string> argv, CommandOptions opts = {});
+
+}  // namespace streamfleet::detail::redis

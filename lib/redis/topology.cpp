@@ -1,0 +1,73 @@
+#include "redis/topology.hpp"
+
+namespace streamfleet::detail::redis {
+
+namespace {
+
+// One server: one shared pipelined connection plus dedicated ones on request.
+class Standalone final : public Topology {
+public:
+    Standalone(Runtime& rt, Address address, ConnectionOptions options)
+        : rt_(rt), address_(std::move(address)), options_(std::move(options)) {
+        main_ = Connection::create(rt_, server_config(), options_);
+    }
+    ~Standalone() override { close(); }
+
+    void start() override { main_->start(); }
+
+    void send(const Route&, std::span<const std::string_view> argv, ReplyCallback cb,
+              CommandOptions opts) override {
+        main_->send(argv, std::move(cb), opts);
+    }
+
+    std::shared_ptr<Connection> dedicated(const Route&, std::string_view purpose) override {
+        auto opts = options_;
+        if (!opts.client_name.empty()) opts.client_name += ":" + std::string(purpose);
+        auto conn = Connection::create(rt_, server_config(), std::move(opts));
+        conn->start();
+        return conn;
+    }
+
+    void on_state(StateCallback cb) override { main_->on_state(std::move(cb)); }
+
+    void close() override { main_->close(); }
+
+    std::string describe() const override { return address_.redacted(); }
+
+private:
+    ServerConfig server_config() const {
+        return ServerConfig{address_.endpoints.front(), address_.username, address_.password,
+                            address_.db};
+    }
+
+    Runtime& rt_;
+    Address address_;
+    ConnectionOptions options_;
+    std::shared_ptr<Connection> main_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Topology>> make_topology(Runtime& rt, const Address& address,
+                                                ConnectionOptions options) {
+    switch (address.scheme) {
+        case Scheme::redis:
+        case Scheme::unix_socket:
+            if (address.endpoints.size() != 1) {
+                return Error(errc::invalid_argument,
+                             "expected exactly one endpoint in " + address.redacted());
+            }
+            return std::unique_ptr<Topology>(new Standalone(rt, address, std::move(options)));
+        case Scheme::rediss:
+            return Error(errc::unsupported, "TLS (rediss://) is not supported yet: " + address.redacted());
+        case Scheme::sentinel:
+            return Error(errc::unsupported,
+                         "Redis Sentinel is not supported yet: " + address.redacted());
+        case Scheme::cluster:
+            return Error(errc::unsupported,
+                         "Redis Cluster is not supported yet: " + address.redacted());
+    }
+    return Error(errc::invalid_argument, "unknown scheme in " + address.redacted());
+}
+
+}  // namespace streamfleet::detail::redis

@@ -1,0 +1,63 @@
+#pragma once
+
+// Topology: the one interface through which everything above lib/redis talks to
+// Redis, whatever the deployment. A caller names the key a command is about
+// (Route); a standalone server ignores it, a cluster will hash it to a slot
+// and a Sentinel setup will follow failovers — without the caller changing.
+// Loop thread only.
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "core/error.hpp"
+#include "redis/connection.hpp"
+#include "redis/url.hpp"
+#include "runtime/runtime.hpp"
+
+namespace streamfleet::detail::redis {
+
+/// What a command is about, for routing. Every key of one queue carries the
+/// same hash tag, so one key per command is enough.
+struct Route {
+    std::string_view key;
+};
+
+class Topology {
+public:
+    virtual ~Topology() = default;
+
+    /// Starts connecting. Commands sent before the link is up wait for it
+    /// (bounded by their deadline).
+    virtual void start() = 0;
+
+    /// Sends one command to the node serving `route`.
+    virtual void send(const Route& route, std::span<const std::string_view> argv, ReplyCallback cb,
+                      CommandOptions opts = {}) = 0;
+    void send(const Route& route, std::initializer_list<std::string_view> argv, ReplyCallback cb,
+              CommandOptions opts = {}) {
+        send(route, std::span<const std::string_view>(argv.begin(), argv.size()), std::move(cb), opts);
+    }
+
+    /// A new connection of its own for blocking commands (XREADGROUP BLOCK), so
+    /// they never hold up the shared pipeline. Started; owned by the caller.
+    virtual std::shared_ptr<Connection> dedicated(const Route& route, std::string_view purpose) = 0;
+
+    /// Listener for the shared link's ready/down/closed edges.
+    virtual void on_state(StateCallback cb) = 0;
+
+    /// Closes every connection it made (except dedicated ones, which their
+    /// owners close). Pending commands fail with errc::closed.
+    virtual void close() = 0;
+
+    /// The address, password masked, for logs.
+    virtual std::string describe() const = 0;
+};
+
+/// Builds the topology for `address`. rediss://, redis-sentinel:// and
+/// redis-cluster:// parse but are not implemented yet: errc::unsupported.
+Result<std::unique_ptr<Topology>> make_topology(Runtime& rt, const Address& address,
+                                                ConnectionOptions options = {});
+
+}  // namespace streamfleet::detail::redis
