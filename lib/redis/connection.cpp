@@ -567,7 +567,8 @@ void Connection::close() {
     for (auto& f : lost) run_callback(f.cb, err);
     for (auto& q : queued) run_callback(q.cb, err);
     for (auto& [cb, e] : deferred) run_callback(cb, std::move(e));
-    set_state(ConnState::closed, &err);
+    Error why(errc::closed, "connection to " + where() + " closed by its owner");
+    set_state(ConnState::closed, &why);
 }
 
 }  // namespace streamfleet::detail::redis
