@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <random>
 
+#include "core/backoff.hpp"
 #include "core/log.hpp"
 
 namespace streamfleet::detail::redis {
@@ -483,15 +484,9 @@ void Connection::fail_connection(Error reason, bool config_error) {
 }
 
 void Connection::schedule_reconnect() {
-    auto lo = opts_.reconnect_min.count();
-    auto hi = opts_.reconnect_max.count();
-    long long step = lo << std::min(attempt_, 20u);
-    step = std::clamp<long long>(step, 1, std::max<long long>(hi, 1));
-    ++attempt_;
-    // Half fixed, half random: backs off exponentially yet spreads out clients.
     thread_local std::minstd_rand rng(std::random_device{}());
-    auto delay = step / 2 + static_cast<long long>(rng() % static_cast<unsigned long>(step / 2 + 1));
-    retry_timer_.start(static_cast<std::uint64_t>(delay), [this] { begin_connect(); });
+    auto delay = reconnect_delay(attempt_++, opts_.reconnect_min, opts_.reconnect_max, rng());
+    retry_timer_.start(static_cast<std::uint64_t>(delay.count()), [this] { begin_connect(); });
 }
 
 void Connection::arm_deadline(Clock::time_point deadline) {
