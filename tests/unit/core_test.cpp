@@ -1,0 +1,210 @@
+// Ids, keys and the wire codec: pure functions, no Redis.
+
+#include <doctest/doctest.h>
+
+#include <set>
+#include <thread>
+
+#include "core/clock.hpp"
+#include "core/keys.hpp"
+#include "core/uuid.hpp"
+#include "core/wire.hpp"
+
+using namespace streamfleet::detail;
+
+TEST_CASE("UUIDv7 ids: well-formed, carry their time, strictly increasing") {
+    ManualClock clock(1'700'000'000'123);
+    UuidV7Generator gen(clock);
+    std::string prev;
+    for (int i = 0; i < 10'000; ++i) {  // far more than 4096 ids in one millisecond
+        auto id = gen.next();
+        REQUIRE(is_uuid_v7(id));
+        REQUIRE(id > prev);
+        prev = id;
+    }
+    CHECK(uuid_v7_ms(gen.next()) >= 1'700'000'000'123);
+    clock.advance(1000);
+    auto later = gen.next();
+    CHECK(uuid_v7_ms(later) == 1'700'000'001'123);
+    clock.set(1'600'000'000'000);  // the clock steps back: ids stay ordered
+    CHECK(gen.next() > later);
+
+    CHECK_FALSE(is_uuid_v7("0190e3a2-6c4b-4abc-8def-0123456789ab"));  // version 4
+    CHECK_FALSE(is_uuid_v7("0190e3a2-6c4b-7abc-cdef-0123456789ab"));  // wrong variant
+    CHECK_FALSE(is_uuid_v7("not-a-uuid"));
+    CHECK(uuid_v7_ms("nope") == 0);
+}
+
+TEST_CASE("UUIDv7 ids are unique across threads") {
+    UuidV7Generator gen;
+    std::vector<std::vector<std::string>> per(4);
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 4; ++t) {
+        ts.emplace_back([&, t] {
+            for (int i = 0; i < 5000; ++i) per[t].push_back(gen.next());
+        });
+    }
+    for (auto& t : ts) t.join();
+    std::set<std::string> all;
+    for (auto& v : per) all.insert(v.begin(), v.end());
+    CHECK(all.size() == 20'000);
+}
+
+TEST_CASE("key layout keeps every queue key in the queue's hash tag") {
+    QueueKeys k("streamfleet:", "emails");
+    CHECK(k.stream() == "streamfleet:{emails}");
+    CHECK(k.delayed() == "streamfleet:{emails}:delayed");
+    CHECK(k.dead() == "streamfleet:{emails}:dead");
+    CHECK(k.clients() == "streamfleet:{emails}:clients");
+    CHECK(k.servers() == "streamfleet:{emails}:servers");
+    CHECK(receiver_key("streamfleet:", "abc") == "streamfleet:receiver:{abc}");
+}
+
+TEST_CASE("queue names and prefixes are validated with a reason") {
+    CHECK(validate_queue_name("emails").ok());
+    CHECK(validate_queue_name("a:b-c_d.e/f").ok());
+    struct Case {
+        std::string name;
+        const char* mentions;
+    };
+    const Case cases[] = {
+        {"", "empty"},
+        {std::string(201, 'q'), "limit is 200"},
+        {"a{b", "brace"},
+        {"a b", "space or control"},
+        {std::string("a\0b", 3), "space or control"},
+    };
+    for (const auto& c : cases) {
+        auto st = validate_queue_name(c.name);
+        REQUIRE_FALSE(st.ok());
+        CHECK(st.error().is(errc::invalid_argument));
+        CHECK(st.error().message().find(c.mentions) != std::string::npos);
+    }
+    CHECK(validate_prefix("myapp:").ok());
+    CHECK_FALSE(validate_prefix("my{app}").ok());
+}
+
+namespace {
+std::vector<RawField> pairs(const FieldList& f) {
+    std::vector<RawField> out;
+    auto v = f.views();
+    for (std::size_t i = 0; i + 1 < v.size(); i += 2) out.emplace_back(v[i], v[i + 1]);
+    return out;
+}
+}  // namespace
+
+TEST_CASE("task messages round-trip, v1 fields and extensions") {
+    TaskMessage m;
+    m.id = "0190e3a2-6c4b-7abc-8def-0123456789ab";
+    m.client_id = "0190e3a2-0000-7000-8000-000000000001";
+    m.data = std::string("bin\0ary", 7);
+    m.max_retries = 5;
+    m.expires_ts = 1'700'000'000'000;
+    m.retry_delay_ms = 250;
+    m.send_notif = true;
+    m.retries = 2;
+    auto plain = decode_task(pairs(encode(m)));
+    REQUIRE(plain.ok());
+    CHECK(*plain == m);
+    CHECK(pairs(encode(m)).size() == 9);  // exactly the v1 fields
+
+    m.name = "send_email";
+    m.backoff = BackoffKind::exponential;
+    m.backoff_max_ms = 60'000;
+    m.timeout_ms = 3000;
+    m.enqueued_ts = 1'699'999'999'000;
+    m.unique = "user:42";
+    m.error = "smtp down";
+    auto full = decode_task(pairs(encode(m)));
+    REQUIRE(full.ok());
+    CHECK(*full == m);
+}
+
+TEST_CASE("unknown fields are ignored") {
+    TaskMessage m;
+    m.id = "x";
+    auto fields = pairs(encode(m));
+    fields.emplace_back("x_future_feature", "whatever");
+    auto r = decode_task(fields);
+    REQUIRE(r.ok());
+    CHECK(r->id == "x");
+}
+
+TEST_CASE("every malformed task variant is rejected naming the field") {
+    TaskMessage m;
+    m.id = "x";
+    m.client_id = "c";
+    const auto good = pairs(encode(m));
+    auto with = [&](std::string_view field, std::string_view value) {
+        auto f = good;
+        for (auto& [k, v] : f) {
+            if (k == field) v = value;
+        }
+        return f;
+    };
+    auto without = [&](std::string_view field) {
+        auto f = good;
+        std::erase_if(f, [&](const RawField& p) { return p.first == field; });
+        return f;
+    };
+    struct Case {
+        std::vector<RawField> fields;
+        const char* mentions;
+    };
+    std::vector<Case> cases = {
+        {without("enc_version"), "missing field 'enc_version'"},
+        {with("enc_version", "2"), "unsupported enc_version '2'"},
+        {without("id"), "missing field 'id'"},
+        {with("id", ""), "field 'id' is empty"},
+        {without("client_id"), "missing field 'client_id'"},
+        {without("data"), "missing field 'data'"},
+        {with("max_retries", "abc"), "'max_retries' is not a non-negative integer: 'abc'"},
+        {with("max_retries", "-1"), "'max_retries'"},
+        {with("max_retries", "99999999999"), "'max_retries'"},
+        {without("expires_ts"), "missing field 'expires_ts'"},
+        {with("expires_ts", "12x"), "'expires_ts'"},
+        {with("retry_delay", ""), "'retry_delay'"},
+        {with("send_notif", "yes"), "'send_notif' must be '0' or '1'"},
+        {without("retries"), "missing field 'retries'"},
+        {with("retries", "1.5"), "'retries'"},
+    };
+    auto dup = good;
+    dup.emplace_back("id", "y");
+    cases.push_back({dup, "field 'id' appears twice"});
+    auto bad_backoff = good;
+    bad_backoff.emplace_back("x_backoff", "random");
+    cases.push_back({bad_backoff, "'x_backoff' must be fixed, linear or exponential"});
+    auto bad_timeout = good;
+    bad_timeout.emplace_back("x_timeout", "soon");
+    cases.push_back({bad_timeout, "'x_timeout'"});
+    auto notif_without_client = with("send_notif", "1");
+    for (auto& [k, v] : notif_without_client) {
+        if (k == "client_id") v = "";
+    }
+    cases.push_back({notif_without_client, "client_id' is empty but send_notif"});
+    cases.push_back({{}, "missing field 'enc_version'"});
+
+    for (const auto& c : cases) {
+        CAPTURE(c.mentions);
+        auto r = decode_task(c.fields);
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().is(errc::protocol));
+        CHECK(r.error().message().find(c.mentions) != std::string::npos);
+    }
+}
+
+TEST_CASE("notifications round-trip and reject malformed ones") {
+    Notification n{"id1", NotificationType::error, "boom", "", "server-a"};
+    auto r = decode_notification(pairs(encode(n)));
+    REQUIRE(r.ok());
+    CHECK(*r == n);
+    Notification ok{"id2", NotificationType::completed, "", "result bytes", ""};
+    CHECK(*decode_notification(pairs(encode(ok))) == ok);
+
+    std::vector<RawField> bad_type = {{"enc_version", "1"}, {"task_id", "t"}, {"type", "done"}};
+    auto e = decode_notification(bad_type);
+    REQUIRE_FALSE(e.ok());
+    CHECK(e.error().message().find("field 'type'") != std::string::npos);
+    std::vector<RawField> no_id = {{"enc_version", "1"}, {"type", "completed"}};
+    CHECK_FALSE(decode_notification(no_id).ok());
+}
