@@ -69,6 +69,18 @@ public:
     using Error::Error;
 };
 
+/// @brief The client's local buffer of tasks not yet in Redis is full.
+class STREAMFLEET_API QueueFull : public Error {
+public:
+    using Error::Error;
+};
+
+/// @brief The queue was not declared when the Client was created.
+class STREAMFLEET_API UnknownQueue : public Error {
+public:
+    using Error::Error;
+};
+
 /// @brief The feature exists in the API but is not available in this build or topology.
 class STREAMFLEET_API Unsupported : public Error {
 public:

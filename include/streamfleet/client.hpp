@@ -1,0 +1,85 @@
+#pragma once
+
+/// @file
+/// The producer side: enqueue tasks, optionally track their outcome.
+///
+/// **Example**:
+/// @code
+/// streamfleet::Client client({.redis = "redis://127.0.0.1:6379"}, {"emails"});
+/// client.enqueue("emails", "hello");                       // fire and forget
+/// auto h = client.enqueue_tracked("emails", "hi", {.max_retries = 3});
+/// if (h.wait().status == streamfleet::TaskStatus::completed) { ... }
+/// @endcode
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "streamfleet/codec.hpp"
+#include "streamfleet/export.hpp"
+#include "streamfleet/options.hpp"
+#include "streamfleet/task.hpp"
+
+namespace streamfleet {
+inline namespace v1 {
+
+class STREAMFLEET_API Client {
+public:
+    /// @brief Creates the client: a UUIDv7 id, its notification stream and
+    ///        group, and heartbeats for each of `queues`. Connects in the background.
+    /// @throws InvalidArgument for a bad URL, prefix or queue name;
+    ///         Unsupported for schemes not available yet.
+    Client(ClientOptions options, std::vector<std::string> queues);
+    /// Calls close() with a 5 s deadline.
+    ~Client();
+    Client(const Client&) = delete;
+    Client& operator=(const Client&) = delete;
+
+    /// @brief Fire-and-forget: returns once the task is accepted locally; it
+    ///        reaches Redis asynchronously, pipelined with others.
+    /// @throws UnknownQueue, InvalidArgument (payload too large), QueueFull, ClosedError.
+    /// @note Thread-safe.
+    TaskId enqueue(std::string_view queue, std::string_view data, const TaskOptions& opts = {});
+
+    /// @brief Like enqueue(), and the returned handle learns the outcome.
+    TaskHandle enqueue_tracked(std::string_view queue, std::string_view data,
+                               const TaskOptions& opts = {});
+
+    /// @brief Enqueues a msgpack-encoded `T`; handlers read it with `task.as<T>()`.
+    template <class T>
+        requires(!std::is_convertible_v<const T&, std::string_view>)
+    TaskId enqueue(std::string_view queue, const T& value, const TaskOptions& opts = {}) {
+        return enqueue(queue, std::string_view(encode_msgpack(value)), opts);
+    }
+    template <class T>
+        requires(!std::is_convertible_v<const T&, std::string_view>)
+    TaskHandle enqueue_tracked(std::string_view queue, const T& value, const TaskOptions& opts = {}) {
+        return enqueue_tracked(queue, std::string_view(encode_msgpack(value)), opts);
+    }
+
+    /// @brief Enqueues many fire-and-forget tasks in one pipeline.
+    /// @return their ids, in order. All-or-nothing: nothing is accepted if any fails validation.
+    std::vector<TaskId> enqueue_many(std::string_view queue, const std::vector<std::string>& data,
+                                     const TaskOptions& opts = {});
+
+    /// @brief Sends what is buffered within `deadline`, resolves open handles as
+    ///        canceled, deletes the notification stream, its group and the
+    ///        heartbeat entries. Idempotent.
+    /// @return true if every buffered task reached Redis in time.
+    bool close(std::chrono::milliseconds deadline = std::chrono::seconds(5));
+
+    /// This client's id (its notification stream is `PREFIXreceiver:{id}`).
+    const std::string& id() const noexcept;
+
+    /// Notifications received for tasks this client does not track (counted, logged at debug).
+    std::uint64_t unknown_notifications() const noexcept;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace v1
+}  // namespace streamfleet

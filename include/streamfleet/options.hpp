@@ -1,0 +1,44 @@
+#pragma once
+
+/// @file
+/// Options for clients and tasks. Aggregates with commented defaults; use
+/// designated initialisers: `ClientOptions{.redis = "redis://host:6379"}`.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace streamfleet {
+inline namespace v1 {
+
+struct ClientOptions {
+    /// Redis URL: redis://[user[:password]@]host[:port][/db] or unix:///path[?db=N].
+    std::string redis = "redis://127.0.0.1:6379";
+    /// Prefix of every key (must match the servers').
+    std::string prefix = "streamfleet:";
+    /// Most tasks accepted but not yet in Redis; enqueue throws QueueFull past it.
+    std::size_t max_buffered = 100'000;
+    /// Largest payload accepted (Redis's own limit for a string is 512 MiB).
+    std::size_t max_payload_bytes = std::size_t{512} << 20;
+    /// How often the client refreshes its entry in P{Q}:clients.
+    std::chrono::milliseconds heartbeat_interval{10'000};
+    /// Time limit of each Redis command.
+    std::chrono::milliseconds command_timeout{5'000};
+};
+
+struct TaskOptions {
+    /// Retries after a failure; 0 = retry until success or expiry.
+    std::uint32_t max_retries = 0;
+    /// Delay between retries.
+    std::chrono::milliseconds retry_delay{0};
+    /// The task expires (is not run) after this instant, when set.
+    std::optional<std::chrono::system_clock::time_point> expires_at{};
+    /// Or: the task expires this long after enqueue (0 = never). If both are
+    /// set, the earlier instant wins.
+    std::chrono::milliseconds expires_in{0};
+};
+
+}  // namespace v1
+}  // namespace streamfleet

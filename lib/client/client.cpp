@@ -1,0 +1,436 @@
+// Client: responsible for the enqueue path (validate → accept locally → XADD,
+// pipelined, resent until Redis has it), the notification listener that
+// resolves tracked handles, and heartbeats into P{Q}:clients.
+//
+// Threads: public methods run on the caller's thread and only validate, count
+// and post; everything touching Redis runs on the client's own Runtime loop.
+// Shutdown order (close): refuse new tasks → wait for the buffer to drain
+// (bounded) → stop heartbeats → delete the notification stream (with its group)
+// and the heartbeat entries → cancel open handles → close connections → stop
+// the loop.
+
+#include "streamfleet/client.hpp"
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+
+#include "client/handle_state.hpp"
+#include "core/keys.hpp"
+#include "core/log.hpp"
+#include "core/uuid.hpp"
+#include "core/wire.hpp"
+#include "redis/topology.hpp"
+#include "runtime/runtime.hpp"
+
+namespace streamfleet {
+inline namespace v1 {
+
+using namespace detail;
+using namespace std::chrono_literals;
+namespace r = detail::redis;
+
+struct Client::Impl {
+    ClientOptions opts;
+    std::string id;
+    std::string receiver;
+    std::map<std::string, QueueKeys, std::less<>> queues;
+    UuidV7Generator ids;
+
+    // Loop-thread state.
+    std::unique_ptr<r::Topology> topo;
+    std::shared_ptr<r::Connection> listener;
+    std::unique_ptr<Timer> heartbeat;
+    std::unique_ptr<Timer> resend_timer;
+    std::unique_ptr<Timer> listen_timer;
+    std::deque<std::pair<std::shared_ptr<TaskMessage>, std::string>> resend;
+    bool stopping = false;
+
+    // Shared between threads.
+    std::mutex mutex;
+    std::condition_variable drained;
+    std::size_t buffered = 0;  // accepted, not yet confirmed by Redis
+    bool closed = false;
+    std::unordered_map<std::string, std::shared_ptr<HandleState>> tracked;
+    std::atomic<std::uint64_t> unknown{0};
+
+    // Declared last: destroyed first, so the loop thread is joined before the
+    // state above that its callbacks use goes away.
+    std::unique_ptr<Runtime> rt;
+
+    const QueueKeys& keys_for(std::string_view queue) const {
+        auto it = queues.find(queue);
+        if (it == queues.end()) {
+            std::string declared;
+            for (const auto& [name, _] : queues) declared += (declared.empty() ? "" : ", ") + name;
+            throw UnknownQueue("queue '" + std::string(queue) +
+                               "' was not declared when this client was created (declared: " +
+                               declared + ")");
+        }
+        return it->second;
+    }
+
+    std::shared_ptr<TaskMessage> make_message(std::string_view data, const TaskOptions& o,
+                                              bool tracked_task) {
+        if (data.size() > opts.max_payload_bytes) {
+            throw InvalidArgument("payload is " + std::to_string(data.size()) +
+                                  " bytes; max_payload_bytes is " +
+                                  std::to_string(opts.max_payload_bytes));
+        }
+        if (o.retry_delay.count() < 0) throw InvalidArgument("retry_delay is negative");
+        if (o.expires_in.count() < 0) throw InvalidArgument("expires_in is negative");
+        auto m = std::make_shared<TaskMessage>();
+        auto now = SystemClock::instance().now_ms();
+        m->id = ids.next();
+        m->client_id = id;
+        m->data = std::string(data);
+        m->max_retries = o.max_retries;
+        m->retry_delay_ms = o.retry_delay.count();
+        m->send_notif = tracked_task;
+        m->enqueued_ts = now;
+        std::int64_t expires = 0;
+        if (o.expires_in.count() > 0) expires = now + o.expires_in.count();
+        if (o.expires_at) {
+            auto at = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          o.expires_at->time_since_epoch())
+                          .count();
+            if (at <= 0) throw InvalidArgument("expires_at is not after the unix epoch");
+            expires = expires == 0 ? at : std::min(expires, at);
+        }
+        m->expires_ts = expires;
+        return m;
+    }
+
+    // Counts `n` tasks into the buffer or throws QueueFull/ClosedError.
+    void admit(std::size_t n) {
+        std::lock_guard lock(mutex);
+        if (closed) throw ClosedError("client " + id + " is closed");
+        if (buffered + n > opts.max_buffered) {
+            throw QueueFull("client buffer holds " + std::to_string(buffered) +
+                            " tasks not yet in Redis; max_buffered is " +
+                            std::to_string(opts.max_buffered));
+        }
+        buffered += n;
+    }
+
+    void confirmed() {
+        std::lock_guard lock(mutex);
+        if (--buffered == 0) drained.notify_all();
+    }
+
+    // ---- loop thread ----
+
+    void send_task(std::shared_ptr<TaskMessage> m, const std::string& stream) {
+        auto fields = encode(*m);
+        std::vector<std::string_view> argv;
+        argv.reserve(3 + fields.views().size());
+        argv.insert(argv.end(), {"XADD", stream, "*"});
+        argv.insert(argv.end(), fields.views().begin(), fields.views().end());
+        topo->send(r::Route{stream}, argv, [this, m, stream](Result<r::Reply> res) {
+            if (res.ok()) {
+                confirmed();
+                return;
+            }
+            // Accepted tasks are never dropped: resend until Redis has it. A
+            // lost connection may mean the XADD did run; a resend then
+            // duplicates the task, which at-least-once delivery allows.
+            log().debug("client {}: XADD of task {} failed, will resend: {}", id, m->id,
+                        res.error().message());
+            resend.emplace_back(m, stream);
+            if (!stopping && !resend_timer->active()) {
+                resend_timer->start(200, [this] { flush_resend(); });
+            }
+        });
+    }
+
+    void flush_resend() {
+        auto batch = std::move(resend);
+        resend.clear();
+        for (auto& [m, stream] : batch) send_task(m, stream);
+    }
+
+    void beat() {
+        auto now = std::to_string(SystemClock::instance().now_ms());
+        for (const auto& [_, k] : queues) {
+            topo->send(r::Route{k.clients()}, {"ZADD", k.clients(), now, id}, [](Result<r::Reply>) {});
+        }
+        heartbeat->start(static_cast<std::uint64_t>(opts.heartbeat_interval.count()),
+                         [this] { beat(); });
+    }
+
+    void listen() {
+        if (stopping) return;
+        listener->send(
+            {"XREADGROUP", "GROUP", kClientGroup, id, "COUNT", "256", "BLOCK", "5000", "STREAMS",
+             receiver, ">"},
+            [this](Result<r::Reply> res) { on_notifications(std::move(res)); },
+            r::CommandOptions{.timeout = 0ms, .block = 5000ms});
+    }
+
+    void on_notifications(Result<r::Reply> res) {
+        if (stopping) return;
+        if (!res.ok()) {
+            const auto& e = res.error();
+            if (e.is(errc::reply_error) && e.message().starts_with("NOGROUP")) {
+                // The stream or group vanished (deleted, or Redis restarted
+                // without persistence): recreate both and read on.
+                create_group([this] { listen(); });
+                return;
+            }
+            if (e.is(errc::closed)) return;
+            log().debug("client {}: notification read failed: {}", id, e.message());
+            retry_listen_after(200);
+            return;
+        }
+        std::vector<std::string> acked;
+        if (const auto* streams = res->as_array()) {
+            for (const auto& s : *streams) {
+                const auto* parts = s.as_array();
+                if (!parts || parts->size() != 2 || !(*parts)[1].as_array()) continue;
+                for (const auto& entry : *(*parts)[1].as_array()) {
+                    handle_entry(entry, acked);
+                }
+            }
+        }
+        if (!acked.empty()) {
+            // Trim what has been read: ack, then delete the entries.
+            std::vector<std::string_view> ack{"XACK", receiver, kClientGroup};
+            std::vector<std::string_view> del{"XDEL", receiver};
+            for (const auto& a : acked) {
+                ack.push_back(a);
+                del.push_back(a);
+            }
+            topo->send(r::Route{receiver}, ack, [](Result<r::Reply>) {});
+            topo->send(r::Route{receiver}, del, [](Result<r::Reply>) {});
+        }
+        listen();
+    }
+
+    void handle_entry(const r::Reply& entry, std::vector<std::string>& acked) {
+        const auto* e = entry.as_array();
+        if (!e || e->size() != 2) return;
+        auto entry_id = (*e)[0].as_string();
+        const auto* kv = (*e)[1].as_array();
+        if (!entry_id) return;
+        acked.emplace_back(*entry_id);
+        if (!kv) return;
+        std::vector<RawField> fields;
+        for (std::size_t i = 0; i + 1 < kv->size(); i += 2) {
+            auto k = (*kv)[i].as_string();
+            auto v = (*kv)[i + 1].as_string();
+            if (k && v) fields.emplace_back(*k, *v);
+        }
+        auto n = decode_notification(fields);
+        if (!n) {
+            log().warn("client {}: malformed notification {} dropped: {}", id, *entry_id,
+                       n.error().message());
+            unknown.fetch_add(1);
+            return;
+        }
+        std::shared_ptr<HandleState> h;
+        {
+            std::lock_guard lock(mutex);
+            auto it = tracked.find(n->task_id);
+            if (it != tracked.end()) {
+                h = std::move(it->second);
+                tracked.erase(it);
+            }
+        }
+        if (!h) {
+            unknown.fetch_add(1);
+            log().debug("client {}: notification for unknown task {}", id, n->task_id);
+            return;
+        }
+        TaskOutcome out;
+        switch (n->type) {
+            case NotificationType::completed: out.status = TaskStatus::completed; break;
+            case NotificationType::error: out.status = TaskStatus::error; break;
+            case NotificationType::expired: out.status = TaskStatus::expired; break;
+            case NotificationType::canceled: out.status = TaskStatus::canceled; break;
+        }
+        out.error = std::move(n->err_msg);
+        h->resolve(std::move(out));
+    }
+
+    void retry_listen_after(std::uint64_t ms) {
+        listen_timer->start(ms, [this] { listen(); });
+    }
+
+    template <class Then>
+    void create_group(Then then) {
+        topo->send(r::Route{receiver},
+                   {"XGROUP", "CREATE", receiver, kClientGroup, "0", "MKSTREAM"},
+                   [this, then](Result<r::Reply> res) {
+                       if (!res.ok() && !res.error().message().starts_with("BUSYGROUP")) {
+                           log().debug("client {}: creating group failed: {}", id,
+                                       res.error().message());
+                       }
+                       if (!stopping) then();
+                   });
+    }
+};
+
+// ---- public ----
+
+Client::Client(ClientOptions options, std::vector<std::string> queue_names)
+    : impl_(std::make_unique<Impl>()) {
+    auto& im = *impl_;
+    im.opts = std::move(options);
+    if (auto st = validate_prefix(im.opts.prefix); !st) throw_error(st.error());
+    if (queue_names.empty()) throw InvalidArgument("a client needs at least one queue");
+    for (const auto& q : queue_names) {
+        if (auto st = validate_queue_name(q); !st) throw_error(st.error());
+        im.queues.emplace(q, QueueKeys(im.opts.prefix, q));
+    }
+    if (im.opts.max_buffered == 0) throw InvalidArgument("max_buffered is 0");
+    if (im.opts.heartbeat_interval.count() <= 0) throw InvalidArgument("heartbeat_interval is not positive");
+    auto address = redis::parse_url(im.opts.redis).value();
+    im.id = im.ids.next();
+    im.receiver = receiver_key(im.opts.prefix, im.id);
+    im.rt = std::make_unique<Runtime>("sf-client");
+    im.rt->call([&] {
+        r::ConnectionOptions co{.command_timeout = im.opts.command_timeout,
+                                .client_name = "streamfleet-client"};
+        im.topo = r::make_topology(*im.rt, address, co).value();
+        im.topo->start();
+        im.heartbeat = std::make_unique<Timer>(im.rt->loop());
+        im.resend_timer = std::make_unique<Timer>(im.rt->loop());
+        im.listen_timer = std::make_unique<Timer>(im.rt->loop());
+        im.listener = im.topo->dedicated(r::Route{im.receiver}, "notifications");
+        im.create_group([&im] { im.listen(); });
+        im.beat();
+        im.rt->add_stop_hook([&im] {
+            im.stopping = true;
+            im.heartbeat.reset();
+            im.resend_timer.reset();
+            im.listen_timer.reset();
+            if (im.listener) im.listener->close();
+            if (im.topo) im.topo->close();
+        });
+    });
+}
+
+Client::~Client() {
+    try {
+        close();
+    } catch (const std::exception& e) {
+        log().error("client close failed: {}", e.what());
+    }
+}
+
+const std::string& Client::id() const noexcept { return impl_->id; }
+
+std::uint64_t Client::unknown_notifications() const noexcept { return impl_->unknown.load(); }
+
+TaskId Client::enqueue(std::string_view queue, std::string_view data, const TaskOptions& opts) {
+    auto& im = *impl_;
+    const auto& keys = im.keys_for(queue);
+    auto m = im.make_message(data, opts, false);
+    im.admit(1);
+    TaskId id = m->id;
+    const std::string* stream = &keys.stream();
+    if (!im.rt->post([&im, m = std::move(m), stream] { im.send_task(m, *stream); })) {
+        im.confirmed();
+        throw ClosedError("client " + im.id + " is closed");
+    }
+    return id;
+}
+
+TaskHandle Client::enqueue_tracked(std::string_view queue, std::string_view data,
+                                   const TaskOptions& opts) {
+    auto& im = *impl_;
+    const auto& keys = im.keys_for(queue);
+    auto m = im.make_message(data, opts, true);
+    auto state = std::make_shared<HandleState>(m->id);
+    im.admit(1);
+    {
+        // Registered before the XADD leaves: a fast worker's notification
+        // must find it.
+        std::lock_guard lock(im.mutex);
+        im.tracked.emplace(m->id, state);
+    }
+    const std::string* stream = &keys.stream();
+    if (!im.rt->post([&im, m = std::move(m), stream] { im.send_task(m, *stream); })) {
+        im.confirmed();
+        throw ClosedError("client " + im.id + " is closed");
+    }
+    return TaskHandle(state);
+}
+
+std::vector<TaskId> Client::enqueue_many(std::string_view queue, const std::vector<std::string>& data,
+                                         const TaskOptions& opts) {
+    auto& im = *impl_;
+    const auto& keys = im.keys_for(queue);
+    std::vector<std::shared_ptr<TaskMessage>> msgs;
+    msgs.reserve(data.size());
+    for (const auto& d : data) msgs.push_back(im.make_message(d, opts, false));
+    im.admit(msgs.size());
+    std::vector<TaskId> out;
+    out.reserve(msgs.size());
+    for (const auto& m : msgs) out.push_back(m->id);
+    const std::string* stream = &keys.stream();
+    // One post: all XADDs are issued in one loop turn, so they leave in one write.
+    auto n = msgs.size();
+    if (!im.rt->post([&im, msgs = std::move(msgs), stream] {
+            for (const auto& m : msgs) im.send_task(m, *stream);
+        })) {
+        for (std::size_t i = 0; i < n; ++i) im.confirmed();
+        throw ClosedError("client " + im.id + " is closed");
+    }
+    return out;
+}
+
+bool Client::close(std::chrono::milliseconds deadline) {
+    auto& im = *impl_;
+    {
+        std::lock_guard lock(im.mutex);
+        if (im.closed) return true;
+        im.closed = true;
+    }
+    auto until = std::chrono::steady_clock::now() + deadline;
+    bool flushed;
+    {
+        std::unique_lock lock(im.mutex);
+        flushed = im.drained.wait_until(lock, until, [&] { return im.buffered == 0; });
+    }
+    if (!flushed) {
+        log().warn("client {}: closing with {} task(s) not confirmed by Redis", im.id, im.buffered);
+    }
+    // Remove our traces; bounded by what is left of the deadline.
+    auto left = std::max<std::chrono::milliseconds>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()),
+        500ms);
+    auto done = std::make_shared<std::promise<void>>();
+    auto fut = done->get_future();
+    bool posted = im.rt->post([&im, done, left] {
+        im.stopping = true;
+        im.heartbeat->stop();
+        im.resend_timer->stop();
+        auto remaining = std::make_shared<int>(static_cast<int>(im.queues.size()) + 1);
+        auto one = [done, remaining](Result<r::Reply>) {
+            if (--*remaining == 0) done->set_value();
+        };
+        r::CommandOptions o{.timeout = left};
+        im.topo->send(r::Route{im.receiver}, {"DEL", im.receiver}, one, o);
+        for (const auto& [_, k] : im.queues) {
+            im.topo->send(r::Route{k.clients()}, {"ZREM", k.clients(), im.id}, one, o);
+        }
+    });
+    if (posted) fut.wait_for(left + 1s);
+    std::unordered_map<std::string, std::shared_ptr<HandleState>> open;
+    {
+        std::lock_guard lock(im.mutex);
+        open.swap(im.tracked);
+    }
+    for (auto& [_, h] : open) h->resolve(TaskOutcome{TaskStatus::canceled, "client closed"});
+    im.rt->stop();
+    return flushed;
+}
+
+}  // namespace v1
+}  // namespace streamfleet
