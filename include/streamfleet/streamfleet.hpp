@@ -7,5 +7,6 @@
 #include "streamfleet/codec.hpp"
 #include "streamfleet/errors.hpp"
 #include "streamfleet/options.hpp"
+#include "streamfleet/server.hpp"
 #include "streamfleet/task.hpp"
 #include "streamfleet/version.hpp"

@@ -1,0 +1,159 @@
+#pragma once
+
+/// @file
+/// The worker side: run handlers for the tasks of one or more queues.
+///
+/// **Example**:
+/// @code
+/// streamfleet::Server server({.redis = "redis://127.0.0.1:6379", .id = "worker-1",
+///                             .concurrency = 16});
+/// server.handle("emails", [](streamfleet::TaskContext& task) {
+///     send_email(task.data());          // throw to fail (and retry per the task's policy)
+/// });
+/// server.run();                          // until shutdown() or a signal handler calls it
+/// @endcode
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "streamfleet/codec.hpp"
+#include "streamfleet/export.hpp"
+#include "streamfleet/task.hpp"
+
+namespace streamfleet {
+inline namespace v1 {
+
+struct ServerOptions {
+    /// Redis URL, as for ClientOptions.
+    std::string redis = "redis://127.0.0.1:6379";
+    /// This server's unique, stable id: its consumer name in every queue's
+    /// group. A restarted server should reuse its id.
+    std::string id{};
+    /// Prefix of every key (must match the clients').
+    std::string prefix = "streamfleet:";
+    /// Handlers running at once; the server never holds more tasks than this.
+    unsigned concurrency = 8;
+    /// Longest time one blocking read waits for new tasks.
+    std::chrono::milliseconds read_block{2'000};
+    /// How often the server refreshes its entry in P{Q}:servers.
+    std::chrono::milliseconds heartbeat_interval{2'000};
+    /// Time limit of each Redis command.
+    std::chrono::milliseconds command_timeout{5'000};
+};
+
+/// @brief What a handler reports when it returns instead of throwing.
+class STREAMFLEET_API Outcome {
+public:
+    /// The task is done.
+    static Outcome success() { return Outcome(Kind::success, {}); }
+    /// The run failed; the task is retried per its max_retries/retry_delay.
+    static Outcome failure(std::string error) { return Outcome(Kind::failure, std::move(error)); }
+    /// The run failed and retrying cannot help: dead-letter it now.
+    static Outcome dead(std::string error) { return Outcome(Kind::dead, std::move(error)); }
+
+    enum class Kind { success, failure, dead };
+    Kind kind() const noexcept { return kind_; }
+    const std::string& error() const noexcept { return error_; }
+
+private:
+    Outcome(Kind k, std::string e) : kind_(k), error_(std::move(e)) {}
+    Kind kind_;
+    std::string error_;
+};
+
+/// @brief One run of one task, as a handler sees it.
+/// @note Valid only during the handler call.
+class STREAMFLEET_API TaskContext {
+public:
+    struct Data;
+    explicit TaskContext(const Data& d) : d_(d) {}
+
+    const TaskId& id() const noexcept;
+    const std::string& queue() const noexcept;
+    /// The payload bytes.
+    std::string_view data() const noexcept;
+    /// The payload decoded from msgpack; throws InvalidArgument if it is not a `T`.
+    template <class T>
+    T as() const {
+        return decode_msgpack<T>(data());
+    }
+    /// Retries before this run (0 on the first run).
+    std::uint32_t retries() const noexcept;
+    /// Times this stream entry has been delivered (> 1 after a crash or reclaim).
+    std::uint64_t deliveries() const noexcept;
+    /// When the task expires, if it does.
+    std::optional<std::chrono::system_clock::time_point> deadline() const noexcept;
+    /// Fires when the server shuts down (after its grace period) or the run is canceled.
+    std::stop_token cancel_token() const noexcept;
+    bool canceled() const noexcept { return cancel_token().stop_requested(); }
+
+private:
+    const Data& d_;
+};
+
+/// A handler that fails by throwing (the exception's what() is kept).
+using Handler = std::function<void(TaskContext&)>;
+/// A handler that reports its outcome.
+using OutcomeHandler = std::function<Outcome(TaskContext&)>;
+
+class STREAMFLEET_API Server {
+public:
+    /// @throws InvalidArgument for a bad URL, prefix, empty id or zero concurrency.
+    explicit Server(ServerOptions options);
+    /// Calls shutdown() with a 10 s grace if still running.
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    /// Registers the handler of `queue`, which reports an Outcome. Before
+    /// start()/run() only.
+    /// @throws InvalidArgument for a bad queue name or a second handler for it.
+    void handle(std::string_view queue, OutcomeHandler handler);
+
+    /// Registers a handler that returns nothing: returning means success,
+    /// throwing means failure (the exception's what() becomes the error).
+    template <class F>
+        requires std::is_void_v<std::invoke_result_t<F&, TaskContext&>>
+    void handle(std::string_view queue, F handler) {
+        if constexpr (std::is_same_v<F, Handler> || std::is_pointer_v<F>) {
+            if (!handler) throw InvalidArgument("handler for queue '" + std::string(queue) + "' is empty");
+        }
+        handle(queue, OutcomeHandler([h = std::move(handler)](TaskContext& ctx) mutable {
+                   h(ctx);
+                   return Outcome::success();
+               }));
+    }
+
+    /// Starts reading and running tasks in the background; returns at once.
+    /// @throws InvalidArgument when no handler is registered.
+    void start();
+    /// start(), then blocks until shutdown() (from another thread or a signal
+    /// handler's thread) has finished.
+    void run();
+    /// Stops reading; lets running handlers finish within `grace`, then fires
+    /// their cancel tokens and waits for them; returns read-but-unstarted tasks
+    /// to their stream; writes every outcome; removes the heartbeat. Idempotent,
+    /// thread-safe.
+    void shutdown(std::chrono::milliseconds grace = std::chrono::seconds(10));
+
+    struct Stats {
+        std::uint64_t succeeded = 0, failed = 0, retried = 0, dead = 0, expired = 0,
+                      malformed = 0, returned = 0;
+    };
+    /// Counters since start.
+    Stats stats() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace v1
+}  // namespace streamfleet

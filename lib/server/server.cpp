@@ -1,0 +1,716 @@
+// Server: responsible for reading tasks (reader), running them on a pool of
+// `concurrency` threads (dispatcher), and making each outcome durable before the
+// entry is acknowledged (completion, retry, dead letter). It also promotes due
+// retries from P{Q}:delayed and heartbeats into P{Q}:servers.
+//
+// Slots: the reader asks for at most as many entries as there are free handler
+// slots, and reserves them while its read is outstanding, so the server never
+// holds more tasks than it can run.
+//
+// Durability order per outcome (all commands of one outcome leave in one write):
+//   success  : [notify completed] → XACK → XDEL
+//   retry    : MULTI { XADD P{Q} (retries+1) | ZADD P{Q}:delayed ; XACK ; XDEL } EXEC
+//   dead     : [notify error] → MULTI { XADD P{Q}:dead ; XACK ; XDEL } EXEC
+//   expired  : [notify expired] → XACK → XDEL
+//   malformed: MULTI { XADD P{Q}:dead (raw fields + x_error) ; XACK ; XDEL } EXEC
+// A crash between the steps can duplicate a notification or a run; it can
+// never lose the task, because the entry stays in the PEL until its XACK.
+//
+// Shutdown order: stop reading (CLIENT UNBLOCK the reader, so a read already
+// answered is not lost in a closed socket) → return unstarted tasks to their
+// stream → let running handlers finish within the grace → fire cancel tokens and
+// wait → wait for outcome writes → remove heartbeats → close connections → stop
+// the loop → join the pool.
+
+#include "streamfleet/server.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <stop_token>
+#include <thread>
+#include <unordered_map>
+
+#include "core/clock.hpp"
+#include "core/keys.hpp"
+#include "core/log.hpp"
+#include "core/wire.hpp"
+#include "redis/topology.hpp"
+#include "runtime/runtime.hpp"
+
+namespace streamfleet {
+inline namespace v1 {
+
+using namespace detail;
+using namespace std::chrono_literals;
+namespace r = detail::redis;
+
+struct TaskContext::Data {
+    TaskId id;
+    std::string queue;
+    std::string data;
+    std::uint32_t retries = 0;
+    std::uint64_t deliveries = 1;
+    std::int64_t expires_ts = 0;
+    std::stop_token token;
+};
+
+const TaskId& TaskContext::id() const noexcept { return d_.id; }
+const std::string& TaskContext::queue() const noexcept { return d_.queue; }
+std::string_view TaskContext::data() const noexcept { return d_.data; }
+std::uint32_t TaskContext::retries() const noexcept { return d_.retries; }
+std::uint64_t TaskContext::deliveries() const noexcept { return d_.deliveries; }
+std::stop_token TaskContext::cancel_token() const noexcept { return d_.token; }
+std::optional<std::chrono::system_clock::time_point> TaskContext::deadline() const noexcept {
+    if (d_.expires_ts == 0) return std::nullopt;
+    return std::chrono::system_clock::time_point(std::chrono::milliseconds(d_.expires_ts));
+}
+
+namespace {
+
+using RawEntry = std::vector<std::pair<std::string, std::string>>;
+
+// KEYS[1] -> P{Q}:delayed, KEYS[2] -> P{Q}
+// ARGV[1] -> now (unix ms), ARGV[2] -> most members to move
+// Output: { moved, score of the earliest remaining member or -1 }
+// Members are msgpack arrays of alternating field/value strings (a task
+// entry); each due one becomes a stream entry and leaves the set, atomically.
+constexpr std::string_view kPromoteScript = R"lua(
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, m in ipairs(due) do
+  redis.call('XADD', KEYS[2], '*', unpack(cmsgpack.unpack(m)))
+  redis.call('ZREM', KEYS[1], m)
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #nxt == 0 then return {#due, -1} end
+return {#due, tonumber(nxt[2])}
+)lua";
+
+std::vector<std::string_view> entry_args(std::initializer_list<std::string_view> head,
+                                         std::span<const std::string_view> fields) {
+    std::vector<std::string_view> argv(head);
+    argv.insert(argv.end(), fields.begin(), fields.end());
+    return argv;
+}
+
+}  // namespace
+
+struct Server::Impl {
+    struct Queue {
+        QueueKeys keys;
+        OutcomeHandler handler;
+        std::unique_ptr<Timer> promote_timer;
+        std::int64_t promote_due = -1;  // unix ms the timer is set for, -1 = idle
+    };
+
+    struct Job {
+        Queue* queue = nullptr;
+        std::string entry_id;
+        RawEntry raw;
+        TaskMessage msg;
+        TaskContext::Data ctx;
+        std::stop_source stop;
+        std::optional<Outcome> outcome;
+        bool interrupted = false;  // canceled by shutdown
+    };
+
+    ServerOptions opts;
+    std::map<std::string, Queue, std::less<>> queues;
+    std::vector<Queue*> order;  // round-robin order for reads
+    std::size_t rr = 0;
+
+    // Loop-thread state.
+    std::unique_ptr<r::Topology> topo;
+    std::shared_ptr<r::Connection> reader;
+    long long reader_client_id = -1;
+    unsigned free_slots = 0;
+    bool reading = false;
+    bool stopping = false;
+    std::unordered_map<Job*, std::shared_ptr<Job>> running;  // dispatched, not finished
+    std::unique_ptr<Timer> heartbeat;
+    std::unique_ptr<Timer> read_retry;
+    std::size_t writes_outstanding = 0;
+
+    // Pool.
+    std::mutex pool_mutex;
+    std::condition_variable pool_cv;
+    std::deque<std::shared_ptr<Job>> pool_queue;
+    bool pool_stop = false;
+    std::vector<std::thread> pool;
+
+    // Progress seen by shutdown()/run() on other threads.
+    std::mutex state_mutex;
+    std::condition_variable state_cv;
+    std::size_t in_flight = 0;        // mirrors running.size()
+    std::size_t writes_pending = 0;   // mirrors writes_outstanding
+    bool read_pending = false;        // mirrors reading
+    bool started = false, shut_down = false, shutting_down = false;
+
+    struct Counters {
+        std::atomic<std::uint64_t> succeeded{0}, failed{0}, retried{0}, dead{0}, expired{0},
+            malformed{0}, returned{0};
+    } counters;
+
+    // Declared last: destroyed first, joining the loop before the state above goes.
+    std::unique_ptr<Runtime> rt;
+
+    // ---- bookkeeping shared with other threads ----
+
+    void publish() {
+        std::lock_guard lock(state_mutex);
+        in_flight = running.size();
+        writes_pending = writes_outstanding;
+        read_pending = reading;
+        state_cv.notify_all();
+    }
+
+    // Sends one command counted as an outcome write; shutdown waits for these.
+    void write(const r::Route& route, std::span<const std::string_view> argv, std::string what) {
+        ++writes_outstanding;
+        topo->send(route, argv, [this, what = std::move(what)](Result<r::Reply> res) {
+            if (!res.ok()) {
+                // The entry stays in the PEL, so the task is not lost: it will be
+                // delivered again (reclaim, a later issue) and re-run.
+                log().error("server {}: {} failed: {}", opts.id, what, res.error().message());
+            } else if (res->is_array() == false && what.starts_with("EXEC")) {
+                log().error("server {}: {} was discarded", opts.id, what);
+            }
+            --writes_outstanding;
+            publish();
+        });
+    }
+
+    // MULTI cmds... EXEC on the shared connection. The commands leave in one
+    // write and nothing else can slip between them (the loop is single-threaded).
+    void transaction(const r::Route& route, const std::vector<std::vector<std::string_view>>& cmds,
+                     std::string what) {
+        topo->send(route, {"MULTI"}, [](Result<r::Reply>) {});
+        for (const auto& c : cmds) topo->send(route, c, [](Result<r::Reply>) {});
+        std::string_view exec[] = {"EXEC"};
+        write(route, exec, "EXEC (" + what + ")");
+    }
+
+    // ---- start ----
+
+    void start_on_loop() {
+        r::ConnectionOptions co{.command_timeout = opts.command_timeout,
+                                .client_name = "streamfleet-server:" + opts.id};
+        topo = r::make_topology(*rt, r::parse_url(opts.redis).value(), co).value();
+        topo->start();
+        heartbeat = std::make_unique<Timer>(rt->loop());
+        read_retry = std::make_unique<Timer>(rt->loop());
+        for (auto& [_, q] : queues) q.promote_timer = std::make_unique<Timer>(rt->loop());
+        free_slots = opts.concurrency;
+        reader = topo->dedicated(r::Route{order.front()->keys.stream()}, "reader");
+        rt->add_stop_hook([this] {
+            stopping = true;
+            heartbeat.reset();
+            read_retry.reset();
+            for (auto& [_, q] : queues) q.promote_timer.reset();
+            if (reader) reader->close();
+            if (topo) topo->close();
+        });
+        reader->send({"CLIENT", "ID"}, [this](Result<r::Reply> res) {
+            if (res.ok()) reader_client_id = res->as_integer().value_or(-1);
+        });
+        create_groups([this] { read_next(); });
+        beat();
+        for (auto* q : order) promote(*q);
+    }
+
+    template <class Then>
+    void create_groups(Then then) {
+        auto left = std::make_shared<std::size_t>(queues.size());
+        for (auto& [_, q] : queues) {
+            // Id 0: tasks enqueued before any server existed are processed too.
+            topo->send(r::Route{q.keys.stream()},
+                       {"XGROUP", "CREATE", q.keys.stream(), kServerGroup, "0", "MKSTREAM"},
+                       [this, left, then](Result<r::Reply> res) {
+                           if (!res.ok() && !res.error().message().starts_with("BUSYGROUP")) {
+                               log().warn("server {}: creating group failed: {}", opts.id,
+                                          res.error().message());
+                           }
+                           if (--*left == 0 && !stopping) then();
+                       });
+        }
+    }
+
+    void beat() {
+        auto now = std::to_string(SystemClock::instance().now_ms());
+        for (auto* q : order) {
+            topo->send(r::Route{q->keys.servers()}, {"ZADD", q->keys.servers(), now, opts.id},
+                       [](Result<r::Reply>) {});
+        }
+        heartbeat->start(static_cast<std::uint64_t>(opts.heartbeat_interval.count()),
+                         [this] { beat(); });
+    }
+
+    // ---- reader ----
+
+    void read_next() {
+        if (stopping || reading || free_slots == 0) return;
+        std::size_t n = order.size();
+        std::size_t k = std::min<std::size_t>(n, free_slots);
+        unsigned count = free_slots / static_cast<unsigned>(k);
+        std::vector<Queue*> picked;
+        for (std::size_t i = 0; i < k; ++i) picked.push_back(order[(rr + i) % n]);
+        rr = (rr + k) % n;
+        unsigned reserved = count * static_cast<unsigned>(k);
+        free_slots -= reserved;
+        reading = true;
+
+        auto count_s = std::to_string(count);
+        auto block_s = std::to_string(opts.read_block.count());
+        std::vector<std::string_view> argv{"XREADGROUP", "GROUP", kServerGroup, opts.id, "COUNT",
+                                           count_s,      "BLOCK", block_s,      "STREAMS"};
+        for (auto* q : picked) argv.push_back(q->keys.stream());
+        for (std::size_t i = 0; i < k; ++i) argv.push_back(">");
+        reader->send(argv,
+                     [this, reserved](Result<r::Reply> res) { on_read(std::move(res), reserved); },
+                     r::CommandOptions{.timeout = 0ms, .block = opts.read_block});
+    }
+
+    void on_read(Result<r::Reply> res, unsigned reserved) {
+        reading = false;
+        unsigned used = 0;
+        if (!res.ok()) {
+            free_slots += reserved;
+            publish();
+            const auto& e = res.error();
+            if (e.is(errc::closed)) return;
+            if (e.is(errc::reply_error) && e.message().starts_with("NOGROUP")) {
+                create_groups([this] { read_next(); });
+                return;
+            }
+            log().warn("server {}: read failed: {}", opts.id, e.message());
+            if (!stopping) read_retry->start(200, [this] { read_next(); });
+            return;
+        }
+        if (const auto* streams = res->as_array()) {
+            for (const auto& s : *streams) {
+                const auto* parts = s.as_array();
+                if (!parts || parts->size() != 2) continue;
+                auto name = (*parts)[0].as_string();
+                const auto* entries = (*parts)[1].as_array();
+                if (!name || !entries) continue;
+                Queue* q = queue_by_stream(*name);
+                if (!q) continue;
+                for (const auto& entry : *entries) {
+                    ++used;
+                    if (!accept(*q, entry)) ++free_slots;  // not run: its slot is free again
+                }
+            }
+        }
+        free_slots += reserved - std::min(used, reserved);
+        publish();
+        read_next();
+    }
+
+    Queue* queue_by_stream(std::string_view stream) {
+        for (auto* q : order) {
+            if (q->keys.stream() == stream) return q;
+        }
+        return nullptr;
+    }
+
+    // Takes one read entry; returns true if it was dispatched to a handler.
+    bool accept(Queue& q, const r::Reply& entry) {
+        const auto* e = entry.as_array();
+        if (!e || e->size() != 2 || !(*e)[0].as_string()) return false;
+        auto job = std::make_shared<Job>();
+        job->queue = &q;
+        job->entry_id = std::string(*(*e)[0].as_string());
+        std::vector<RawField> fields;
+        if (const auto* kv = (*e)[1].as_array()) {
+            job->raw.reserve(kv->size() / 2);
+            for (std::size_t i = 0; i + 1 < kv->size(); i += 2) {
+                auto k = (*kv)[i].as_string();
+                auto v = (*kv)[i + 1].as_string();
+                if (k && v) job->raw.emplace_back(std::string(*k), std::string(*v));
+            }
+        }
+        fields.reserve(job->raw.size());
+        for (const auto& [k, v] : job->raw) fields.emplace_back(k, v);
+
+        auto decoded = decode_task(fields);
+        if (!decoded.ok()) {
+            malformed(*job, decoded.error().message());
+            return false;
+        }
+        job->msg = std::move(*decoded);
+        if (stopping) {
+            return_to_stream(*job);
+            return false;
+        }
+        auto now = SystemClock::instance().now_ms();
+        if (job->msg.expires_ts != 0 && now > job->msg.expires_ts) {
+            expired(*job);
+            return false;
+        }
+        job->ctx.id = job->msg.id;
+        job->ctx.queue = q.keys.queue();
+        job->ctx.data = job->msg.data;
+        job->ctx.retries = job->msg.retries;
+        job->ctx.deliveries = 1;  // a fresh read; reclaimed entries (later) carry their count
+        job->ctx.expires_ts = job->msg.expires_ts;
+        job->ctx.token = job->stop.get_token();
+        running.emplace(job.get(), job);
+        {
+            std::lock_guard lock(pool_mutex);
+            pool_queue.push_back(std::move(job));
+        }
+        pool_cv.notify_one();
+        return true;
+    }
+
+    // ---- outcomes (loop thread) ----
+
+    void notify(const Job& job, NotificationType type, std::string_view err) {
+        if (!job.msg.send_notif) return;
+        Notification n{job.msg.id, type, std::string(err), {}, opts.id};
+        auto f = encode(n);
+        auto key = receiver_key(opts.prefix, job.msg.client_id);
+        write(r::Route{key}, entry_args({"XADD", key, "*"}, f.views()), "notification");
+    }
+
+    void ack_and_delete(const Job& job) {
+        const auto& s = job.queue->keys.stream();
+        write(r::Route{s}, std::vector<std::string_view>{"XACK", s, kServerGroup, job.entry_id}, "XACK");
+        write(r::Route{s}, std::vector<std::string_view>{"XDEL", s, job.entry_id}, "XDEL");
+    }
+
+    void malformed(const Job& job, const std::string& reason) {
+        ++counters.malformed;
+        log().warn("server {}: malformed entry {} in {} dead-lettered: {}", opts.id, job.entry_id,
+                   job.queue->keys.stream(), reason);
+        const auto& k = job.queue->keys;
+        std::vector<std::string_view> dead{"XADD", k.dead(), "*"};
+        for (const auto& [f, v] : job.raw) {
+            if (f == "x_error") continue;
+            dead.push_back(f);
+            dead.push_back(v);
+        }
+        std::string why = "malformed entry: " + reason;
+        dead.push_back("x_error");
+        dead.push_back(why);
+        transaction(r::Route{k.stream()},
+                    {dead, {"XACK", k.stream(), kServerGroup, job.entry_id},
+                     {"XDEL", k.stream(), job.entry_id}},
+                    "dead-letter malformed " + job.entry_id);
+    }
+
+    void expired(const Job& job) {
+        ++counters.expired;
+        notify(job, NotificationType::expired, {});
+        ack_and_delete(job);
+    }
+
+    void return_to_stream(const Job& job) {
+        ++counters.returned;
+        const auto& k = job.queue->keys;
+        std::vector<std::string_view> add{"XADD", k.stream(), "*"};
+        for (const auto& [f, v] : job.raw) {
+            add.push_back(f);
+            add.push_back(v);
+        }
+        transaction(r::Route{k.stream()},
+                    {add, {"XACK", k.stream(), kServerGroup, job.entry_id},
+                     {"XDEL", k.stream(), job.entry_id}},
+                    "return " + job.entry_id);
+    }
+
+    void finish(const std::shared_ptr<Job>& job) {
+        running.erase(job.get());
+        ++free_slots;
+        const Outcome& out = *job->outcome;
+        const auto& k = job->queue->keys;
+        if (out.kind() == Outcome::Kind::success) {
+            ++counters.succeeded;
+            notify(*job, NotificationType::completed, {});
+            ack_and_delete(*job);
+        } else if (job->interrupted) {
+            // Shutdown cut the run short: not the task's fault, so it goes
+            // back as it was, without spending a retry.
+            return_to_stream(*job);
+        } else {
+            ++counters.failed;
+            const auto& m = job->msg;
+            bool retries_left = m.max_retries == 0 || m.retries < m.max_retries;
+            if (out.kind() == Outcome::Kind::failure && retries_left) {
+                retry(*job, out.error());
+            } else {
+                ++counters.dead;
+                notify(*job, NotificationType::error, out.error());
+                TaskMessage d = m;
+                d.error = out.error();
+                auto f = encode(d);
+                transaction(r::Route{k.stream()},
+                            {entry_args({"XADD", k.dead(), "*"}, f.views()),
+                             {"XACK", k.stream(), kServerGroup, job->entry_id},
+                             {"XDEL", k.stream(), job->entry_id}},
+                            "dead-letter " + m.id);
+            }
+        }
+        publish();
+        read_next();
+    }
+
+    // The retry is made durable in the same transaction that acks the original:
+    // there is no instant at which the task exists nowhere.
+    void retry(Job& job, const std::string& error) {
+        ++counters.retried;
+        auto& q = *job.queue;
+        const auto& k = q.keys;
+        TaskMessage next = job.msg;
+        next.retries += 1;
+        next.error = error;
+        auto f = encode(next);
+        std::vector<std::string_view> ack{"XACK", k.stream(), kServerGroup, job.entry_id};
+        std::vector<std::string_view> del{"XDEL", k.stream(), job.entry_id};
+        if (next.retry_delay_ms <= 0) {
+            transaction(r::Route{k.stream()}, {entry_args({"XADD", k.stream(), "*"}, f.views()), ack, del},
+                        "retry " + next.id);
+            return;
+        }
+        std::vector<std::string> parts(f.views().begin(), f.views().end());
+        std::string member = encode_msgpack(parts);
+        auto due = SystemClock::instance().now_ms() + next.retry_delay_ms;
+        auto due_s = std::to_string(due);
+        transaction(r::Route{k.stream()},
+                    {{"ZADD", k.delayed(), due_s, member}, ack, del}, "delayed retry " + next.id);
+        if (q.promote_due < 0 || due < q.promote_due) arm_promoter(q, due);
+    }
+
+    // ---- promoter ----
+
+    void arm_promoter(Queue& q, std::int64_t due) {
+        if (stopping || !q.promote_timer) return;
+        auto now = SystemClock::instance().now_ms();
+        // Re-check at least every second even when nothing is known to be due:
+        // other servers and clients may schedule retries this server has not seen.
+        auto wait = std::clamp<std::int64_t>(due - now, 0, 1000);
+        q.promote_due = now + wait;
+        q.promote_timer->start(static_cast<std::uint64_t>(wait), [this, &q] { promote(q); });
+    }
+
+    void promote(Queue& q) {
+        q.promote_due = -1;
+        if (stopping) return;
+        auto now = std::to_string(SystemClock::instance().now_ms());
+        const auto& k = q.keys;
+        topo->send(r::Route{k.stream()},
+                   {"EVAL", kPromoteScript, "2", k.delayed(), k.stream(), now, "256"},
+                   [this, &q](Result<r::Reply> res) {
+                       if (stopping) return;
+                       std::int64_t next = -1;
+                       long long moved = 0;
+                       if (res.ok() && res->is_array() && res->size() == 2) {
+                           moved = (*res)[0].as_integer().value_or(0);
+                           next = (*res)[1].as_integer().value_or(-1);
+                       } else if (!res.ok()) {
+                           log().warn("server {}: promoting delayed tasks failed: {}", opts.id,
+                                      res.error().message());
+                       }
+                       if (moved == 256) {
+                           promote(q);  // more are due right now
+                           return;
+                       }
+                       arm_promoter(q, next < 0 ? SystemClock::instance().now_ms() + 1000 : next);
+                   });
+    }
+
+    // ---- pool ----
+
+    void pool_loop() {
+        while (true) {
+            std::shared_ptr<Job> job;
+            {
+                std::unique_lock lock(pool_mutex);
+                pool_cv.wait(lock, [&] { return pool_stop || !pool_queue.empty(); });
+                if (pool_queue.empty()) return;  // pool_stop
+                job = std::move(pool_queue.front());
+                pool_queue.pop_front();
+            }
+            TaskContext ctx(job->ctx);
+            try {
+                job->outcome = job->queue->handler(ctx);
+            } catch (const std::exception& e) {
+                job->outcome = Outcome::failure(e.what());
+            } catch (...) {
+                job->outcome = Outcome::failure("handler threw a non-standard exception");
+            }
+            if (!rt->post([this, job] { finish(job); })) {
+                log().error("server {}: task {} finished after the loop stopped; it stays pending",
+                            opts.id, job->msg.id);
+            }
+        }
+    }
+
+    // ---- shutdown ----
+
+    void begin_stop() {
+        stopping = true;
+        if (heartbeat) heartbeat->stop();
+        for (auto& [_, q] : queues) {
+            if (q.promote_timer) q.promote_timer->stop();
+        }
+        if (reading && reader_client_id >= 0) {
+            // Wake the blocked read; its reply (nil, or entries that raced in)
+            // is still processed, and entries go straight back to the stream.
+            auto id = std::to_string(reader_client_id);
+            topo->send(r::Route{}, {"CLIENT", "UNBLOCK", id}, [](Result<r::Reply>) {});
+        }
+        std::deque<std::shared_ptr<Job>> unstarted;
+        {
+            std::lock_guard lock(pool_mutex);
+            unstarted.swap(pool_queue);
+        }
+        for (auto& job : unstarted) {
+            running.erase(job.get());
+            ++free_slots;
+            return_to_stream(*job);
+        }
+        publish();
+    }
+
+    void cancel_running() {
+        for (auto& [_, job] : running) {
+            job->interrupted = true;
+            job->stop.request_stop();
+        }
+    }
+
+    template <class Pred>
+    bool wait_state(Pred pred, std::chrono::steady_clock::time_point until) {
+        std::unique_lock lock(state_mutex);
+        return state_cv.wait_until(lock, until, pred);
+    }
+};
+
+// ---- public ----
+
+Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
+    auto& im = *impl_;
+    im.opts = std::move(options);
+    if (im.opts.id.empty()) throw InvalidArgument("server id is empty");
+    if (im.opts.id.find_first_of(" \t\r\n{}") != std::string::npos) {
+        throw InvalidArgument("server id '" + im.opts.id + "' contains a space or brace");
+    }
+    if (im.opts.concurrency == 0) throw InvalidArgument("concurrency is 0");
+    if (im.opts.read_block.count() <= 0) throw InvalidArgument("read_block is not positive");
+    if (im.opts.heartbeat_interval.count() <= 0) throw InvalidArgument("heartbeat_interval is not positive");
+    if (auto st = validate_prefix(im.opts.prefix); !st) throw_error(st.error());
+    (void)r::parse_url(im.opts.redis).value();  // a bad URL fails here, not later
+}
+
+Server::~Server() {
+    try {
+        shutdown(10s);
+    } catch (const std::exception& e) {
+        log().error("server shutdown failed: {}", e.what());
+    }
+}
+
+void Server::handle(std::string_view queue, OutcomeHandler handler) {
+    auto& im = *impl_;
+    {
+        std::lock_guard lock(im.state_mutex);
+        if (im.started) throw InvalidArgument("handle() after start(): register handlers first");
+    }
+    if (auto st = validate_queue_name(queue); !st) throw_error(st.error());
+    if (!handler) throw InvalidArgument("handler for queue '" + std::string(queue) + "' is empty");
+    if (im.queues.count(queue)) {
+        throw InvalidArgument("queue '" + std::string(queue) + "' already has a handler");
+    }
+    im.queues.emplace(std::string(queue),
+                      Impl::Queue{QueueKeys(im.opts.prefix, queue), std::move(handler), nullptr, -1});
+}
+
+void Server::start() {
+    auto& im = *impl_;
+    {
+        std::lock_guard lock(im.state_mutex);
+        if (im.started) return;
+        if (im.queues.empty()) throw InvalidArgument("no handler registered: call handle() first");
+        im.started = true;
+    }
+    for (auto& [_, q] : im.queues) im.order.push_back(&q);
+    im.rt = std::make_unique<Runtime>("sf-server");
+    im.rt->call([&im] { im.start_on_loop(); });
+    for (unsigned i = 0; i < im.opts.concurrency; ++i) {
+        im.pool.emplace_back([&im] { im.pool_loop(); });
+    }
+}
+
+void Server::run() {
+    start();
+    auto& im = *impl_;
+    std::unique_lock lock(im.state_mutex);
+    im.state_cv.wait(lock, [&] { return im.shut_down; });
+}
+
+void Server::shutdown(std::chrono::milliseconds grace) {
+    auto& im = *impl_;
+    {
+        std::unique_lock lock(im.state_mutex);
+        if (!im.started || im.shut_down) return;
+        if (im.shutting_down) {
+            // Another thread is shutting down; wait for it.
+            im.state_cv.wait(lock, [&] { return im.shut_down; });
+            return;
+        }
+        im.shutting_down = true;
+    }
+    im.rt->call([&im] { im.begin_stop(); });
+    auto until = std::chrono::steady_clock::now() + grace;
+    // The outstanding read counts too: its entries go back to the stream.
+    if (!im.wait_state([&] { return im.in_flight == 0 && !im.read_pending; }, until)) {
+        log().warn("server {}: grace period over; canceling running handlers", im.opts.id);
+        im.rt->call([&im] { im.cancel_running(); });
+        // Handlers must honour their cancel token; wait for them, saying so.
+        while (!im.wait_state([&] { return im.in_flight == 0; },
+                              std::chrono::steady_clock::now() + 5s)) {
+            log().warn("server {}: still waiting for canceled handlers to return", im.opts.id);
+        }
+    }
+    im.wait_state([&] { return im.writes_pending == 0; },
+                  std::chrono::steady_clock::now() + im.opts.command_timeout + 1s);
+    // Remove the heartbeats, bounded by the command timeout.
+    auto done = std::make_shared<std::promise<void>>();
+    auto fut = done->get_future();
+    im.rt->post([&im, done] {
+        auto left = std::make_shared<std::size_t>(im.queues.size());
+        for (auto* q : im.order) {
+            im.topo->send(r::Route{q->keys.servers()}, {"ZREM", q->keys.servers(), im.opts.id},
+                          [done, left](Result<r::Reply>) {
+                              if (--*left == 0) done->set_value();
+                          });
+        }
+    });
+    fut.wait_for(im.opts.command_timeout + 1s);
+    im.rt->stop();
+    {
+        std::lock_guard lock(im.pool_mutex);
+        im.pool_stop = true;
+    }
+    im.pool_cv.notify_all();
+    for (auto& t : im.pool) t.join();
+    {
+        std::lock_guard lock(im.state_mutex);
+        im.shut_down = true;
+    }
+    im.state_cv.notify_all();
+}
+
+Server::Stats Server::stats() const {
+    const auto& c = impl_->counters;
+    return Stats{c.succeeded.load(), c.failed.load(), c.retried.load(), c.dead.load(),
+                 c.expired.load(),   c.malformed.load(), c.returned.load()};
+}
+
+}  // namespace v1
+}  // namespace streamfleet
