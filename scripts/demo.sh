@@ -26,4 +26,4 @@ for _ in $(seq 1 200); do
   sleep 0.05
 done
 
-build/examples/streamfleet-demo --redis "redis://127.0.0.1:$port"
+build/examples/quickstart --redis "redis://127.0.0.1:$port"
