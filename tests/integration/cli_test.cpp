@@ -1,0 +1,176 @@
+// The streamfleet CLI as users run it: real processes, a real redis-server.
+
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "support/redis_server.hpp"
+
+using namespace std::chrono_literals;
+using streamfleet::test::RedisServer;
+
+namespace {
+
+std::string cli() {
+    const char* dir = std::getenv("SF_TOOLS_DIR");
+    REQUIRE(dir != nullptr);
+    return std::string(dir) + "/streamfleet";
+}
+
+struct Run {
+    int code;
+    std::string out;
+    std::string err;
+};
+
+// Runs a shell command line; captures stdout and stderr.
+Run sh(const std::string& cmd, const std::string& dir) {
+    std::string out_file = dir + "/out.txt", err_file = dir + "/err.txt";
+    int status = std::system((cmd + " >" + out_file + " 2>" + err_file).c_str());
+    auto slurp = [](const std::string& p) {
+        std::ifstream in(p);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        return ss.str();
+    };
+    return Run{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out_file), slurp(err_file)};
+}
+
+pid_t spawn_worker(const std::string& args) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", ("exec " + cli() + " worker " + args).c_str(), nullptr);
+        _exit(127);
+    }
+    return pid;
+}
+
+int stop_worker(pid_t pid) {
+    kill(pid, SIGTERM);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::size_t count_lines(const std::string& path) {
+    std::ifstream in(path);
+    std::size_t n = 0;
+    std::string line;
+    while (std::getline(in, line)) ++n;
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("bad flags, URLs and queue names: non-zero exit and a one-line error") {
+    RedisServer rs;
+    auto dir = rs.dir();
+    struct Case {
+        std::string args;
+        const char* mentions;
+    };
+    const Case cases[] = {
+        {"", "usage"},
+        {"frobnicate", "unknown command 'frobnicate'"},
+        {"enqueue --queue q --data x", "missing required flag --redis"},
+        {"enqueue --redis " + rs.url() + " --data x", "missing required flag --queue"},
+        {"enqueue --redis " + rs.url() + " --queue q --bogus", "unknown flag '--bogus'"},
+        {"enqueue --redis " + rs.url() + " --queue q --max-retries lots", "--max-retries needs a non-negative integer"},
+        {"enqueue --redis " + rs.url() + " --queue q --data a --lines", "exclude each other"},
+        {"enqueue --redis redis://h:port --queue q --data a", "port 'port'"},
+        {"enqueue --redis " + rs.url() + " --queue '' --data a", "queue name is empty"},
+        {"worker --redis " + rs.url() + " --queue q --exec true", "missing required flag --id"},
+        {"worker --redis " + rs.url() + " --queue q --id w --exec true --concurrency 0", "--concurrency"},
+        {"stats --redis " + rs.url(), "missing required flag --queue"},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.args);
+        auto r = sh(cli() + " " + c.args, dir);
+        CHECK(r.code != 0);
+        CAPTURE(r.err);
+        CHECK(r.err.find(c.mentions) != std::string::npos);
+        CHECK(std::count(r.err.begin(), r.err.end(), '\n') <= (c.args.empty() ? 10 : 1));
+    }
+}
+
+TEST_CASE("enqueue --track with a worker process: outcomes, exit codes, env, stderr as error") {
+    RedisServer rs;
+    auto dir = rs.dir();
+    auto log = dir + "/ran.txt";
+    auto w = spawn_worker("--redis " + rs.url() + " --queue q --id w1 --concurrency 2 --exec '"
+                          "read x; echo \"$STREAMFLEET_QUEUE $STREAMFLEET_RETRIES $STREAMFLEET_DELIVERIES $x\" >> " +
+                          log + "; if [ \"$x\" = bad ]; then echo \"no good: $x\" >&2; exit 3; fi'");
+    auto ok = sh("printf 'a\\nb\\n' | " + cli() + " enqueue --redis " + rs.url() +
+                     " --queue q --lines --track --timeout-ms 20000",
+                 dir);
+    CHECK(ok.code == 0);
+    CAPTURE(ok.out);
+    CHECK(std::count(ok.out.begin(), ok.out.end(), '\n') == 4);  // 2 ids, 2 outcomes
+    CHECK(ok.out.find(" completed\n") != std::string::npos);
+
+    auto bad = sh(cli() + " enqueue --redis " + rs.url() + " --queue q --data bad --track --max-retries 1 --timeout-ms 20000",
+                  dir);
+    CHECK(bad.code == 1);
+    CAPTURE(bad.out);
+    CHECK(bad.out.find(" error: no good: bad\n") != std::string::npos);
+
+    auto stats = sh(cli() + " stats --redis " + rs.url() + " --queue q --json", dir);
+    CHECK(stats.code == 0);
+    CHECK(stats.out.find("\"dead\":1") != std::string::npos);
+    CHECK(stats.out.find("\"servers\":1") != std::string::npos);
+    CHECK(stats.out.find("\"stream_length\":0") != std::string::npos);
+
+    CHECK(stop_worker(w) == 0);
+    std::ifstream in(log);
+    std::string all((std::istreambuf_iterator<char>(in)), {});
+    CHECK(all.find("q 0 1 a\n") != std::string::npos);
+    CHECK(all.find("q 1 1 bad\n") != std::string::npos);  // the retry saw retries=1
+}
+
+TEST_CASE("stdin without --lines is one task; fire-and-forget exits 0 once Redis has it") {
+    RedisServer rs;
+    auto r = sh("printf 'multi\\nline\\n' | " + cli() + " enqueue --redis " + rs.url() + " --queue q", rs.dir());
+    CHECK(r.code == 0);
+    CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+    auto s = sh(cli() + " stats --redis " + rs.url() + " --queue q --json", rs.dir());
+    CHECK(s.out.find("\"stream_length\":1") != std::string::npos);
+}
+
+TEST_CASE("10,000 tasks over 3 worker processes: each handled exactly once") {
+    RedisServer rs;
+    auto dir = rs.dir();
+    auto out = dir + "/handled.txt";
+    std::vector<pid_t> workers;
+    for (int i = 0; i < 3; ++i) {
+        workers.push_back(spawn_worker("--redis " + rs.url() + " --queue bulk --id w" + std::to_string(i) +
+                                       " --concurrency 4 --exec 'read x; echo \"$x\" >> " + out + "'"));
+    }
+    auto r = sh("seq 1 10000 | " + cli() + " enqueue --redis " + rs.url() + " --queue bulk --lines", dir);
+    REQUIRE(r.code == 0);
+    auto until = std::chrono::steady_clock::now() + 120s;
+    while (count_lines(out) < 10'000 && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(100ms);
+    }
+    std::this_thread::sleep_for(300ms);
+    for (auto pid : workers) CHECK(stop_worker(pid) == 0);
+    std::ifstream in(out);
+    std::multiset<std::string> lines;
+    std::string line;
+    while (std::getline(in, line)) lines.insert(line);
+    CHECK(lines.size() == 10'000);
+    CHECK(std::set<std::string>(lines.begin(), lines.end()).size() == 10'000);
+}
