@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include "support/redis_server.hpp"
@@ -27,4 +28,24 @@ TEST_CASE("quickstart runs client and server end to end") {
 TEST_CASE("typed_payload round-trips a struct through a task") {
     RedisServer rs;
     CHECK(run_example("typed_payload", rs) == 0);
+}
+
+TEST_CASE("the benchmark binary runs and reports every key (smoke test, no timing asserted)") {
+    RedisServer rs;
+    const char* dir = std::getenv("SF_BENCH_DIR");
+    REQUIRE(dir != nullptr);
+    std::string out = rs.dir() + "/bench.json";
+    std::string cmd = std::string(dir) + "/streamfleet_bench --redis " + rs.url() +
+                      " --scenario e2e --tasks 1000 --concurrency 4 --tracked > " + out;
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    std::ifstream in(out);
+    std::string json((std::istreambuf_iterator<char>(in)), {});
+    for (const char* key : {"\"scenario\":\"e2e\"", "\"tasks\":1000", "\"tasks_per_s\":", "\"lat_p50_ms\":",
+                            "\"lat_p99_ms\":", "\"max_rss_kb\":", "\"redis_cpu_us_per_task\":"}) {
+        CAPTURE(key);
+        CHECK(json.find(key) != std::string::npos);
+    }
+    std::string bad = std::string(dir) + "/streamfleet_bench --redis " + rs.url() +
+                      " --scenario nope --tasks 1 --concurrency 1 2>/dev/null";
+    CHECK(std::system(bad.c_str()) != 0);
 }

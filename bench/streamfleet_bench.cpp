@@ -1,0 +1,210 @@
+// bench/streamfleet_bench: a Client and a Server in one process against one
+// redis-server. Prints one JSON object per run.
+//
+//   streamfleet_bench --redis URL --scenario e2e|enqueue|latency|delayed
+//                     --tasks N --concurrency C [--tracked] [--rate R] [--payload-bytes B]
+//
+// e2e      enqueue N no-op tasks as fast as possible; time until all are handled
+//          (tracked: until every handle resolved).
+// enqueue  enqueue only; time until the client confirms every task is in Redis.
+// latency  like e2e at a fixed rate R tasks/s; latencies are what matter.
+// delayed  needs delayed tasks (a later issue); refused with a clear error.
+//
+// Latency is enqueue → handler start, from a steady-clock stamp in the payload.
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "redis/sync.hpp"
+#include "redis/topology.hpp"
+#include "redis/url.hpp"
+#include "runtime/runtime.hpp"
+#include "streamfleet/streamfleet.hpp"
+
+using namespace std::chrono_literals;
+using Steady = std::chrono::steady_clock;
+namespace r = streamfleet::detail::redis;
+
+namespace {
+
+struct Args {
+    std::string redis;
+    std::string scenario;
+    long tasks = 10'000;
+    unsigned concurrency = 16;
+    bool tracked = false;
+    long rate = 0;
+    long payload = 16;
+};
+
+[[noreturn]] void usage(const std::string& why) {
+    std::fprintf(stderr,
+                 "streamfleet_bench: %s\nusage: streamfleet_bench --redis URL --scenario "
+                 "e2e|enqueue|latency|delayed --tasks N --concurrency C [--tracked] [--rate R] "
+                 "[--payload-bytes B]\n",
+                 why.c_str());
+    std::exit(2);
+}
+
+long to_long(const char* flag, const char* v) {
+    char* end = nullptr;
+    long n = std::strtol(v, &end, 10);
+    if (!*v || *end || n < 0) usage(std::string(flag) + " needs a non-negative integer");
+    return n;
+}
+
+Args parse(int argc, char** argv) {
+    Args a;
+    for (int i = 1; i < argc; ++i) {
+        std::string f = argv[i];
+        auto val = [&]() -> const char* {
+            if (i + 1 >= argc) usage(f + " needs a value");
+            return argv[++i];
+        };
+        if (f == "--redis") a.redis = val();
+        else if (f == "--scenario") a.scenario = val();
+        else if (f == "--tasks") a.tasks = to_long("--tasks", val());
+        else if (f == "--concurrency") a.concurrency = static_cast<unsigned>(to_long("--concurrency", val()));
+        else if (f == "--tracked") a.tracked = true;
+        else if (f == "--rate") a.rate = to_long("--rate", val());
+        else if (f == "--payload-bytes") a.payload = to_long("--payload-bytes", val());
+        else usage("unknown flag '" + f + "'");
+    }
+    if (a.redis.empty()) usage("missing --redis");
+    if (a.scenario != "e2e" && a.scenario != "enqueue" && a.scenario != "latency" &&
+        a.scenario != "delayed") {
+        usage("--scenario must be e2e, enqueue, latency or delayed");
+    }
+    if (a.scenario == "delayed") {
+        usage("scenario 'delayed' needs delayed tasks, which are not implemented yet");
+    }
+    if (a.scenario == "latency" && a.rate <= 0) usage("scenario 'latency' needs --rate R > 0");
+    if (a.tasks <= 0 || a.concurrency == 0) usage("--tasks and --concurrency must be positive");
+    if (a.payload < 8) a.payload = 8;  // room for the timestamp
+    return a;
+}
+
+// used_cpu_sys + used_cpu_user of the redis-server, in microseconds.
+double redis_cpu_us(r::Topology& t, streamfleet::detail::Runtime& rt) {
+    auto info = r::call(rt, t, {"INFO", "CPU"}).value();
+    std::string s(info.str());
+    double total = 0;
+    for (const char* key : {"used_cpu_sys:", "used_cpu_user:"}) {
+        auto p = s.find(key);
+        if (p != std::string::npos) total += std::stod(s.substr(p + std::strlen(key)));
+    }
+    return total * 1e6;
+}
+
+double percentile(std::vector<double>& v, double p) {
+    if (v.empty()) return 0;
+    std::size_t k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
+    std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+    return v[k];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Args a = parse(argc, argv);
+    try {
+        streamfleet::detail::Runtime rt("sf-bench-admin");
+        auto admin = rt.call([&] {
+            auto t = r::make_topology(rt, r::parse_url(a.redis).value()).value();
+            t->start();
+            return t;
+        });
+        const std::string queue = "bench";
+        (void)r::call(rt, *admin, {"DEL", "streamfleet:{bench}", "streamfleet:{bench}:dead"}).value();
+
+        std::mutex lat_mutex;
+        std::vector<double> latencies;
+        latencies.reserve(static_cast<std::size_t>(a.tasks));
+        std::atomic<long> handled{0};
+
+        std::unique_ptr<streamfleet::Server> server;
+        if (a.scenario != "enqueue") {
+            server = std::make_unique<streamfleet::Server>(streamfleet::ServerOptions{
+                .redis = a.redis, .id = "bench-server", .concurrency = a.concurrency});
+            server->handle(queue, [&](streamfleet::TaskContext& t) {
+                long long stamp = 0;
+                std::memcpy(&stamp, t.data().data(), sizeof stamp);
+                double ms = std::chrono::duration<double, std::milli>(
+                                Steady::now().time_since_epoch() - std::chrono::nanoseconds(stamp))
+                                .count();
+                {
+                    std::lock_guard lock(lat_mutex);
+                    latencies.push_back(ms);
+                }
+                handled.fetch_add(1, std::memory_order_relaxed);
+            });
+            server->start();
+        }
+        streamfleet::Client client({.redis = a.redis, .max_buffered = 1'000'000}, {queue});
+        std::string payload(static_cast<std::size_t>(a.payload), 'x');
+
+        double cpu_before = redis_cpu_us(*admin, rt);
+        auto t0 = Steady::now();
+        std::vector<streamfleet::TaskHandle> handles;
+        if (a.tracked) handles.reserve(static_cast<std::size_t>(a.tasks));
+        auto interval = a.rate > 0 ? std::chrono::nanoseconds(1'000'000'000 / a.rate) : 0ns;
+        for (long i = 0; i < a.tasks; ++i) {
+            if (a.rate > 0) {
+                auto due = t0 + interval * i;
+                while (Steady::now() < due) std::this_thread::sleep_until(due);
+            }
+            long long stamp = Steady::now().time_since_epoch().count();
+            std::memcpy(payload.data(), &stamp, sizeof stamp);
+            for (;;) {
+                try {
+                    if (a.tracked) handles.push_back(client.enqueue_tracked(queue, payload));
+                    else client.enqueue(queue, payload);
+                    break;
+                } catch (const streamfleet::QueueFull&) {
+                    std::this_thread::sleep_for(1ms);  // back-pressure, not loss
+                }
+            }
+        }
+        if (a.scenario == "enqueue") {
+            client.close(120s);
+        } else if (a.tracked) {
+            for (auto& h : handles) h.wait();
+        }
+        if (a.scenario != "enqueue") {
+            while (handled.load() < a.tasks) std::this_thread::sleep_for(200us);
+        }
+        double secs = std::chrono::duration<double>(Steady::now() - t0).count();
+        double cpu_after = redis_cpu_us(*admin, rt);
+        if (server) server->shutdown(10s);
+        client.close(10s);
+        rt.call([&] { admin->close(); });
+
+        rusage ru{};
+        getrusage(RUSAGE_SELF, &ru);
+        std::vector<double> lat;
+        {
+            std::lock_guard lock(lat_mutex);
+            lat = latencies;
+        }
+        std::printf(
+            "{\"scenario\":\"%s\",\"tasks\":%ld,\"concurrency\":%u,\"tracked\":%s,\"rate\":%ld,"
+            "\"payload_bytes\":%ld,\"seconds\":%.4f,\"tasks_per_s\":%.0f,\"lat_p50_ms\":%.3f,"
+            "\"lat_p99_ms\":%.3f,\"max_rss_kb\":%ld,\"redis_cpu_us_per_task\":%.2f}\n",
+            a.scenario.c_str(), a.tasks, a.concurrency, a.tracked ? "true" : "false", a.rate,
+            a.payload, secs, static_cast<double>(a.tasks) / secs, percentile(lat, 0.50),
+            percentile(lat, 0.99), ru.ru_maxrss, (cpu_after - cpu_before) / static_cast<double>(a.tasks));
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "streamfleet_bench: %s\n", e.what());
+        return 1;
+    }
+}
