@@ -9,10 +9,12 @@
 //
 // Durability order per outcome (all commands of one outcome leave in one write):
 //   success  : [notify completed] → XACK → XDEL
-//   retry    : MULTI { XADD P{Q} (retries+1) | ZADD P{Q}:delayed ; XACK ; XDEL } EXEC
-//   dead     : [notify error] → MULTI { XADD P{Q}:dead ; XACK ; XDEL } EXEC
+//   retry    : move { XADD P{Q} (retries+1) | ZADD P{Q}:delayed ; then XACK ; XDEL }
+//   dead     : [notify error] → move { XADD P{Q}:dead ; then XACK ; XDEL }
 //   expired  : [notify expired] → XACK → XDEL
-//   malformed: MULTI { XADD P{Q}:dead (raw fields + x_error) ; XACK ; XDEL } EXEC
+//   malformed: move { XADD P{Q}:dead (raw fields + x_error) ; then XACK ; XDEL }
+// where "move" is one Lua script (kMoveScript) that acks only after the write
+// succeeded.
 // A crash between the steps can duplicate a notification or a run; it can
 // never lose the task, because the entry stays in the PEL until its XACK.
 //
@@ -88,6 +90,25 @@ end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #nxt == 0 then return {#due, -1} end
 return {#due, tonumber(nxt[2])}
+)lua";
+
+// KEYS[1] -> destination: a stream (XADD) or P{Q}:delayed (ZADD)
+// KEYS[2] -> P{Q}, the stream the entry was read from
+// ARGV[1] -> consumer group, ARGV[2] -> entry id, ARGV[3] -> 'xadd' | 'zadd'
+// ARGV[4..] -> the XADD field/value pairs | score, member
+// Output: 1. The task is written first and the entry acked and deleted only
+// after: redis.call raises on any error, which ends the script before the ack,
+// so a failed write (WRONGTYPE, OOM) leaves the entry pending instead of losing
+// it. MULTI/EXEC would ack even if the write inside it failed.
+constexpr std::string_view kMoveScript = R"lua(
+if ARGV[3] == 'zadd' then
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[5])
+else
+  redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
+end
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[2], ARGV[2])
+return 1
 )lua";
 
 std::vector<std::string_view> entry_args(std::initializer_list<std::string_view> head,
@@ -176,22 +197,72 @@ struct Server::Impl {
                 // The entry stays in the PEL, so the task is not lost: it will be
                 // delivered again (reclaim, a later issue) and re-run.
                 log().error("server {}: {} failed: {}", opts.id, what, res.error().message());
-            } else if (res->is_array() == false && what.starts_with("EXEC")) {
-                log().error("server {}: {} was discarded", opts.id, what);
             }
             --writes_outstanding;
             publish();
         });
     }
 
-    // MULTI cmds... EXEC on the shared connection. The commands leave in one
-    // write and nothing else can slip between them (the loop is single-threaded).
-    void transaction(const r::Route& route, const std::vector<std::vector<std::string_view>>& cmds,
-                     std::string what) {
-        topo->send(route, {"MULTI"}, [](Result<r::Reply>) {});
-        for (const auto& c : cmds) topo->send(route, c, [](Result<r::Reply>) {});
-        std::string_view exec[] = {"EXEC"};
-        write(route, exec, "EXEC (" + what + ")");
+    // Runs a Lua script by SHA (loaded at start), falling back to EVAL when the
+    // server does not know it (not loaded yet, or Redis restarted empty).
+    struct Script {
+        std::string_view body;
+        std::string sha;
+    };
+    Script move_script{kMoveScript, {}};
+    Script promote_script{kPromoteScript, {}};
+
+    void load_script(Script& sc) {
+        topo->send(r::Route{}, {"SCRIPT", "LOAD", sc.body}, [&sc](Result<r::Reply> res) {
+            if (res.ok()) {
+                if (auto sha = res->as_string()) sc.sha = std::string(*sha);
+            }
+        });
+    }
+
+    void run_script(Script& sc, const r::Route& route, std::vector<std::string_view> argv,
+                    r::ReplyCallback cb) {
+        // argv is "KEYS-count keys... args..."; prepend EVALSHA sha or EVAL body.
+        if (sc.sha.empty()) {
+            argv.insert(argv.begin(), {"EVAL", sc.body});
+            topo->send(route, argv, std::move(cb));
+            return;
+        }
+        argv.insert(argv.begin(), {"EVALSHA", sc.sha});
+        auto retry = std::make_shared<std::vector<std::string>>(argv.begin() + 2, argv.end());
+        topo->send(route, argv, [this, &sc, route_key = std::string(route.key), retry,
+                                 cb = std::move(cb)](Result<r::Reply> res) mutable {
+            if (!res.ok() && res.error().message().starts_with("NOSCRIPT")) {
+                sc.sha.clear();
+                load_script(sc);
+                std::vector<std::string_view> again{"EVAL", sc.body};
+                again.insert(again.end(), retry->begin(), retry->end());
+                topo->send(r::Route{route_key}, again, std::move(cb));
+                return;
+            }
+            cb(std::move(res));
+        });
+    }
+
+    // Writes the task to `dest` (XADD fields, or ZADD score member), then acks
+    // and deletes the entry, atomically and in that order (kMoveScript).
+    void move_entry(const Job& job, const std::string& dest, std::string_view mode,
+                    std::span<const std::string_view> payload, std::string what) {
+        const auto& k = job.queue->keys;
+        std::vector<std::string_view> argv{"2", dest, k.stream(), kServerGroup, job.entry_id, mode};
+        argv.insert(argv.end(), payload.begin(), payload.end());
+        ++writes_outstanding;
+        run_script(move_script, r::Route{k.stream()}, std::move(argv),
+                   [this, what = std::move(what)](Result<r::Reply> res) {
+                       if (!res.ok()) {
+                           // The entry stays pending: it is delivered again
+                           // later (reclaim), never lost.
+                           log().error("server {}: {} failed: {}", opts.id, what,
+                                       res.error().message());
+                       }
+                       --writes_outstanding;
+                       publish();
+                   });
     }
 
     // ---- start ----
@@ -200,12 +271,8 @@ struct Server::Impl {
         r::ConnectionOptions co{.command_timeout = opts.command_timeout,
                                 .client_name = "streamfleet-server:" + opts.id};
         topo = r::make_topology(*rt, r::parse_url(opts.redis).value(), co).value();
-        topo->start();
-        heartbeat = std::make_unique<Timer>(rt->loop());
-        read_retry = std::make_unique<Timer>(rt->loop());
-        for (auto& [_, q] : queues) q.promote_timer = std::make_unique<Timer>(rt->loop());
-        free_slots = opts.concurrency;
-        reader = topo->dedicated(r::Route{order.front()->keys.stream()}, "reader");
+        // Registered before any other handle exists, so whatever follows is
+        // closed on the loop when the runtime stops, even after a failure.
         rt->add_stop_hook([this] {
             stopping = true;
             heartbeat.reset();
@@ -214,9 +281,17 @@ struct Server::Impl {
             if (reader) reader->close();
             if (topo) topo->close();
         });
+        topo->start();
+        heartbeat = std::make_unique<Timer>(rt->loop());
+        read_retry = std::make_unique<Timer>(rt->loop());
+        for (auto& [_, q] : queues) q.promote_timer = std::make_unique<Timer>(rt->loop());
+        free_slots = opts.concurrency;
+        reader = topo->dedicated(r::Route{order.front()->keys.stream()}, "reader");
         reader->send({"CLIENT", "ID"}, [this](Result<r::Reply> res) {
             if (res.ok()) reader_client_id = res->as_integer().value_or(-1);
         });
+        load_script(move_script);
+        load_script(promote_script);
         create_groups([this] { read_next(); });
         beat();
         for (auto* q : order) promote(*q);
@@ -387,20 +462,16 @@ struct Server::Impl {
         ++counters.malformed;
         log().warn("server {}: malformed entry {} in {} dead-lettered: {}", opts.id, job.entry_id,
                    job.queue->keys.stream(), reason);
-        const auto& k = job.queue->keys;
-        std::vector<std::string_view> dead{"XADD", k.dead(), "*"};
+        std::vector<std::string_view> fields;
         for (const auto& [f, v] : job.raw) {
             if (f == "x_error") continue;
-            dead.push_back(f);
-            dead.push_back(v);
+            fields.push_back(f);
+            fields.push_back(v);
         }
         std::string why = "malformed entry: " + reason;
-        dead.push_back("x_error");
-        dead.push_back(why);
-        transaction(r::Route{k.stream()},
-                    {dead, {"XACK", k.stream(), kServerGroup, job.entry_id},
-                     {"XDEL", k.stream(), job.entry_id}},
-                    "dead-letter malformed " + job.entry_id);
+        fields.push_back("x_error");
+        fields.push_back(why);
+        move_entry(job, job.queue->keys.dead(), "xadd", fields, "dead-letter malformed " + job.entry_id);
     }
 
     void expired(const Job& job) {
@@ -411,16 +482,12 @@ struct Server::Impl {
 
     void return_to_stream(const Job& job) {
         ++counters.returned;
-        const auto& k = job.queue->keys;
-        std::vector<std::string_view> add{"XADD", k.stream(), "*"};
+        std::vector<std::string_view> fields;
         for (const auto& [f, v] : job.raw) {
-            add.push_back(f);
-            add.push_back(v);
+            fields.push_back(f);
+            fields.push_back(v);
         }
-        transaction(r::Route{k.stream()},
-                    {add, {"XACK", k.stream(), kServerGroup, job.entry_id},
-                     {"XDEL", k.stream(), job.entry_id}},
-                    "return " + job.entry_id);
+        move_entry(job, job.queue->keys.stream(), "xadd", fields, "return " + job.entry_id);
     }
 
     void finish(const std::shared_ptr<Job>& job) {
@@ -448,18 +515,14 @@ struct Server::Impl {
                 TaskMessage d = m;
                 d.error = out.error();
                 auto f = encode(d);
-                transaction(r::Route{k.stream()},
-                            {entry_args({"XADD", k.dead(), "*"}, f.views()),
-                             {"XACK", k.stream(), kServerGroup, job->entry_id},
-                             {"XDEL", k.stream(), job->entry_id}},
-                            "dead-letter " + m.id);
+                move_entry(*job, k.dead(), "xadd", f.views(), "dead-letter " + m.id);
             }
         }
         publish();
         read_next();
     }
 
-    // The retry is made durable in the same transaction that acks the original:
+    // The retry is made durable in the same script that acks the original:
     // there is no instant at which the task exists nowhere.
     void retry(Job& job, const std::string& error) {
         ++counters.retried;
@@ -469,19 +532,16 @@ struct Server::Impl {
         next.retries += 1;
         next.error = error;
         auto f = encode(next);
-        std::vector<std::string_view> ack{"XACK", k.stream(), kServerGroup, job.entry_id};
-        std::vector<std::string_view> del{"XDEL", k.stream(), job.entry_id};
         if (next.retry_delay_ms <= 0) {
-            transaction(r::Route{k.stream()}, {entry_args({"XADD", k.stream(), "*"}, f.views()), ack, del},
-                        "retry " + next.id);
+            move_entry(job, k.stream(), "xadd", f.views(), "retry " + next.id);
             return;
         }
         std::vector<std::string> parts(f.views().begin(), f.views().end());
         std::string member = encode_msgpack(parts);
         auto due = SystemClock::instance().now_ms() + next.retry_delay_ms;
         auto due_s = std::to_string(due);
-        transaction(r::Route{k.stream()},
-                    {{"ZADD", k.delayed(), due_s, member}, ack, del}, "delayed retry " + next.id);
+        std::string_view zadd[] = {due_s, member};
+        move_entry(job, k.delayed(), "zadd", zadd, "delayed retry " + next.id);
         if (q.promote_due < 0 || due < q.promote_due) arm_promoter(q, due);
     }
 
@@ -502,8 +562,8 @@ struct Server::Impl {
         if (stopping) return;
         auto now = std::to_string(SystemClock::instance().now_ms());
         const auto& k = q.keys;
-        topo->send(r::Route{k.stream()},
-                   {"EVAL", kPromoteScript, "2", k.delayed(), k.stream(), now, "256"},
+        run_script(promote_script, r::Route{k.stream()},
+                   {"2", k.delayed(), k.stream(), now, "256"},
                    [this, &q](Result<r::Reply> res) {
                        if (stopping) return;
                        std::int64_t next = -1;
@@ -640,7 +700,17 @@ void Server::start() {
     }
     for (auto& [_, q] : im.queues) im.order.push_back(&q);
     im.rt = std::make_unique<Runtime>("sf-server");
-    im.rt->call([&im] { im.start_on_loop(); });
+    try {
+        im.rt->call([&im] { im.start_on_loop(); });
+    } catch (...) {
+        // Nothing was started that needs a shutdown; leave a clean, unstarted server.
+        im.rt->stop();
+        im.rt.reset();
+        im.order.clear();
+        std::lock_guard lock(im.state_mutex);
+        im.started = false;
+        throw;
+    }
     for (unsigned i = 0; i < im.opts.concurrency; ++i) {
         im.pool.emplace_back([&im] { im.pool_loop(); });
     }

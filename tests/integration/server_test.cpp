@@ -295,3 +295,54 @@ TEST_CASE("bad server configuration is refused with a typed error") {
                          InvalidArgument);
     CHECK_THROWS_AS(s.handle("", [](TaskContext&) {}), InvalidArgument);
 }
+
+TEST_CASE("a dead letter that cannot be written leaves the task pending, never lost") {
+    RedisServer rs;
+    TestConn c(rs.url());
+    // Sabotage: the dead-letter key has the wrong type, so its XADD fails.
+    REQUIRE(c.cmd({"SET", "streamfleet:{q}:dead", "not a stream"}).ok());
+    Server server(server_opts(rs, "w1"));
+    std::atomic<int> runs{0};
+    server.handle("q", [&](TaskContext&) -> Outcome {
+        ++runs;
+        return Outcome::dead("poison");
+    });
+    server.start();
+    Client client({.redis = rs.url()}, {"q"});
+    client.enqueue("q", "x");
+    REQUIRE(eventually([&] { return runs == 1; }));
+    std::this_thread::sleep_for(200ms);
+    auto pending = c.cmd({"XPENDING", "streamfleet:{q}", "streamfleet-server"}).value();
+    CHECK(pending[0].integer() == 1);  // still owned by w1: a reclaim will redeliver it
+    CHECK(c.cmd({"XLEN", "streamfleet:{q}"}).value().integer() == 1);
+}
+
+TEST_CASE("scripts survive SCRIPT FLUSH (NOSCRIPT falls back to EVAL)") {
+    RedisServer rs;
+    TestConn c(rs.url());
+    std::mutex m;
+    std::map<std::string, int> attempts;
+    Server server(server_opts(rs, "w1"));
+    server.handle("q", [&](TaskContext& t) {
+        std::lock_guard lock(m);
+        if (++attempts[std::string(t.data())] < 2) throw std::runtime_error("again");
+    });
+    server.start();
+    Client client({.redis = rs.url()}, {"q"});
+    auto first = client.enqueue_tracked("q", "a", {.retry_delay = 20ms});
+    REQUIRE(first.wait_for(20s));
+    REQUIRE(c.cmd({"SCRIPT", "FLUSH"}).ok());
+    auto second = client.enqueue_tracked("q", "b", {.retry_delay = 20ms});
+    auto out = second.wait_for(20s);
+    REQUIRE(out);
+    CHECK(out->status == TaskStatus::completed);
+    std::lock_guard lock(m);
+    CHECK(attempts["b"] == 2);
+}
+
+TEST_CASE("a server whose start fails can still be destroyed cleanly") {
+    Server s({.redis = "redis-cluster://127.0.0.1:1,127.0.0.1:2", .id = "w"});
+    s.handle("q", [](TaskContext&) {});
+    CHECK_THROWS_AS(s.start(), Unsupported);
+    s.shutdown(1s);  // no-op, no crash
+}
