@@ -25,6 +25,7 @@
 #include "core/log.hpp"
 #include "core/uuid.hpp"
 #include "core/wire.hpp"
+#include "redis/streams.hpp"
 #include "redis/topology.hpp"
 #include "runtime/runtime.hpp"
 
@@ -188,15 +189,12 @@ struct Client::Impl {
             return;
         }
         std::vector<std::string> acked;
-        if (const auto* streams = res->as_array()) {
-            for (const auto& s : *streams) {
-                const auto* parts = s.as_array();
-                if (!parts || parts->size() != 2 || !(*parts)[1].as_array()) continue;
-                for (const auto& entry : *(*parts)[1].as_array()) {
-                    handle_entry(entry, acked);
-                }
-            }
-        }
+        // Every entry is acked, parsable or not: a broken notification must not
+        // be read again forever.
+        r::for_each_entry(*res, [&](std::string_view, const r::StreamEntry& e) {
+            acked.emplace_back(e.id);
+            handle_entry(e);
+        });
         if (!acked.empty()) {
             // Trim what has been read: ack, then delete the entries.
             std::vector<std::string_view> ack{"XACK", receiver, kClientGroup};
@@ -211,23 +209,11 @@ struct Client::Impl {
         listen();
     }
 
-    void handle_entry(const r::Reply& entry, std::vector<std::string>& acked) {
-        const auto* e = entry.as_array();
-        if (!e || e->size() != 2) return;
-        auto entry_id = (*e)[0].as_string();
-        const auto* kv = (*e)[1].as_array();
-        if (!entry_id) return;
-        acked.emplace_back(*entry_id);
-        if (!kv) return;
-        std::vector<RawField> fields;
-        for (std::size_t i = 0; i + 1 < kv->size(); i += 2) {
-            auto k = (*kv)[i].as_string();
-            auto v = (*kv)[i + 1].as_string();
-            if (k && v) fields.emplace_back(*k, *v);
-        }
+    void handle_entry(const r::StreamEntry& entry) {
+        const auto& fields = entry.fields;
         auto n = decode_notification(fields);
         if (!n) {
-            log().warn("client {}: malformed notification {} dropped: {}", id, *entry_id,
+            log().warn("client {}: malformed notification {} dropped: {}", id, entry.id,
                        n.error().message());
             unknown.fetch_add(1);
             return;
@@ -263,15 +249,10 @@ struct Client::Impl {
 
     template <class Then>
     void create_group(Then then) {
-        topo->send(r::Route{receiver},
-                   {"XGROUP", "CREATE", receiver, kClientGroup, "0", "MKSTREAM"},
-                   [this, then](Result<r::Reply> res) {
-                       if (!res.ok() && !res.error().message().starts_with("BUSYGROUP")) {
-                           log().debug("client {}: creating group failed: {}", id,
-                                       res.error().message());
-                       }
-                       if (!stopping) then();
-                   });
+        r::ensure_group(*topo, receiver, kClientGroup, "0", [this, then](Status st) {
+            if (!st) log().debug("client {}: creating group failed: {}", id, st.error().message());
+            if (!stopping) then();
+        });
     }
 };
 

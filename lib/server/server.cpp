@@ -41,6 +41,7 @@
 #include "core/keys.hpp"
 #include "core/log.hpp"
 #include "core/wire.hpp"
+#include "redis/streams.hpp"
 #include "redis/topology.hpp"
 #include "runtime/runtime.hpp"
 
@@ -302,15 +303,10 @@ struct Server::Impl {
         auto left = std::make_shared<std::size_t>(queues.size());
         for (auto& [_, q] : queues) {
             // Id 0: tasks enqueued before any server existed are processed too.
-            topo->send(r::Route{q.keys.stream()},
-                       {"XGROUP", "CREATE", q.keys.stream(), kServerGroup, "0", "MKSTREAM"},
-                       [this, left, then](Result<r::Reply> res) {
-                           if (!res.ok() && !res.error().message().starts_with("BUSYGROUP")) {
-                               log().warn("server {}: creating group failed: {}", opts.id,
-                                          res.error().message());
-                           }
-                           if (--*left == 0 && !stopping) then();
-                       });
+            r::ensure_group(*topo, q.keys.stream(), kServerGroup, "0", [this, left, then](Status st) {
+                if (!st) log().warn("server {}: creating group failed: {}", opts.id, st.error().message());
+                if (--*left == 0 && !stopping) then();
+            });
         }
     }
 
@@ -365,21 +361,11 @@ struct Server::Impl {
             if (!stopping) read_retry->start(200, [this] { read_next(); });
             return;
         }
-        if (const auto* streams = res->as_array()) {
-            for (const auto& s : *streams) {
-                const auto* parts = s.as_array();
-                if (!parts || parts->size() != 2) continue;
-                auto name = (*parts)[0].as_string();
-                const auto* entries = (*parts)[1].as_array();
-                if (!name || !entries) continue;
-                Queue* q = queue_by_stream(*name);
-                if (!q) continue;
-                for (const auto& entry : *entries) {
-                    ++used;
-                    if (!accept(*q, entry)) ++free_slots;  // not run: its slot is free again
-                }
-            }
-        }
+        r::for_each_entry(*res, [&](std::string_view stream, const r::StreamEntry& e) {
+            ++used;
+            Queue* q = queue_by_stream(stream);
+            if (!q || !accept(*q, e)) ++free_slots;  // not run: its slot is free again
+        });
         free_slots += reserved - std::min(used, reserved);
         publish();
         read_next();
@@ -393,21 +379,15 @@ struct Server::Impl {
     }
 
     // Takes one read entry; returns true if it was dispatched to a handler.
-    bool accept(Queue& q, const r::Reply& entry) {
-        const auto* e = entry.as_array();
-        if (!e || e->size() != 2 || !(*e)[0].as_string()) return false;
+    bool accept(Queue& q, const r::StreamEntry& entry) {
         auto job = std::make_shared<Job>();
         job->queue = &q;
-        job->entry_id = std::string(*(*e)[0].as_string());
+        job->entry_id = std::string(entry.id);
+        // Owned copies: the reply is gone once this callback returns, and the
+        // raw fields are what a malformed entry's dead letter keeps.
+        job->raw.reserve(entry.fields.size());
+        for (const auto& [k, v] : entry.fields) job->raw.emplace_back(std::string(k), std::string(v));
         std::vector<RawField> fields;
-        if (const auto* kv = (*e)[1].as_array()) {
-            job->raw.reserve(kv->size() / 2);
-            for (std::size_t i = 0; i + 1 < kv->size(); i += 2) {
-                auto k = (*kv)[i].as_string();
-                auto v = (*kv)[i + 1].as_string();
-                if (k && v) job->raw.emplace_back(std::string(*k), std::string(*v));
-            }
-        }
         fields.reserve(job->raw.size());
         for (const auto& [k, v] : job->raw) fields.emplace_back(k, v);
 

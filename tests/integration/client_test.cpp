@@ -18,16 +18,10 @@ using namespace std::chrono_literals;
 using namespace streamfleet;
 using streamfleet::test::RedisServer;
 using streamfleet::test::TestConn;
+using streamfleet::test::entry_fields;
 namespace d = streamfleet::detail;
 
 namespace {
-
-std::map<std::string, std::string> fields_of(const d::redis::Reply& entry) {
-    std::map<std::string, std::string> out;
-    const auto& kv = entry[1];
-    for (std::size_t i = 0; i + 1 < kv.size(); i += 2) out[std::string(kv[i].str())] = std::string(kv[i + 1].str());
-    return out;
-}
 
 // Waits until the stream holds `n` entries (the client sends asynchronously).
 d::redis::Reply wait_entries(TestConn& c, const std::string& stream, std::size_t n) {
@@ -57,7 +51,7 @@ TEST_CASE("enqueue writes a v1 task entry to P{Q}") {
     auto id = client.enqueue("emails", std::string("he\0llo", 6),
                              {.max_retries = 3, .retry_delay = 250ms, .expires_in = 60s});
     auto entries = wait_entries(c, "streamfleet:{emails}", 1);
-    auto f = fields_of(entries[0]);
+    auto f = entry_fields(entries[0]);
     CHECK(f["enc_version"] == "1");
     CHECK(f["id"] == id);
     CHECK(f["client_id"] == client.id());
@@ -97,7 +91,7 @@ TEST_CASE("tracked tasks resolve from notifications; unknown ones are counted") 
         });
     }
     auto entries = wait_entries(c, "streamfleet:{q}", 3);
-    CHECK(fields_of(entries[0])["send_notif"] == "1");
+    CHECK(entry_fields(entries[0])["send_notif"] == "1");
     notify(c, client, ok.id(), "completed");
     notify(c, client, bad.id(), "error", "smtp said no");
     notify(c, client, ok.id(), "completed");  // a duplicate: ignored, counted
@@ -181,7 +175,7 @@ TEST_CASE("enqueue_many sends every task, in order; typed payloads round-trip") 
     auto entries = wait_entries(c, "streamfleet:{bulk}", 1000);
     bool ordered = true;
     for (int i = 0; i < 1000; ++i) {
-        auto f = fields_of(entries[i]);
+        auto f = entry_fields(entries[i]);
         ordered = ordered && f["id"] == ids[i] && f["data"] == data[i];
     }
     CHECK(ordered);
@@ -189,7 +183,7 @@ TEST_CASE("enqueue_many sends every task, in order; typed payloads round-trip") 
     std::map<std::string, int> order{{"apples", 3}, {"pears", 5}};
     client.enqueue("bulk", order);
     auto all = wait_entries(c, "streamfleet:{bulk}", 1001);
-    auto back = decode_msgpack<std::map<std::string, int>>(fields_of(all[1000])["data"]);
+    auto back = decode_msgpack<std::map<std::string, int>>(entry_fields(all[1000])["data"]);
     CHECK(back == order);
     CHECK_THROWS_AS(decode_msgpack<std::vector<int>>("not msgpack \xc1"), InvalidArgument);
 }

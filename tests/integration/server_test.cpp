@@ -16,6 +16,7 @@ using namespace std::chrono_literals;
 using namespace streamfleet;
 using streamfleet::test::RedisServer;
 using streamfleet::test::TestConn;
+using streamfleet::test::entry_fields;
 
 namespace {
 
@@ -27,13 +28,6 @@ bool eventually(Pred pred, std::chrono::milliseconds limit = 20s) {
         std::this_thread::sleep_for(10ms);
     }
     return pred();
-}
-
-std::map<std::string, std::string> fields_of(const detail::redis::Reply& entry) {
-    std::map<std::string, std::string> out;
-    const auto& kv = entry[1];
-    for (std::size_t i = 0; i + 1 < kv.size(); i += 2) out[std::string(kv[i].str())] = std::string(kv[i + 1].str());
-    return out;
 }
 
 ServerOptions server_opts(const RedisServer& rs, std::string id, unsigned concurrency = 4) {
@@ -132,7 +126,7 @@ TEST_CASE("exhausted retries: error notification with the handler's text, and a 
     CHECK(runs == 3);  // first run + 2 retries
     auto dead = c.cmd({"XRANGE", "streamfleet:{doomed}:dead", "-", "+"}).value();
     REQUIRE(dead.size() == 1);
-    auto f = fields_of(dead[0]);
+    auto f = entry_fields(dead[0]);
     CHECK(f["id"] == h.id());
     CHECK(f["data"] == "payload");
     CHECK(f["retries"] == "2");
@@ -185,12 +179,12 @@ TEST_CASE("malformed entries are dead-lettered with their raw fields and the rea
     CHECK(h.wait().status == TaskStatus::completed);
     REQUIRE(eventually([&] { return c.cmd({"XLEN", s + ":dead"}).value().integer() == 4; }));
     auto dead = c.cmd({"XRANGE", s + ":dead", "-", "+"}).value();
-    auto f0 = fields_of(dead[0]);
+    auto f0 = entry_fields(dead[0]);
     CHECK(f0["garbage"] == "1");
     CHECK(f0["x_error"].find("missing field 'enc_version'") != std::string::npos);
-    CHECK(fields_of(dead[1])["x_error"].find("unsupported enc_version '2'") != std::string::npos);
-    CHECK(fields_of(dead[2])["x_error"].find("'max_retries'") != std::string::npos);
-    CHECK(fields_of(dead[3])["x_error"].find("'send_notif'") != std::string::npos);
+    CHECK(entry_fields(dead[1])["x_error"].find("unsupported enc_version '2'") != std::string::npos);
+    CHECK(entry_fields(dead[2])["x_error"].find("'max_retries'") != std::string::npos);
+    CHECK(entry_fields(dead[3])["x_error"].find("'send_notif'") != std::string::npos);
     CHECK(runs == 1);
     CHECK(server.stats().malformed == 4);
     CHECK(c.cmd({"XLEN", s}).value().integer() == 0);
@@ -272,7 +266,7 @@ TEST_CASE("shutdown cancels overdue handlers and returns their tasks to the stre
     // and none of them spent a retry.
     auto entries = c.cmd({"XRANGE", "streamfleet:{slow}", "-", "+"}).value();
     CHECK(entries.size() == 5);
-    for (std::size_t i = 0; i < entries.size(); ++i) CHECK(fields_of(entries[i])["retries"] == "0");
+    for (std::size_t i = 0; i < entries.size(); ++i) CHECK(entry_fields(entries[i])["retries"] == "0");
     auto pending = c.cmd({"XPENDING", "streamfleet:{slow}", "streamfleet-server"}).value();
     CHECK(pending[0].integer() == 0);
 

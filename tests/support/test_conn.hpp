@@ -3,6 +3,7 @@
 // A Runtime plus one Connection with blocking helpers, for tests that drive the
 // Redis layer from the test thread.
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,5 +45,15 @@ private:
     detail::Runtime rt_{"sf-test"};
     std::shared_ptr<r::Connection> conn_;
 };
+
+/// The field/value pairs of one stream entry (`[id, [k, v, ...]]`) as a map.
+inline std::map<std::string, std::string> entry_fields(const r::Reply& entry) {
+    std::map<std::string, std::string> out;
+    const auto& kv = entry[1];
+    for (std::size_t i = 0; i + 1 < kv.size(); i += 2) {
+        out[std::string(kv[i].str())] = std::string(kv[i + 1].str());
+    }
+    return out;
+}
 
 }  // namespace streamfleet::test

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "redis/resp.hpp"
+#include "redis/streams.hpp"
 #include "streamfleet/errors.hpp"
 
 using namespace std::string_literals;
@@ -97,4 +98,31 @@ TEST_CASE("typed accessors refuse the wrong type with ProtoError") {
     auto a = Reply::array({Reply::nil()});
     CHECK_THROWS_AS(a[1], streamfleet::ProtoError);
     CHECK(Reply::string(std::string("a\0\"", 3)).debug_string() == "\"a\\x00\\\"\"");
+}
+
+TEST_CASE("stream replies: entries are parsed, odd shapes skipped, counted") {
+    // [[stream, [[id, [k, v, k2, v2]], [id2, [k, v]], garbage]], [other, nil]]
+    auto entry = [](const char* id, std::vector<Reply> kv) {
+        return Reply::array({Reply::string(id), Reply::array(std::move(kv))});
+    };
+    auto reply = Reply::array({
+        Reply::array({Reply::string("s1"),
+                      Reply::array({entry("1-0", {Reply::string("a"), Reply::string("1"),
+                                                  Reply::string("b"), Reply::string("2")}),
+                                    entry("2-0", {Reply::string("c"), Reply::integer(3),
+                                                  Reply::string("d"), Reply::string("4")}),
+                                    Reply::string("garbage")})}),
+        Reply::array({Reply::string("s2"), Reply::nil()}),
+    });
+    std::vector<std::string> seen;
+    auto n = for_each_entry(reply, [&](std::string_view stream, const StreamEntry& e) {
+        std::string s = std::string(stream) + "/" + std::string(e.id);
+        for (auto& [k, v] : e.fields) s += " " + std::string(k) + "=" + std::string(v);
+        seen.push_back(s);
+    });
+    CHECK(n == 3);
+    REQUIRE(seen.size() == 2);
+    CHECK(seen[0] == "s1/1-0 a=1 b=2");
+    CHECK(seen[1] == "s1/2-0 d=4");  // a non-string value drops its pair, not the entry
+    CHECK(for_each_entry(Reply::nil(), [](auto, const auto&) { FAIL("no entries"); }) == 0);
 }
