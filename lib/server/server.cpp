@@ -127,6 +127,7 @@ struct Server::Impl {
         OutcomeHandler handler;
         std::unique_ptr<Timer> promote_timer;
         std::int64_t promote_due = -1;  // unix ms the timer is set for, -1 = idle
+        std::vector<std::string> acks;  // entry ids to ack at the end of this turn
     };
 
     struct Job {
@@ -155,6 +156,9 @@ struct Server::Impl {
     std::unordered_map<Job*, std::shared_ptr<Job>> running;  // dispatched, not finished
     std::unique_ptr<Timer> heartbeat;
     std::unique_ptr<Timer> read_retry;
+    std::unique_ptr<TurnEnd> ack_flush;
+    std::vector<Queue*> queues_to_ack;
+    std::size_t acks_unflushed = 0;
     std::size_t writes_outstanding = 0;
 
     // Pool.
@@ -185,7 +189,7 @@ struct Server::Impl {
     void publish() {
         std::lock_guard lock(state_mutex);
         in_flight = running.size();
-        writes_pending = writes_outstanding;
+        writes_pending = writes_outstanding + acks_unflushed;
         read_pending = reading;
         state_cv.notify_all();
     }
@@ -278,6 +282,7 @@ struct Server::Impl {
             stopping = true;
             heartbeat.reset();
             read_retry.reset();
+            ack_flush.reset();
             for (auto& [_, q] : queues) q.promote_timer.reset();
             if (reader) reader->close();
             if (topo) topo->close();
@@ -285,6 +290,7 @@ struct Server::Impl {
         topo->start();
         heartbeat = std::make_unique<Timer>(rt->loop());
         read_retry = std::make_unique<Timer>(rt->loop());
+        ack_flush = std::make_unique<TurnEnd>(rt->loop(), [this] { flush_acks(); });
         for (auto& [_, q] : queues) q.promote_timer = std::make_unique<Timer>(rt->loop());
         free_slots = opts.concurrency;
         reader = topo->dedicated(r::Route{order.front()->keys.stream()}, "reader");
@@ -432,10 +438,34 @@ struct Server::Impl {
         write(r::Route{key}, entry_args({"XADD", key, "*"}, f.views()), "notification");
     }
 
+    // Acks are batched per queue and loop turn: every task finished in this
+    // turn is acked by one XACK and deleted by one XDEL with all their ids,
+    // written after the turn's notifications (same connection, so in order).
     void ack_and_delete(const Job& job) {
-        const auto& s = job.queue->keys.stream();
-        write(r::Route{s}, std::vector<std::string_view>{"XACK", s, kServerGroup, job.entry_id}, "XACK");
-        write(r::Route{s}, std::vector<std::string_view>{"XDEL", s, job.entry_id}, "XDEL");
+        auto& q = *job.queue;
+        if (q.acks.empty()) queues_to_ack.push_back(&q);
+        q.acks.push_back(job.entry_id);
+        ++acks_unflushed;  // counts as a pending write until flushed: shutdown waits for it
+        ack_flush->arm();
+    }
+
+    void flush_acks() {
+        auto batch = std::move(queues_to_ack);
+        queues_to_ack.clear();
+        for (auto* q : batch) {
+            const auto& s = q->keys.stream();
+            std::vector<std::string_view> ack{"XACK", s, kServerGroup};
+            std::vector<std::string_view> del{"XDEL", s};
+            for (const auto& id : q->acks) {
+                ack.push_back(id);
+                del.push_back(id);
+            }
+            write(r::Route{s}, ack, "XACK");
+            write(r::Route{s}, del, "XDEL");
+            q->acks.clear();
+        }
+        acks_unflushed = 0;
+        publish();
     }
 
     void malformed(const Job& job, const std::string& reason) {
@@ -667,7 +697,7 @@ void Server::handle(std::string_view queue, OutcomeHandler handler) {
         throw InvalidArgument("queue '" + std::string(queue) + "' already has a handler");
     }
     im.queues.emplace(std::string(queue),
-                      Impl::Queue{QueueKeys(im.opts.prefix, queue), std::move(handler), nullptr, -1});
+                      Impl::Queue{QueueKeys(im.opts.prefix, queue), std::move(handler), nullptr, -1, {}});
 }
 
 void Server::start() {
