@@ -41,6 +41,7 @@ constexpr const char* kUsage =
     "  streamfleet enqueue --redis URL --queue Q [--data TEXT] [--lines] [--track]\n"
     "                      [--timeout-ms N] [--max-retries N] [--retry-delay-ms N] [--expires-in-ms N]\n"
     "  streamfleet worker  --redis URL --queue Q [--queue Q2 ...] --id ID [--concurrency N] --exec CMD\n"
+    "                      [--lease-ms N] [--heartbeat-ms N] [--max-deliveries N]\n"
     "  streamfleet stats   --redis URL --queue Q [--json]\n";
 
 struct UsageError : std::runtime_error {
@@ -270,8 +271,10 @@ std::optional<std::string> run_command(const std::string& cmd, std::string_view 
 }
 
 int cmd_worker(int argc, char** argv) {
-    auto f = Flags::parse(argc, argv, 2, {"--redis", "--id", "--concurrency", "--exec"}, {"--queue"},
-                          {});
+    auto f = Flags::parse(argc, argv, 2,
+                          {"--redis", "--id", "--concurrency", "--exec", "--lease-ms", "--heartbeat-ms",
+                           "--max-deliveries"},
+                          {"--queue"}, {});
     auto redis = f.need("--redis");
     auto id = f.need("--id");
     auto cmd = f.need("--exec");
@@ -291,7 +294,18 @@ int cmd_worker(int argc, char** argv) {
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
     signal(SIGPIPE, SIG_IGN);
 
-    streamfleet::Server server({.redis = redis, .id = id, .concurrency = concurrency});
+    streamfleet::ServerOptions so{.redis = redis, .id = id, .concurrency = concurrency};
+    if (auto n = f.number("--lease-ms")) so.lease = std::chrono::milliseconds(*n);
+    if (auto n = f.number("--heartbeat-ms")) {
+        if (*n == 0) throw UsageError("--heartbeat-ms must be positive");
+        so.heartbeat_interval = std::chrono::milliseconds(*n);
+        so.dead_after = 3 * so.heartbeat_interval;  // dead after three missed beats
+    }
+    if (auto n = f.number("--max-deliveries")) {
+        if (*n == 0 || *n > 0xffffffffLL) throw UsageError("--max-deliveries must be in 1..4294967295");
+        so.max_deliveries = static_cast<std::uint32_t>(*n);
+    }
+    streamfleet::Server server(so);
     for (const auto& q : f.values["--queue"]) {
         server.handle(q, [cmd](streamfleet::TaskContext& t) {
             std::vector<std::string> env = {

@@ -30,6 +30,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <random>
 #include <future>
 #include <map>
 #include <mutex>
@@ -112,6 +113,23 @@ redis.call('XDEL', KEYS[2], ARGV[2])
 return 1
 )lua";
 
+// KEYS[1] -> P{Q}
+// ARGV[1] -> group, ARGV[2] -> this server's consumer name, ARGV[3..] -> entry ids
+// Output: the ids whose lease was renewed. An entry is renewed only while this
+// server still owns it: a plain XCLAIM would steal back an entry a peer took
+// over after our lease lapsed, and then both would run it.
+constexpr std::string_view kKeepScript = R"lua(
+local kept = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #p == 1 and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    kept[#kept + 1] = ARGV[i]
+  end
+end
+return kept
+)lua";
+
 std::vector<std::string_view> entry_args(std::initializer_list<std::string_view> head,
                                          std::span<const std::string_view> fields) {
     std::vector<std::string_view> argv(head);
@@ -159,6 +177,9 @@ struct Server::Impl {
     std::unique_ptr<TurnEnd> ack_flush;
     std::vector<Queue*> queues_to_ack;
     std::size_t acks_unflushed = 0;
+    std::unique_ptr<Timer> lease_timer;
+    std::unique_ptr<Timer> reclaim_timer;
+    std::deque<std::function<void()>> claims_waiting;  // claims that need a free slot
     std::size_t writes_outstanding = 0;
 
     // Pool.
@@ -216,6 +237,7 @@ struct Server::Impl {
     };
     Script move_script{kMoveScript, {}};
     Script promote_script{kPromoteScript, {}};
+    Script keep_script{kKeepScript, {}};
 
     void load_script(Script& sc) {
         topo->send(r::Route{}, {"SCRIPT", "LOAD", sc.body}, [&sc](Result<r::Reply> res) {
@@ -283,6 +305,9 @@ struct Server::Impl {
             heartbeat.reset();
             read_retry.reset();
             ack_flush.reset();
+            lease_timer.reset();
+            reclaim_timer.reset();
+            claims_waiting.clear();
             for (auto& [_, q] : queues) q.promote_timer.reset();
             if (reader) reader->close();
             if (topo) topo->close();
@@ -291,6 +316,8 @@ struct Server::Impl {
         heartbeat = std::make_unique<Timer>(rt->loop());
         read_retry = std::make_unique<Timer>(rt->loop());
         ack_flush = std::make_unique<TurnEnd>(rt->loop(), [this] { flush_acks(); });
+        lease_timer = std::make_unique<Timer>(rt->loop());
+        reclaim_timer = std::make_unique<Timer>(rt->loop());
         for (auto& [_, q] : queues) q.promote_timer = std::make_unique<Timer>(rt->loop());
         free_slots = opts.concurrency;
         reader = topo->dedicated(r::Route{order.front()->keys.stream()}, "reader");
@@ -299,8 +326,14 @@ struct Server::Impl {
         });
         load_script(move_script);
         load_script(promote_script);
-        create_groups([this] { read_next(); });
+        load_script(keep_script);
+        // A restarted server with the same id first takes back what its
+        // previous life left pending, and only then reads new work: a read
+        // racing this claim would make fresh deliveries look stale.
+        create_groups([this] { recover_own(0); });
         beat();
+        keep_leases();
+        schedule_reclaim();
         for (auto* q : order) promote(*q);
     }
 
@@ -324,12 +357,196 @@ struct Server::Impl {
         }
         heartbeat->start(static_cast<std::uint64_t>(opts.heartbeat_interval.count()),
                          [this] { beat(); });
+        find_dead_servers();
+    }
+
+    // ---- recovery: lease keeper, dead servers, reclaimer ----
+
+    // Responsible for keeping this server's in-flight entries from looking
+    // idle: every lease/3 they are re-claimed by their owner (JUSTID: the
+    // delivery count stays), so no peer takes over a long task on a live server.
+    void keep_leases() {
+        if (stopping) return;
+        std::map<Queue*, std::vector<std::string>> ids;
+        for (const auto& [_, job] : running) ids[job->queue].push_back(job->entry_id);
+        for (auto& [q, list] : ids) {
+            std::vector<std::string_view> argv{"1", q->keys.stream(), kServerGroup, opts.id};
+            argv.insert(argv.end(), list.begin(), list.end());
+            auto asked = list.size();
+            run_script(keep_script, r::Route{q->keys.stream()}, std::move(argv),
+                       [this, asked](Result<r::Reply> res) {
+                           if (!res.ok()) {
+                               log().warn("server {}: keeping leases failed: {}", opts.id,
+                                          res.error().message());
+                           } else if (res->size() < asked) {
+                               log().warn("server {}: {} running task(s) were taken over by a peer "
+                                          "(lease lapsed); they may run twice",
+                                          opts.id, asked - res->size());
+                           }
+                       });
+        }
+        lease_timer->start(static_cast<std::uint64_t>(std::max<long long>(opts.lease.count() / 3, 1)),
+                           [this] { keep_leases(); });
+    }
+
+    // Servers whose heartbeat is older than dead_after: take their pending
+    // entries now instead of waiting for the lease to lapse.
+    void find_dead_servers() {
+        auto cutoff = std::to_string(SystemClock::instance().now_ms() - opts.dead_after.count());
+        for (auto* q : order) {
+            topo->send(r::Route{q->keys.servers()},
+                       {"ZRANGEBYSCORE", q->keys.servers(), "-inf", "(" + cutoff},
+                       [this, q](Result<r::Reply> res) {
+                           if (stopping || !res.ok() || !res->is_array()) return;
+                           for (const auto& dead : res->elements()) {
+                               auto id = dead.as_string();
+                               if (!id || *id == opts.id) continue;
+                               claim(*q, std::string(*id), 0);
+                           }
+                       });
+        }
+    }
+
+    void recover_own(std::size_t i) {
+        if (i == order.size()) {
+            read_next();
+            return;
+        }
+        claim(*order[i], opts.id, 0, [this, i] { recover_own(i + 1); });
+    }
+
+    // Safety net: any entry idle longer than the lease, whoever owns it.
+    void schedule_reclaim() {
+        if (stopping) return;
+        thread_local std::minstd_rand rng(std::random_device{}());
+        auto half = std::max<long long>(opts.lease.count() / 2, 1);
+        auto delay = half - half / 4 + static_cast<long long>(rng() % static_cast<unsigned long>(half / 2 + 1));
+        reclaim_timer->start(static_cast<std::uint64_t>(delay), [this] {
+            for (auto* q : order) claim(*q, std::nullopt, opts.lease.count());
+            schedule_reclaim();
+        });
+    }
+
+    // Claims up to `free slots` pending entries of `q` idle for at least
+    // `min_idle_ms` (owned by `consumer`, if given), and runs them here.
+    // Step 1 (XPENDING) learns ids and delivery counts without taking anything;
+    // step 2 (XCLAIM with the same min-idle) takes only those still idle, so
+    // two servers racing for one entry cannot both win.
+    void claim(Queue& q, std::optional<std::string> consumer, long long min_idle_ms,
+               std::function<void()> then = {}) {
+        if (stopping) return;
+        auto idle = std::to_string(min_idle_ms);
+        auto count = std::to_string(std::max(opts.concurrency, 1u));
+        std::vector<std::string_view> argv{"XPENDING", q.keys.stream(), kServerGroup, "IDLE", idle,
+                                           "-",        "+",             count};
+        if (consumer) argv.push_back(*consumer);
+        topo->send(r::Route{q.keys.stream()}, argv,
+                   [this, &q, consumer, min_idle_ms, then](Result<r::Reply> res) {
+                       if (stopping) return;
+                       if (!res.ok() || !res->is_array() || res->size() == 0) {
+                           if (consumer && res.ok() && res->is_array() && res->size() == 0 &&
+                               *consumer != opts.id) {
+                               forget_server(q, *consumer);
+                           }
+                           if (then) then();
+                           return;
+                       }
+                       std::vector<std::pair<std::string, std::uint64_t>> candidates;
+                       for (const auto& p : res->elements()) {
+                           if (!p.is_array() || p.size() < 4) continue;
+                           auto id = p[0].as_string();
+                           auto n = p[3].as_integer();
+                           if (!id || !n) continue;
+                           bool ours_running = false;
+                           for (const auto& [_, job] : running) {
+                               if (job->queue == &q && job->entry_id == *id) ours_running = true;
+                           }
+                           if (!ours_running) candidates.emplace_back(std::string(*id), static_cast<std::uint64_t>(*n));
+                       }
+                       if (candidates.empty()) {
+                           if (then) then();
+                           return;
+                       }
+                       auto go = [this, &q, candidates, min_idle_ms, then] {
+                           take(q, candidates, min_idle_ms, then);
+                       };
+                       if (free_slots > 0) {
+                           go();
+                       } else {
+                           claims_waiting.push_back(go);
+                           unblock_reader();
+                       }
+                   });
+    }
+
+    void take(Queue& q, std::vector<std::pair<std::string, std::uint64_t>> candidates,
+              long long min_idle_ms, std::function<void()> then) {
+        if (stopping) return;
+        if (free_slots == 0) {
+            claims_waiting.push_back([this, &q, candidates, min_idle_ms, then] {
+                take(q, candidates, min_idle_ms, then);
+            });
+            return;
+        }
+        auto n = std::min<std::size_t>(candidates.size(), free_slots);
+        candidates.resize(n);
+        free_slots -= static_cast<unsigned>(n);
+        auto idle = std::to_string(min_idle_ms);
+        std::vector<std::string_view> argv{"XCLAIM", q.keys.stream(), kServerGroup, opts.id, idle};
+        for (const auto& [id, _] : candidates) argv.push_back(id);
+        topo->send(r::Route{q.keys.stream()}, argv,
+                   [this, &q, candidates, n, then](Result<r::Reply> res) {
+                       unsigned dispatched = 0;
+                       if (res.ok() && res->is_array()) {
+                           for (const auto& e : res->elements()) {
+                               auto entry = r::parse_entry(e);
+                               if (!entry) continue;  // deleted meanwhile
+                               std::uint64_t before = 0;
+                               for (const auto& [id, count] : candidates) {
+                                   if (id == entry->id) before = count;
+                               }
+                               if (accept(q, *entry, before + 1)) ++dispatched;
+                           }
+                           if (dispatched > 0) {
+                               log().info("server {}: took over {} task(s) in {}", opts.id, dispatched,
+                                          q.keys.stream());
+                           }
+                       } else if (!res.ok()) {
+                           log().warn("server {}: claiming failed: {}", opts.id, res.error().message());
+                       }
+                       free_slots += static_cast<unsigned>(n) - dispatched;
+                       publish();
+                       if (then) then();
+                       else read_next();
+                   });
+    }
+
+    // A dead server that owns nothing more leaves the group and the registry.
+    void forget_server(Queue& q, const std::string& id) {
+        topo->send(r::Route{q.keys.stream()}, {"XGROUP", "DELCONSUMER", q.keys.stream(), kServerGroup, id},
+                   [](Result<r::Reply>) {});
+        topo->send(r::Route{q.keys.servers()}, {"ZREM", q.keys.servers(), id}, [](Result<r::Reply>) {});
+    }
+
+    void unblock_reader() {
+        if (reading && reader_client_id >= 0) {
+            auto id = std::to_string(reader_client_id);
+            topo->send(r::Route{}, {"CLIENT", "UNBLOCK", id}, [](Result<r::Reply>) {});
+        }
     }
 
     // ---- reader ----
 
     void read_next() {
         if (stopping || reading || free_slots == 0) return;
+        if (!claims_waiting.empty()) {
+            // Recovery of others' tasks goes before new work; each claim calls
+            // read_next() again when it is done.
+            auto next = std::move(claims_waiting.front());
+            claims_waiting.pop_front();
+            next();
+            return;
+        }
         std::size_t n = order.size();
         std::size_t k = std::min<std::size_t>(n, free_slots);
         unsigned count = free_slots / static_cast<unsigned>(k);
@@ -385,7 +602,7 @@ struct Server::Impl {
     }
 
     // Takes one read entry; returns true if it was dispatched to a handler.
-    bool accept(Queue& q, const r::StreamEntry& entry) {
+    bool accept(Queue& q, const r::StreamEntry& entry, std::uint64_t deliveries = 1) {
         auto job = std::make_shared<Job>();
         job->queue = &q;
         job->entry_id = std::string(entry.id);
@@ -397,6 +614,11 @@ struct Server::Impl {
         fields.reserve(job->raw.size());
         for (const auto& [k, v] : job->raw) fields.emplace_back(k, v);
 
+        if (deliveries > opts.max_deliveries) {
+            // A task that keeps killing (or hanging) its servers: stop the cycle.
+            poison(*job, deliveries);
+            return false;
+        }
         auto decoded = decode_task(fields);
         if (!decoded.ok()) {
             malformed(*job, decoded.error().message());
@@ -416,7 +638,7 @@ struct Server::Impl {
         job->ctx.queue = q.keys.queue();
         job->ctx.data = job->msg.data;
         job->ctx.retries = job->msg.retries;
-        job->ctx.deliveries = 1;  // a fresh read; reclaimed entries (later) carry their count
+        job->ctx.deliveries = deliveries;
         job->ctx.expires_ts = job->msg.expires_ts;
         job->ctx.token = job->stop.get_token();
         running.emplace(job.get(), job);
@@ -482,6 +704,31 @@ struct Server::Impl {
         fields.push_back("x_error");
         fields.push_back(why);
         move_entry(job, job.queue->keys.dead(), "xadd", fields, "dead-letter malformed " + job.entry_id);
+    }
+
+    void poison(const Job& job, std::uint64_t deliveries) {
+        ++counters.dead;
+        auto why = "exceeded " + std::to_string(opts.max_deliveries) + " deliveries (" +
+                   std::to_string(deliveries) + ")";
+        log().warn("server {}: entry {} in {} dead-lettered: {}", opts.id, job.entry_id,
+                   job.queue->keys.stream(), why);
+        std::vector<std::string_view> fields;
+        for (const auto& [f, v] : job.raw) {
+            if (f == "x_error") continue;
+            fields.push_back(f);
+            fields.push_back(v);
+        }
+        fields.push_back("x_error");
+        fields.push_back(why);
+        // A tracked task's client hears of it; the fields may be garbage, so only when they decode.
+        std::vector<RawField> raw;
+        for (const auto& [k, v] : job.raw) raw.emplace_back(k, v);
+        if (auto m = decode_task(raw); m.ok() && m->send_notif) {
+            Job tmp;
+            tmp.msg = std::move(*m);
+            notify(tmp, NotificationType::error, why);
+        }
+        move_entry(job, job.queue->keys.dead(), "xadd", fields, "dead-letter poison " + job.entry_id);
     }
 
     void expired(const Job& job) {
@@ -628,12 +875,11 @@ struct Server::Impl {
         for (auto& [_, q] : queues) {
             if (q.promote_timer) q.promote_timer->stop();
         }
-        if (reading && reader_client_id >= 0) {
-            // Wake the blocked read; its reply (nil, or entries that raced in)
-            // is still processed, and entries go straight back to the stream.
-            auto id = std::to_string(reader_client_id);
-            topo->send(r::Route{}, {"CLIENT", "UNBLOCK", id}, [](Result<r::Reply>) {});
-        }
+        // Wake the blocked read; its reply (nil, or entries that raced in) is
+        // still processed, and entries go straight back to the stream.
+        unblock_reader();
+        if (lease_timer) lease_timer->stop();
+        if (reclaim_timer) reclaim_timer->stop();
         std::deque<std::shared_ptr<Job>> unstarted;
         {
             std::lock_guard lock(pool_mutex);
@@ -673,6 +919,13 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
     if (im.opts.concurrency == 0) throw InvalidArgument("concurrency is 0");
     if (im.opts.read_block.count() <= 0) throw InvalidArgument("read_block is not positive");
     if (im.opts.heartbeat_interval.count() <= 0) throw InvalidArgument("heartbeat_interval is not positive");
+    if (im.opts.lease.count() < 3) throw InvalidArgument("lease must be at least 3 ms");
+    if (im.opts.dead_after <= im.opts.heartbeat_interval) {
+        throw InvalidArgument("dead_after (" + std::to_string(im.opts.dead_after.count()) +
+                              " ms) must be longer than heartbeat_interval (" +
+                              std::to_string(im.opts.heartbeat_interval.count()) + " ms)");
+    }
+    if (im.opts.max_deliveries == 0) throw InvalidArgument("max_deliveries is 0");
     if (auto st = validate_prefix(im.opts.prefix); !st) throw_error(st.error());
     (void)r::parse_url(im.opts.redis).value();  // a bad URL fails here, not later
 }

@@ -1,0 +1,183 @@
+// Crash recovery with real processes and real signals: dead workers' tasks are
+// taken over, live long tasks are not, poison tasks end as dead letters.
+
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "streamfleet/streamfleet.hpp"
+#include "support/redis_server.hpp"
+#include "support/test_conn.hpp"
+
+using namespace std::chrono_literals;
+using namespace streamfleet;
+using streamfleet::test::RedisServer;
+using streamfleet::test::TestConn;
+using streamfleet::test::entry_fields;
+
+namespace {
+
+std::string cli() {
+    const char* dir = std::getenv("SF_TOOLS_DIR");
+    REQUIRE(dir != nullptr);
+    return std::string(dir) + "/streamfleet";
+}
+
+// A worker process in its own process group, so a kill takes its children too.
+pid_t spawn_worker(const std::string& args) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        setpgid(0, 0);
+        execl("/bin/sh", "sh", "-c", ("exec " + cli() + " worker " + args).c_str(), nullptr);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    return pid;
+}
+
+void kill_group(pid_t pid, int sig) {
+    ::kill(-pid, sig);
+    int status = 0;
+    waitpid(pid, &status, 0);
+}
+
+std::vector<std::string> lines(const std::string& path) {
+    std::ifstream in(path);
+    std::vector<std::string> out;
+    std::string l;
+    while (std::getline(in, l)) out.push_back(l);
+    return out;
+}
+
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit) {
+    auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+        if (pred()) return true;
+        std::this_thread::sleep_for(20ms);
+    }
+    return pred();
+}
+
+}  // namespace
+
+TEST_CASE("a SIGKILLed worker's in-flight tasks restart on a live worker within seconds") {
+    RedisServer rs;
+    auto dir = rs.dir();
+    std::string script = "read x; echo \"$x $STREAMFLEET_DELIVERIES\" >> " + dir +
+                         "/started; if [ \"$STREAMFLEET_DELIVERIES\" = 1 ]; then sleep 60; fi; echo \"$x\" >> " +
+                         dir + "/done";
+    auto common = "--redis " + rs.url() + " --queue q --concurrency 4 --heartbeat-ms 200 --exec '" + script + "'";
+    pid_t a = spawn_worker(common + " --id victim");
+    REQUIRE(std::system(("printf 't1\\nt2\\nt3\\n' | " + cli() + " enqueue --redis " + rs.url() +
+                         " --queue q --lines > /dev/null")
+                            .c_str()) == 0);
+    REQUIRE(eventually([&] { return lines(dir + "/started").size() == 3; }, 20s));
+    pid_t b = spawn_worker(common + " --id survivor");
+    std::this_thread::sleep_for(300ms);  // b is up and beating
+    auto killed_at = std::chrono::steady_clock::now();
+    kill_group(a, SIGKILL);
+    REQUIRE(eventually([&] { return lines(dir + "/done").size() == 3; }, 30s));
+    auto recovery = std::chrono::steady_clock::now() - killed_at;
+    MESSAGE("recovery after SIGKILL: "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(recovery).count() << " ms");
+    CHECK(recovery < 10s);  // generous liveness bound; the figure goes to docs/reliability.md
+    auto done = lines(dir + "/done");
+    CHECK(std::set<std::string>(done.begin(), done.end()) == std::set<std::string>{"t1", "t2", "t3"});
+    int redelivered = 0;
+    for (const auto& l : lines(dir + "/started")) redelivered += l.ends_with(" 2");
+    CHECK(redelivered == 3);  // each ran again, with its delivery count showing it
+    // The dead consumer leaves the group and the registry once it owns nothing.
+    TestConn c(rs.url());
+    auto gone = [&] {
+        auto consumers = c.cmd({"XINFO", "CONSUMERS", "streamfleet:{q}", "streamfleet-server"}).value();
+        for (const auto& cons : consumers.elements()) {
+            if (cons[1].str() == "victim") return false;
+        }
+        return c.cmd({"ZSCORE", "streamfleet:{q}:servers", "victim"}).value().is_nil();
+    };
+    CHECK(eventually(gone, 10s));
+    kill_group(b, SIGTERM);
+}
+
+TEST_CASE("a task running 4x the lease on a live server runs exactly once") {
+    RedisServer rs;
+    std::atomic<int> long_runs{0}, short_runs{0};
+    auto opts = [&](std::string id) {
+        return ServerOptions{.redis = rs.url(), .id = std::move(id), .concurrency = 2,
+                             .read_block = 200ms, .heartbeat_interval = 100ms, .lease = 300ms,
+                             .dead_after = 400ms};
+    };
+    auto handler = [&](TaskContext& t) {
+        if (t.data() == "long") {
+            ++long_runs;
+            std::this_thread::sleep_for(1200ms);
+        } else {
+            ++short_runs;
+        }
+    };
+    Server a(opts("a")), b(opts("b"));
+    a.handle("q", handler);
+    b.handle("q", handler);
+    a.start();
+    b.start();
+    Client client({.redis = rs.url()}, {"q"});
+    auto h = client.enqueue_tracked("q", "long");
+    for (int i = 0; i < 20; ++i) client.enqueue("q", "short");
+    auto out = h.wait_for(20s);
+    REQUIRE(out);
+    CHECK(out->status == TaskStatus::completed);
+    REQUIRE(eventually([&] { return short_runs == 20; }, 10s));
+    std::this_thread::sleep_for(500ms);  // a wrongful takeover would show up here
+    CHECK(long_runs == 1);
+    CHECK(short_runs == 20);
+}
+
+TEST_CASE("a task that kills its worker ends as a dead letter after max_deliveries; the rest complete") {
+    RedisServer rs;
+    auto dir = rs.dir();
+    // $PPID of the handler's shell is the worker process itself.
+    std::string script = "read x; if [ \"$x\" = poison ]; then kill -9 $PPID; sleep 5; fi; echo \"$x\" >> " +
+                         dir + "/done";
+    REQUIRE(std::system(("printf 'ok1\npoison\nok2\n' | " + cli() + " enqueue --redis " + rs.url() +
+                         " --queue q --lines > /dev/null")
+                            .c_str()) == 0);
+    TestConn c(rs.url());
+    int restarts = 0;
+    for (; restarts < 8; ++restarts) {
+        pid_t w = spawn_worker("--redis " + rs.url() + " --queue q --id crashy --concurrency 1 "
+                               "--max-deliveries 2 --exec '" + script + "'");
+        // Wait until it dies, or until the poison task is dead-lettered.
+        bool dead_letter = false;
+        auto until = std::chrono::steady_clock::now() + 10s;
+        int status = 0;
+        pid_t got = 0;
+        while (std::chrono::steady_clock::now() < until) {
+            got = waitpid(w, &status, WNOHANG);
+            if (got == w) break;
+            dead_letter = c.cmd({"XLEN", "streamfleet:{q}:dead"}).value().integer() == 1;
+            if (dead_letter && lines(dir + "/done").size() == 2) break;
+            std::this_thread::sleep_for(50ms);
+        }
+        if (got != w) kill_group(w, SIGTERM);
+        if (dead_letter) break;
+    }
+    MESSAGE("worker restarts: " << restarts);
+    auto dead = c.cmd({"XRANGE", "streamfleet:{q}:dead", "-", "+"}).value();
+    REQUIRE(dead.size() == 1);
+    auto f = entry_fields(dead[0]);
+    CHECK(f["data"] == "poison");
+    CHECK(f["x_error"].find("exceeded 2 deliveries") != std::string::npos);
+    auto done = lines(dir + "/done");
+    CHECK(std::set<std::string>(done.begin(), done.end()) == std::set<std::string>{"ok1", "ok2"});
+}
