@@ -98,11 +98,14 @@ return {#due, tonumber(nxt[2])}
 // KEYS[2] -> P{Q}, the stream the entry was read from
 // ARGV[1] -> consumer group, ARGV[2] -> entry id, ARGV[3] -> 'xadd' | 'zadd'
 // ARGV[4..] -> the XADD field/value pairs | score, member
-// Output: 1. The task is written first and the entry acked and deleted only
+// Output: 1, or 0 when the entry was no longer pending (already moved). The task is written first and the entry acked and deleted only
 // after: redis.call raises on any error, which ends the script before the ack,
 // so a failed write (WRONGTYPE, OOM) leaves the entry pending instead of losing
 // it. MULTI/EXEC would ack even if the write inside it failed.
 constexpr std::string_view kMoveScript = R"lua(
+-- A resend after a lost reply must not write the task twice: act only while
+-- the entry is still pending.
+if #redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then return 0 end
 if ARGV[3] == 'zadd' then
   redis.call('ZADD', KEYS[1], ARGV[4], ARGV[5])
 else
@@ -159,6 +162,14 @@ struct Server::Impl {
         bool interrupted = false;  // canceled by shutdown
     };
 
+    // An outcome write, kept (and resent) until Redis has it.
+    struct Durable {
+        std::string route;
+        std::vector<std::string> argv;
+        std::string what;
+        bool is_move = false;  // argv are kMoveScript's KEYS/ARGV
+    };
+
     ServerOptions opts;
     std::map<std::string, Queue, std::less<>> queues;
     std::vector<Queue*> order;  // round-robin order for reads
@@ -178,6 +189,8 @@ struct Server::Impl {
     std::vector<Queue*> queues_to_ack;
     std::size_t acks_unflushed = 0;
     std::unique_ptr<Timer> lease_timer;
+    std::unique_ptr<Timer> write_retry;
+    std::deque<std::shared_ptr<Durable>> retry_writes;
     std::unique_ptr<Timer> reclaim_timer;
     std::deque<std::function<void()>> claims_waiting;  // claims that need a free slot
     std::size_t writes_outstanding = 0;
@@ -216,17 +229,47 @@ struct Server::Impl {
     }
 
     // Sends one command counted as an outcome write; shutdown waits for these.
-    void write(const r::Route& route, std::span<const std::string_view> argv, std::string what) {
-        ++writes_outstanding;
-        topo->send(route, argv, [this, what = std::move(what)](Result<r::Reply> res) {
+    // An outcome write, kept until Redis has it. While Redis is unreachable
+    // the outcome waits here (and is retried every 250 ms) instead of being
+    // dropped: a finished task whose ack was merely delayed must not run again.
+    void durable(std::shared_ptr<Durable> d) {
+        std::vector<std::string_view> argv(d->argv.begin(), d->argv.end());
+        auto done = [this, d](Result<r::Reply> res) {
             if (!res.ok()) {
-                // The entry stays in the PEL, so the task is not lost: it will be
-                // delivered again (reclaim, a later issue) and re-run.
-                log().error("server {}: {} failed: {}", opts.id, what, res.error().message());
+                const auto& e = res.error();
+                bool link = !e.is(errc::reply_error) && !e.is(errc::protocol) && !e.is(errc::closed);
+                if (link) {
+                    retry_writes.push_back(d);
+                    if (retry_writes.size() == 1) {
+                        log().warn("server {}: Redis unreachable; keeping outcomes until it returns: {}",
+                                   opts.id, e.message());
+                    }
+                    if (write_retry && !write_retry->active()) {
+                        write_retry->start(250, [this] { flush_write_retries(); });
+                    }
+                    return;  // still outstanding
+                }
+                // Redis refused it (WRONGTYPE, OOM, ...): the entry stays pending
+                // and will be delivered again; it is not lost.
+                log().error("server {}: {} failed: {}", opts.id, d->what, e.message());
             }
             --writes_outstanding;
             publish();
-        });
+        };
+        if (d->is_move) run_script(move_script, r::Route{d->route}, std::move(argv), std::move(done));
+        else topo->send(r::Route{d->route}, argv, std::move(done));
+    }
+
+    void flush_write_retries() {
+        auto batch = std::move(retry_writes);
+        retry_writes.clear();
+        for (auto& d : batch) durable(d);
+    }
+
+    void write(const r::Route& route, std::span<const std::string_view> argv, std::string what) {
+        ++writes_outstanding;
+        durable(std::make_shared<Durable>(
+            Durable{std::string(route.key), {argv.begin(), argv.end()}, std::move(what), false}));
     }
 
     // Runs a Lua script by SHA (loaded at start), falling back to EVAL when the
@@ -279,17 +322,8 @@ struct Server::Impl {
         std::vector<std::string_view> argv{"2", dest, k.stream(), kServerGroup, job.entry_id, mode};
         argv.insert(argv.end(), payload.begin(), payload.end());
         ++writes_outstanding;
-        run_script(move_script, r::Route{k.stream()}, std::move(argv),
-                   [this, what = std::move(what)](Result<r::Reply> res) {
-                       if (!res.ok()) {
-                           // The entry stays pending: it is delivered again
-                           // later (reclaim), never lost.
-                           log().error("server {}: {} failed: {}", opts.id, what,
-                                       res.error().message());
-                       }
-                       --writes_outstanding;
-                       publish();
-                   });
+        durable(std::make_shared<Durable>(
+            Durable{k.stream(), {argv.begin(), argv.end()}, std::move(what), true}));
     }
 
     // ---- start ----
@@ -306,6 +340,7 @@ struct Server::Impl {
             read_retry.reset();
             ack_flush.reset();
             lease_timer.reset();
+            write_retry.reset();
             reclaim_timer.reset();
             claims_waiting.clear();
             for (auto& [_, q] : queues) q.promote_timer.reset();
@@ -317,6 +352,7 @@ struct Server::Impl {
         read_retry = std::make_unique<Timer>(rt->loop());
         ack_flush = std::make_unique<TurnEnd>(rt->loop(), [this] { flush_acks(); });
         lease_timer = std::make_unique<Timer>(rt->loop());
+        write_retry = std::make_unique<Timer>(rt->loop());
         reclaim_timer = std::make_unique<Timer>(rt->loop());
         for (auto& [_, q] : queues) q.promote_timer = std::make_unique<Timer>(rt->loop());
         free_slots = opts.concurrency;

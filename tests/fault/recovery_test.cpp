@@ -181,3 +181,35 @@ TEST_CASE("a task that kills its worker ends as a dead letter after max_deliveri
     auto done = lines(dir + "/done");
     CHECK(std::set<std::string>(done.begin(), done.end()) == std::set<std::string>{"ok1", "ok2"});
 }
+
+TEST_CASE("outcomes finished while Redis is frozen are kept and written when it returns; nothing runs twice") {
+    RedisServer rs;
+    TestConn c(rs.url());
+    std::atomic<int> runs{0};
+    std::atomic<bool> frozen{false};
+    Server server(ServerOptions{.redis = rs.url(), .id = "w", .concurrency = 4, .read_block = 200ms,
+                                .command_timeout = 300ms});
+    server.handle("q", [&](TaskContext&) {
+        ++runs;
+        while (!frozen) std::this_thread::sleep_for(5ms);  // finish only once Redis is stopped
+    });
+    server.start();
+    Client client({.redis = rs.url(), .command_timeout = 10s}, {"q"});
+    std::vector<TaskHandle> handles;
+    for (int i = 0; i < 4; ++i) handles.push_back(client.enqueue_tracked("q", "t" + std::to_string(i)));
+    REQUIRE(eventually([&] { return runs == 4; }, 10s));
+    rs.pause();
+    frozen = true;
+    std::this_thread::sleep_for(1500ms);  // several write timeouts while stopped
+    rs.resume();
+    for (auto& h : handles) {
+        auto out = h.wait_for(20s);
+        REQUIRE(out);
+        CHECK(out->status == TaskStatus::completed);
+    }
+    CHECK(eventually([&] {
+        return c.cmd({"XPENDING", "streamfleet:{q}", "streamfleet-server"}).value()[0].integer() == 0;
+    }, 10s));
+    CHECK(runs == 4);
+    CHECK(server.stats().succeeded == 4);
+}
