@@ -18,8 +18,13 @@ struct ClientOptions {
     std::string redis = "redis://127.0.0.1:6379";
     /// Prefix of every key (must match the servers').
     std::string prefix = "streamfleet:";
-    /// Most tasks accepted but not yet in Redis; enqueue throws QueueFull past it.
+    /// Most tasks accepted but not yet in Redis (for example while Redis is
+    /// down); past it enqueue waits up to `full_timeout`, then throws QueueFull.
     std::size_t max_buffered = 100'000;
+    /// Most bytes of payload (plus ~256 bytes a task) held the same way.
+    std::size_t max_buffered_bytes = std::size_t{64} << 20;
+    /// How long enqueue waits for room in a full buffer; 0 = throw QueueFull at once.
+    std::chrono::milliseconds full_timeout{0};
     /// Largest payload accepted (Redis's own limit for a string is 512 MiB).
     std::size_t max_payload_bytes = std::size_t{512} << 20;
     /// How often the client refreshes its entry in P{Q}:clients.

@@ -37,6 +37,15 @@ using namespace std::chrono_literals;
 namespace r = detail::redis;
 
 struct Client::Impl {
+    // A task in the outbox (see "the outbox" below).
+    struct Outgoing {
+        std::shared_ptr<TaskMessage> msg;
+        const std::string* stream;
+        std::size_t bytes;
+        bool sent = false;
+        bool done = false;
+    };
+
     ClientOptions opts;
     std::string id;
     std::string receiver;
@@ -49,13 +58,16 @@ struct Client::Impl {
     std::unique_ptr<Timer> heartbeat;
     std::unique_ptr<Timer> resend_timer;
     std::unique_ptr<Timer> listen_timer;
-    std::deque<std::pair<std::shared_ptr<TaskMessage>, std::string>> resend;
+    std::deque<std::shared_ptr<Outgoing>> outbox;
+    bool link_down = false;
     bool stopping = false;
 
     // Shared between threads.
     std::mutex mutex;
     std::condition_variable drained;
-    std::size_t buffered = 0;  // accepted, not yet confirmed by Redis
+    std::condition_variable space;
+    std::size_t buffered = 0;        // tasks accepted, not yet confirmed by Redis
+    std::size_t buffered_bytes = 0;  // their footprint
     bool closed = false;
     std::unordered_map<std::string, std::shared_ptr<HandleState>> tracked;
     std::atomic<std::uint64_t> unknown{0};
@@ -107,52 +119,84 @@ struct Client::Impl {
         return m;
     }
 
-    // Counts `n` tasks into the buffer or throws QueueFull/ClosedError.
-    void admit(std::size_t n) {
-        std::lock_guard lock(mutex);
+    // Bytes a task holds in the buffer: its payload plus a rough allowance for
+    // the fields and bookkeeping around it.
+    static std::size_t footprint(const TaskMessage& m) { return m.data.size() + 256; }
+
+    // Counts tasks into the buffer, waiting up to opts.full_timeout for room;
+    // throws QueueFull (no room in time) or ClosedError.
+    void admit(std::size_t n, std::size_t bytes) {
+        std::unique_lock lock(mutex);
+        auto fits = [&] {
+            return closed || (buffered + n <= opts.max_buffered &&
+                              (buffered == 0 || buffered_bytes + bytes <= opts.max_buffered_bytes));
+        };
+        if (!fits() && opts.full_timeout.count() > 0) space.wait_for(lock, opts.full_timeout, fits);
         if (closed) throw ClosedError("client " + id + " is closed");
-        if (buffered + n > opts.max_buffered) {
-            throw QueueFull("client buffer holds " + std::to_string(buffered) +
-                            " tasks not yet in Redis; max_buffered is " +
-                            std::to_string(opts.max_buffered));
+        if (!fits()) {
+            throw QueueFull("client buffer holds " + std::to_string(buffered) + " tasks (" +
+                            std::to_string(buffered_bytes) + " bytes) not yet in Redis; max_buffered is " +
+                            std::to_string(opts.max_buffered) + ", max_buffered_bytes " +
+                            std::to_string(opts.max_buffered_bytes));
         }
         buffered += n;
+        buffered_bytes += bytes;
     }
 
-    void confirmed() {
+    void confirmed(std::size_t n, std::size_t bytes) {
         std::lock_guard lock(mutex);
-        if (--buffered == 0) drained.notify_all();
+        buffered -= n;
+        buffered_bytes -= bytes;
+        space.notify_all();
+        if (buffered == 0) drained.notify_all();
     }
 
-    // ---- loop thread ----
+    // ---- loop thread: the outbox ----
+    //
+    // Tasks wait in `outbox`, in acceptance order, until Redis confirms their
+    // XADD. While the link works they are sent at once (pipelined). The first
+    // failed XADD marks the link down: nothing new is sent, failed tasks are
+    // marked unsent, and when the connection is back (its "ready" edge, or the
+    // retry timer) every unsent task is sent again in outbox order — so a
+    // buffer filled during an outage drains in order. A lost connection may
+    // mean an XADD did run; the resend then duplicates that task, which
+    // at-least-once delivery allows. Accepted tasks are never dropped.
 
-    void send_task(std::shared_ptr<TaskMessage> m, const std::string& stream) {
-        auto fields = encode(*m);
+    void submit(std::shared_ptr<Outgoing> o) {
+        outbox.push_back(o);
+        if (!link_down) transmit(std::move(o));
+    }
+
+    void transmit(std::shared_ptr<Outgoing> o) {
+        o->sent = true;
+        auto fields = encode(*o->msg);
         std::vector<std::string_view> argv;
         argv.reserve(3 + fields.views().size());
-        argv.insert(argv.end(), {"XADD", stream, "*"});
+        argv.insert(argv.end(), {"XADD", *o->stream, "*"});
         argv.insert(argv.end(), fields.views().begin(), fields.views().end());
-        topo->send(r::Route{stream}, argv, [this, m, stream](Result<r::Reply> res) {
+        topo->send(r::Route{*o->stream}, argv, [this, o](Result<r::Reply> res) {
             if (res.ok()) {
-                confirmed();
+                o->done = true;
+                while (!outbox.empty() && outbox.front()->done) outbox.pop_front();
+                confirmed(1, o->bytes);
                 return;
             }
-            // Accepted tasks are never dropped: resend until Redis has it. A
-            // lost connection may mean the XADD did run; a resend then
-            // duplicates the task, which at-least-once delivery allows.
-            log().debug("client {}: XADD of task {} failed, will resend: {}", id, m->id,
-                        res.error().message());
-            resend.emplace_back(m, stream);
-            if (!stopping && !resend_timer->active()) {
-                resend_timer->start(200, [this] { flush_resend(); });
+            o->sent = false;
+            if (!link_down) {
+                link_down = true;
+                log().warn("client {}: Redis unreachable, buffering tasks: {}", id, res.error().message());
             }
+            if (!stopping && !resend_timer->active()) resend_timer->start(500, [this] { resume(); });
         });
     }
 
-    void flush_resend() {
-        auto batch = std::move(resend);
-        resend.clear();
-        for (auto& [m, stream] : batch) send_task(m, stream);
+    void resume() {
+        if (stopping) return;
+        link_down = false;
+        for (auto& o : outbox) {
+            if (link_down) break;  // failed again at once
+            if (!o->sent && !o->done) transmit(o);
+        }
     }
 
     void beat() {
@@ -278,6 +322,9 @@ Client::Client(ClientOptions options, std::vector<std::string> queue_names)
         r::ConnectionOptions co{.command_timeout = im.opts.command_timeout,
                                 .client_name = "streamfleet-client"};
         im.topo = r::make_topology(*im.rt, address, co).value();
+        im.topo->on_state([&im](r::ConnState st, const detail::Error*) {
+            if (st == r::ConnState::ready && im.link_down) im.resume();
+        });
         im.topo->start();
         im.heartbeat = std::make_unique<Timer>(im.rt->loop());
         im.resend_timer = std::make_unique<Timer>(im.rt->loop());
@@ -312,11 +359,12 @@ TaskId Client::enqueue(std::string_view queue, std::string_view data, const Task
     auto& im = *impl_;
     const auto& keys = im.keys_for(queue);
     auto m = im.make_message(data, opts, false);
-    im.admit(1);
+    auto bytes = Impl::footprint(*m);
+    im.admit(1, bytes);
     TaskId id = m->id;
-    const std::string* stream = &keys.stream();
-    if (!im.rt->post([&im, m = std::move(m), stream] { im.send_task(m, *stream); })) {
-        im.confirmed();
+    auto o = std::make_shared<Impl::Outgoing>(Impl::Outgoing{std::move(m), &keys.stream(), bytes});
+    if (!im.rt->post([&im, o] { im.submit(o); })) {
+        im.confirmed(1, bytes);
         throw ClosedError("client " + im.id + " is closed");
     }
     return id;
@@ -328,16 +376,21 @@ TaskHandle Client::enqueue_tracked(std::string_view queue, std::string_view data
     const auto& keys = im.keys_for(queue);
     auto m = im.make_message(data, opts, true);
     auto state = std::make_shared<HandleState>(m->id);
-    im.admit(1);
+    auto bytes = Impl::footprint(*m);
+    im.admit(1, bytes);
     {
         // Registered before the XADD leaves: a fast worker's notification
         // must find it.
         std::lock_guard lock(im.mutex);
         im.tracked.emplace(m->id, state);
     }
-    const std::string* stream = &keys.stream();
-    if (!im.rt->post([&im, m = std::move(m), stream] { im.send_task(m, *stream); })) {
-        im.confirmed();
+    auto o = std::make_shared<Impl::Outgoing>(Impl::Outgoing{std::move(m), &keys.stream(), bytes});
+    if (!im.rt->post([&im, o] { im.submit(o); })) {
+        im.confirmed(1, bytes);
+        {
+            std::lock_guard lock(im.mutex);
+            im.tracked.erase(state->id);
+        }
         throw ClosedError("client " + im.id + " is closed");
     }
     return TaskHandle(state);
@@ -350,17 +403,24 @@ std::vector<TaskId> Client::enqueue_many(std::string_view queue, const std::vect
     std::vector<std::shared_ptr<TaskMessage>> msgs;
     msgs.reserve(data.size());
     for (const auto& d : data) msgs.push_back(im.make_message(d, opts, false));
-    im.admit(msgs.size());
+    std::size_t bytes = 0;
+    for (const auto& m : msgs) bytes += Impl::footprint(*m);
+    im.admit(msgs.size(), bytes);
     std::vector<TaskId> out;
     out.reserve(msgs.size());
-    for (const auto& m : msgs) out.push_back(m->id);
-    const std::string* stream = &keys.stream();
+    std::vector<std::shared_ptr<Impl::Outgoing>> batch;
+    batch.reserve(msgs.size());
+    for (auto& m : msgs) {
+        out.push_back(m->id);
+        auto b = Impl::footprint(*m);
+        batch.push_back(std::make_shared<Impl::Outgoing>(Impl::Outgoing{std::move(m), &keys.stream(), b}));
+    }
     // One post: all XADDs are issued in one loop turn, so they leave in one write.
-    auto n = msgs.size();
-    if (!im.rt->post([&im, msgs = std::move(msgs), stream] {
-            for (const auto& m : msgs) im.send_task(m, *stream);
+    auto n = batch.size();
+    if (!im.rt->post([&im, batch = std::move(batch)] {
+            for (const auto& o : batch) im.submit(o);
         })) {
-        for (std::size_t i = 0; i < n; ++i) im.confirmed();
+        im.confirmed(n, bytes);
         throw ClosedError("client " + im.id + " is closed");
     }
     return out;
@@ -380,7 +440,8 @@ bool Client::close(std::chrono::milliseconds deadline) {
         flushed = im.drained.wait_until(lock, until, [&] { return im.buffered == 0; });
     }
     if (!flushed) {
-        log().warn("client {}: closing with {} task(s) not confirmed by Redis", im.id, im.buffered);
+        log().warn("client {}: closing with {} task(s) not confirmed by Redis; they are not sent",
+                   im.id, im.buffered);
     }
     // Remove our traces; bounded by what is left of the deadline.
     auto left = std::max<std::chrono::milliseconds>(

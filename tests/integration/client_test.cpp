@@ -228,3 +228,37 @@ TEST_CASE("the local buffer is bounded (QueueFull) and drains when Redis returns
     wait_entries(c, "streamfleet:{q}", 51);  // every accepted task arrives
     CHECK(client.close(10s));
 }
+
+TEST_CASE("the buffer's byte bound, and waiting for room instead of failing") {
+    RedisServer server;
+    TestConn c(server.url());
+    {
+        Client client({.redis = server.url(), .max_buffered_bytes = 4096, .command_timeout = 30s}, {"q"});
+        client.enqueue("q", "warm-up");
+        wait_entries(c, "streamfleet:{q}", 1);
+        server.pause();
+        client.enqueue("q", std::string(3000, 'a'));  // fits
+        CHECK_THROWS_AS(client.enqueue("q", std::string(3000, 'b')), QueueFull);
+        server.resume();
+        wait_entries(c, "streamfleet:{q}", 2);
+    }
+    Client waiting({.redis = server.url(), .max_buffered = 5, .full_timeout = 20s, .command_timeout = 30s},
+                   {"q"});
+    waiting.enqueue("q", "warm-up");
+    wait_entries(c, "streamfleet:{q}", 3);
+    server.pause();
+    for (int i = 0; i < 5; ++i) waiting.enqueue("q", "t" + std::to_string(i));
+    std::thread thaw([&] {
+        std::this_thread::sleep_for(500ms);
+        server.resume();
+    });
+    auto t0 = std::chrono::steady_clock::now();
+    waiting.enqueue("q", "blocked until there is room");  // waits instead of throwing
+    CHECK(std::chrono::steady_clock::now() - t0 >= 300ms);
+    thaw.join();
+    auto entries = wait_entries(c, "streamfleet:{q}", 9);
+    // The buffer drained in acceptance order.
+    std::vector<std::string> tail;
+    for (std::size_t i = 3; i < entries.size(); ++i) tail.push_back(entry_fields(entries[i])["data"]);
+    CHECK(tail == std::vector<std::string>{"t0", "t1", "t2", "t3", "t4", "blocked until there is room"});
+}
