@@ -123,7 +123,9 @@ int cmd_enqueue(int argc, char** argv) {
     auto timeout = f.number("--timeout-ms");
     bool track = f.on("--track");
 
-    streamfleet::Client client({.redis = redis}, {queue});
+    // Ride out a Redis outage: a full buffer makes enqueue wait for room rather
+    // than fail, and the exit waits until Redis has every accepted task.
+    streamfleet::Client client({.redis = redis, .full_timeout = std::chrono::hours(24)}, {queue});
     std::vector<streamfleet::TaskHandle> handles;
     auto submit = [&](const std::string& data) {
         if (track) {
@@ -167,7 +169,8 @@ int cmd_enqueue(int argc, char** argv) {
         }
     }
     // Exit 0 only once every accepted task is in Redis.
-    auto flush = timeout ? std::chrono::milliseconds(*timeout) : std::chrono::milliseconds(60'000);
+    auto flush = timeout ? std::chrono::milliseconds(*timeout)
+                         : std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::hours(24));
     if (!client.close(flush)) {
         std::cerr << "streamfleet: some tasks did not reach Redis within " << flush.count() << " ms\n";
         return 1;

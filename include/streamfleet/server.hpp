@@ -55,6 +55,10 @@ struct ServerOptions {
     /// A task delivered more often than this goes to the dead letters with
     /// "exceeded N deliveries" (it keeps crashing or hanging its servers).
     std::uint32_t max_deliveries = 16;
+    /// A client silent this long is gone: the janitor deletes its notification
+    /// stream and its entry in P{Q}:clients. Keep it well above the clients'
+    /// heartbeat interval.
+    std::chrono::milliseconds orphan_timeout{600'000};
 };
 
 /// @brief What a handler reports when it returns instead of throwing.

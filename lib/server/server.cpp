@@ -190,6 +190,7 @@ struct Server::Impl {
     std::size_t acks_unflushed = 0;
     std::unique_ptr<Timer> lease_timer;
     std::unique_ptr<Timer> write_retry;
+    std::unique_ptr<Timer> janitor_timer;
     std::deque<std::shared_ptr<Durable>> retry_writes;
     std::unique_ptr<Timer> reclaim_timer;
     std::deque<std::function<void()>> claims_waiting;  // claims that need a free slot
@@ -341,6 +342,7 @@ struct Server::Impl {
             ack_flush.reset();
             lease_timer.reset();
             write_retry.reset();
+            janitor_timer.reset();
             reclaim_timer.reset();
             claims_waiting.clear();
             for (auto& [_, q] : queues) q.promote_timer.reset();
@@ -353,6 +355,7 @@ struct Server::Impl {
         ack_flush = std::make_unique<TurnEnd>(rt->loop(), [this] { flush_acks(); });
         lease_timer = std::make_unique<Timer>(rt->loop());
         write_retry = std::make_unique<Timer>(rt->loop());
+        janitor_timer = std::make_unique<Timer>(rt->loop());
         reclaim_timer = std::make_unique<Timer>(rt->loop());
         for (auto& [_, q] : queues) q.promote_timer = std::make_unique<Timer>(rt->loop());
         free_slots = opts.concurrency;
@@ -370,6 +373,7 @@ struct Server::Impl {
         beat();
         keep_leases();
         schedule_reclaim();
+        sweep_orphans();
         for (auto* q : order) promote(*q);
     }
 
@@ -449,6 +453,30 @@ struct Server::Impl {
             return;
         }
         claim(*order[i], opts.id, 0, [this, i] { recover_own(i + 1); });
+    }
+
+    // Janitor: clients silent for longer than orphan_timeout lose their
+    // notification stream (its group goes with it) and their heartbeat entry.
+    void sweep_orphans() {
+        if (stopping) return;
+        auto cutoff = std::to_string(SystemClock::instance().now_ms() - opts.orphan_timeout.count());
+        for (auto* q : order) {
+            topo->send(r::Route{q->keys.clients()}, {"ZRANGEBYSCORE", q->keys.clients(), "-inf", "(" + cutoff},
+                       [this, q](Result<r::Reply> res) {
+                           if (stopping || !res.ok() || !res->is_array()) return;
+                           for (const auto& c : res->elements()) {
+                               auto id = c.as_string();
+                               if (!id) continue;
+                               auto key = receiver_key(opts.prefix, *id);
+                               log().info("server {}: removing orphaned client {}", opts.id, *id);
+                               topo->send(r::Route{key}, {"DEL", key}, [](Result<r::Reply>) {});
+                               topo->send(r::Route{q->keys.clients()}, {"ZREM", q->keys.clients(), *id},
+                                          [](Result<r::Reply>) {});
+                           }
+                       });
+        }
+        auto every = std::clamp<long long>(opts.orphan_timeout.count() / 2, 100, 60'000);
+        janitor_timer->start(static_cast<std::uint64_t>(every), [this] { sweep_orphans(); });
     }
 
     // Safety net: any entry idle longer than the lease, whoever owns it.
@@ -916,6 +944,7 @@ struct Server::Impl {
         unblock_reader();
         if (lease_timer) lease_timer->stop();
         if (reclaim_timer) reclaim_timer->stop();
+        if (janitor_timer) janitor_timer->stop();
         std::deque<std::shared_ptr<Job>> unstarted;
         {
             std::lock_guard lock(pool_mutex);
@@ -962,6 +991,7 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
                               std::to_string(im.opts.heartbeat_interval.count()) + " ms)");
     }
     if (im.opts.max_deliveries == 0) throw InvalidArgument("max_deliveries is 0");
+    if (im.opts.orphan_timeout.count() <= 0) throw InvalidArgument("orphan_timeout is not positive");
     if (auto st = validate_prefix(im.opts.prefix); !st) throw_error(st.error());
     (void)r::parse_url(im.opts.redis).value();  // a bad URL fails here, not later
 }

@@ -340,3 +340,27 @@ TEST_CASE("a server whose start fails can still be destroyed cleanly") {
     CHECK_THROWS_AS(s.start(), Unsupported);
     s.shutdown(1s);  // no-op, no crash
 }
+
+TEST_CASE("the janitor removes silent clients' notification streams, not live ones") {
+    RedisServer rs;
+    TestConn c(rs.url());
+    // A client that died long ago: an old heartbeat and a leftover stream with a group.
+    const std::string ghost = "01000000-0000-7000-8000-000000000000";
+    const std::string ghost_key = "streamfleet:receiver:{" + ghost + "}";
+    REQUIRE(c.cmd({"ZADD", "streamfleet:{q}:clients", "1000", ghost}).ok());
+    REQUIRE(c.cmd({"XGROUP", "CREATE", ghost_key, "streamfleet-client", "0", "MKSTREAM"}).ok());
+    Client live({.redis = rs.url(), .heartbeat_interval = 100ms}, {"q"});
+    const std::string live_key = "streamfleet:receiver:{" + live.id() + "}";
+    REQUIRE(eventually([&] { return c.cmd({"EXISTS", live_key}).value().integer() == 1; }));
+
+    auto so = server_opts(rs, "w1");
+    so.orphan_timeout = 1000ms;
+    Server server(so);
+    server.handle("q", [](TaskContext&) {});
+    server.start();
+    CHECK(eventually([&] { return c.cmd({"EXISTS", ghost_key}).value().integer() == 0; }, 10s));
+    CHECK(c.cmd({"ZSCORE", "streamfleet:{q}:clients", ghost}).value().is_nil());
+    std::this_thread::sleep_for(1500ms);  // longer than orphan_timeout: the live client beats on
+    CHECK(c.cmd({"EXISTS", live_key}).value().integer() == 1);
+    CHECK_FALSE(c.cmd({"ZSCORE", "streamfleet:{q}:clients", live.id()}).value().is_nil());
+}
