@@ -754,26 +754,9 @@ struct Server::Impl {
         publish();
     }
 
-    void malformed(const Job& job, const std::string& reason) {
-        ++counters.malformed;
-        log().warn("server {}: malformed entry {} in {} dead-lettered: {}", opts.id, job.entry_id,
-                   job.queue->keys.stream(), reason);
-        std::vector<std::string_view> fields;
-        for (const auto& [f, v] : job.raw) {
-            if (f == "x_error") continue;
-            fields.push_back(f);
-            fields.push_back(v);
-        }
-        std::string why = "malformed entry: " + reason;
-        fields.push_back("x_error");
-        fields.push_back(why);
-        move_entry(job, job.queue->keys.dead(), "xadd", fields, "dead-letter malformed " + job.entry_id);
-    }
-
-    void poison(const Job& job, std::uint64_t deliveries) {
-        ++counters.dead;
-        auto why = "exceeded " + std::to_string(opts.max_deliveries) + " deliveries (" +
-                   std::to_string(deliveries) + ")";
+    // Dead-letters an entry as it was read (raw fields, whatever they hold)
+    // with `why` as its x_error.
+    void dead_letter_raw(const Job& job, const std::string& why, std::string what) {
         log().warn("server {}: entry {} in {} dead-lettered: {}", opts.id, job.entry_id,
                    job.queue->keys.stream(), why);
         std::vector<std::string_view> fields;
@@ -784,6 +767,18 @@ struct Server::Impl {
         }
         fields.push_back("x_error");
         fields.push_back(why);
+        move_entry(job, job.queue->keys.dead(), "xadd", fields, std::move(what));
+    }
+
+    void malformed(const Job& job, const std::string& reason) {
+        ++counters.malformed;
+        dead_letter_raw(job, "malformed entry: " + reason, "dead-letter malformed " + job.entry_id);
+    }
+
+    void poison(const Job& job, std::uint64_t deliveries) {
+        ++counters.dead;
+        auto why = "exceeded " + std::to_string(opts.max_deliveries) + " deliveries (" +
+                   std::to_string(deliveries) + ")";
         // A tracked task's client hears of it; the fields may be garbage, so only when they decode.
         std::vector<RawField> raw;
         for (const auto& [k, v] : job.raw) raw.emplace_back(k, v);
@@ -792,7 +787,7 @@ struct Server::Impl {
             tmp.msg = std::move(*m);
             notify(tmp, NotificationType::error, why);
         }
-        move_entry(job, job.queue->keys.dead(), "xadd", fields, "dead-letter poison " + job.entry_id);
+        dead_letter_raw(job, why, "dead-letter poison " + job.entry_id);
     }
 
     void expired(const Job& job) {

@@ -17,28 +17,24 @@
 
 #include "streamfleet/streamfleet.hpp"
 #include "support/redis_server.hpp"
+#include "support/wait.hpp"
 #include "support/test_conn.hpp"
 
 using namespace std::chrono_literals;
 using namespace streamfleet;
 using streamfleet::test::RedisServer;
 using streamfleet::test::TestConn;
+using streamfleet::test::eventually;
 using streamfleet::test::entry_fields;
 
 namespace {
-
-std::string cli() {
-    const char* dir = std::getenv("SF_TOOLS_DIR");
-    REQUIRE(dir != nullptr);
-    return std::string(dir) + "/streamfleet";
-}
 
 // A worker process in its own process group, so a kill takes its children too.
 pid_t spawn_worker(const std::string& args) {
     pid_t pid = fork();
     if (pid == 0) {
         setpgid(0, 0);
-        execl("/bin/sh", "sh", "-c", ("exec " + cli() + " worker " + args).c_str(), nullptr);
+        execl("/bin/sh", "sh", "-c", ("exec " + streamfleet::test::cli_path() + " worker " + args).c_str(), nullptr);
         _exit(127);
     }
     setpgid(pid, pid);
@@ -59,16 +55,6 @@ std::vector<std::string> lines(const std::string& path) {
     return out;
 }
 
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit) {
-    auto until = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < until) {
-        if (pred()) return true;
-        std::this_thread::sleep_for(20ms);
-    }
-    return pred();
-}
-
 }  // namespace
 
 TEST_CASE("a SIGKILLed worker's in-flight tasks restart on a live worker within seconds") {
@@ -79,7 +65,7 @@ TEST_CASE("a SIGKILLed worker's in-flight tasks restart on a live worker within 
                          dir + "/done";
     auto common = "--redis " + rs.url() + " --queue q --concurrency 4 --heartbeat-ms 200 --exec '" + script + "'";
     pid_t a = spawn_worker(common + " --id victim");
-    REQUIRE(std::system(("printf 't1\\nt2\\nt3\\n' | " + cli() + " enqueue --redis " + rs.url() +
+    REQUIRE(std::system(("printf 't1\\nt2\\nt3\\n' | " + streamfleet::test::cli_path() + " enqueue --redis " + rs.url() +
                          " --queue q --lines > /dev/null")
                             .c_str()) == 0);
     REQUIRE(eventually([&] { return lines(dir + "/started").size() == 3; }, 20s));
@@ -151,7 +137,7 @@ TEST_CASE("a task that kills its worker ends as a dead letter after max_deliveri
     // $PPID of the handler's shell is the worker process itself.
     std::string script = "read x; if [ \"$x\" = poison ]; then kill -9 $PPID; sleep 5; fi; echo \"$x\" >> " +
                          dir + "/done";
-    REQUIRE(std::system(("printf 'ok1\npoison\nok2\n' | " + cli() + " enqueue --redis " + rs.url() +
+    REQUIRE(std::system(("printf 'ok1\npoison\nok2\n' | " + streamfleet::test::cli_path() + " enqueue --redis " + rs.url() +
                          " --queue q --lines > /dev/null")
                             .c_str()) == 0);
     TestConn c(rs.url());

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "support/redis_server.hpp"
+#include "support/wait.hpp"
 #include "support/test_conn.hpp"
 
 using namespace std::chrono_literals;
@@ -40,12 +41,7 @@ struct StateLog {
 
 // Retries `argv` until it succeeds or `limit` passes; returns whether it did.
 bool eventually_ok(TestConn& c, std::vector<std::string> argv, std::chrono::milliseconds limit) {
-    auto until = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < until) {
-        if (c.cmd(argv).ok()) return true;
-        std::this_thread::sleep_for(20ms);
-    }
-    return false;
+    return streamfleet::test::eventually([&] { return c.cmd(argv).ok(); }, limit);
 }
 
 }  // namespace

@@ -19,17 +19,12 @@
 #include <thread>
 
 #include "support/redis_server.hpp"
+#include "support/wait.hpp"
 
 using namespace std::chrono_literals;
 using streamfleet::test::RedisServer;
 
 namespace {
-
-std::string cli() {
-    const char* dir = std::getenv("SF_TOOLS_DIR");
-    REQUIRE(dir != nullptr);
-    return std::string(dir) + "/streamfleet";
-}
 
 struct Run {
     int code;
@@ -53,7 +48,7 @@ Run sh(const std::string& cmd, const std::string& dir) {
 pid_t spawn_worker(const std::string& args) {
     pid_t pid = fork();
     if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", ("exec " + cli() + " worker " + args).c_str(), nullptr);
+        execl("/bin/sh", "sh", "-c", ("exec " + streamfleet::test::cli_path() + " worker " + args).c_str(), nullptr);
         _exit(127);
     }
     return pid;
@@ -99,7 +94,7 @@ TEST_CASE("bad flags, URLs and queue names: non-zero exit and a one-line error")
     };
     for (const auto& c : cases) {
         CAPTURE(c.args);
-        auto r = sh(cli() + " " + c.args, dir);
+        auto r = sh(streamfleet::test::cli_path() + " " + c.args, dir);
         CHECK(r.code != 0);
         CAPTURE(r.err);
         CHECK(r.err.find(c.mentions) != std::string::npos);
@@ -114,7 +109,7 @@ TEST_CASE("enqueue --track with a worker process: outcomes, exit codes, env, std
     auto w = spawn_worker("--redis " + rs.url() + " --queue q --id w1 --concurrency 2 --exec '"
                           "read x; echo \"$STREAMFLEET_QUEUE $STREAMFLEET_RETRIES $STREAMFLEET_DELIVERIES $x\" >> " +
                           log + "; if [ \"$x\" = bad ]; then echo \"no good: $x\" >&2; exit 3; fi'");
-    auto ok = sh("printf 'a\\nb\\n' | " + cli() + " enqueue --redis " + rs.url() +
+    auto ok = sh("printf 'a\\nb\\n' | " + streamfleet::test::cli_path() + " enqueue --redis " + rs.url() +
                      " --queue q --lines --track --timeout-ms 20000",
                  dir);
     CHECK(ok.code == 0);
@@ -122,13 +117,13 @@ TEST_CASE("enqueue --track with a worker process: outcomes, exit codes, env, std
     CHECK(std::count(ok.out.begin(), ok.out.end(), '\n') == 4);  // 2 ids, 2 outcomes
     CHECK(ok.out.find(" completed\n") != std::string::npos);
 
-    auto bad = sh(cli() + " enqueue --redis " + rs.url() + " --queue q --data bad --track --max-retries 1 --timeout-ms 20000",
+    auto bad = sh(streamfleet::test::cli_path() + " enqueue --redis " + rs.url() + " --queue q --data bad --track --max-retries 1 --timeout-ms 20000",
                   dir);
     CHECK(bad.code == 1);
     CAPTURE(bad.out);
     CHECK(bad.out.find(" error: no good: bad\n") != std::string::npos);
 
-    auto stats = sh(cli() + " stats --redis " + rs.url() + " --queue q --json", dir);
+    auto stats = sh(streamfleet::test::cli_path() + " stats --redis " + rs.url() + " --queue q --json", dir);
     CHECK(stats.code == 0);
     CHECK(stats.out.find("\"dead\":1") != std::string::npos);
     CHECK(stats.out.find("\"servers\":1") != std::string::npos);
@@ -143,10 +138,10 @@ TEST_CASE("enqueue --track with a worker process: outcomes, exit codes, env, std
 
 TEST_CASE("stdin without --lines is one task; fire-and-forget exits 0 once Redis has it") {
     RedisServer rs;
-    auto r = sh("printf 'multi\\nline\\n' | " + cli() + " enqueue --redis " + rs.url() + " --queue q", rs.dir());
+    auto r = sh("printf 'multi\\nline\\n' | " + streamfleet::test::cli_path() + " enqueue --redis " + rs.url() + " --queue q", rs.dir());
     CHECK(r.code == 0);
     CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
-    auto s = sh(cli() + " stats --redis " + rs.url() + " --queue q --json", rs.dir());
+    auto s = sh(streamfleet::test::cli_path() + " stats --redis " + rs.url() + " --queue q --json", rs.dir());
     CHECK(s.out.find("\"stream_length\":1") != std::string::npos);
 }
 
@@ -159,7 +154,7 @@ TEST_CASE("10,000 tasks over 3 worker processes: each handled exactly once") {
         workers.push_back(spawn_worker("--redis " + rs.url() + " --queue bulk --id w" + std::to_string(i) +
                                        " --concurrency 4 --exec 'read x; echo \"$x\" >> " + out + "'"));
     }
-    auto r = sh("seq 1 10000 | " + cli() + " enqueue --redis " + rs.url() + " --queue bulk --lines", dir);
+    auto r = sh("seq 1 10000 | " + streamfleet::test::cli_path() + " enqueue --redis " + rs.url() + " --queue bulk --lines", dir);
     REQUIRE(r.code == 0);
     auto until = std::chrono::steady_clock::now() + 120s;
     while (count_lines(out) < 10'000 && std::chrono::steady_clock::now() < until) {

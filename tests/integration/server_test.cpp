@@ -10,25 +10,17 @@
 
 #include "streamfleet/streamfleet.hpp"
 #include "support/redis_server.hpp"
+#include "support/wait.hpp"
 #include "support/test_conn.hpp"
 
 using namespace std::chrono_literals;
 using namespace streamfleet;
 using streamfleet::test::RedisServer;
 using streamfleet::test::TestConn;
+using streamfleet::test::eventually;
 using streamfleet::test::entry_fields;
 
 namespace {
-
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 20s) {
-    auto until = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < until) {
-        if (pred()) return true;
-        std::this_thread::sleep_for(10ms);
-    }
-    return pred();
-}
 
 ServerOptions server_opts(const RedisServer& rs, std::string id, unsigned concurrency = 4) {
     return ServerOptions{.redis = rs.url(), .id = std::move(id), .concurrency = concurrency,

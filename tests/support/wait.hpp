@@ -1,0 +1,33 @@
+#pragma once
+
+// Helpers for tests that wait on other threads or processes, and find the
+// built tools. Waits poll with a generous bound: liveness, not speed.
+
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include <doctest/doctest.h>
+
+namespace streamfleet::test {
+
+/// Polls `pred` every 10 ms until it holds or `limit` passes; returns its last value.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(20)) {
+    auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+        if (pred()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return pred();
+}
+
+/// Path of the built `streamfleet` CLI (meson passes SF_TOOLS_DIR).
+inline std::string cli_path() {
+    const char* dir = std::getenv("SF_TOOLS_DIR");
+    REQUIRE(dir != nullptr);
+    return std::string(dir) + "/streamfleet";
+}
+
+}  // namespace streamfleet::test
