@@ -40,6 +40,7 @@ constexpr const char* kUsage =
     "usage:\n"
     "  streamfleet enqueue --redis URL --queue Q [--data TEXT] [--lines] [--track]\n"
     "                      [--timeout-ms N] [--max-retries N] [--retry-delay-ms N] [--expires-in-ms N]\n"
+    "                      [--spool FILE]\n"
     "  streamfleet worker  --redis URL --queue Q [--queue Q2 ...] --id ID [--concurrency N] --exec CMD\n"
     "                      [--lease-ms N] [--heartbeat-ms N] [--max-deliveries N]\n"
     "  streamfleet stats   --redis URL --queue Q [--json]\n";
@@ -108,7 +109,7 @@ struct Flags {
 int cmd_enqueue(int argc, char** argv) {
     auto f = Flags::parse(argc, argv, 2,
                           {"--redis", "--queue", "--data", "--timeout-ms", "--max-retries",
-                           "--retry-delay-ms", "--expires-in-ms"},
+                           "--retry-delay-ms", "--expires-in-ms", "--spool"},
                           {}, {"--lines", "--track"});
     auto redis = f.need("--redis");
     auto queue = f.need("--queue");
@@ -125,7 +126,9 @@ int cmd_enqueue(int argc, char** argv) {
 
     // Ride out a Redis outage: a full buffer makes enqueue wait for room rather
     // than fail, and the exit waits until Redis has every accepted task.
-    streamfleet::Client client({.redis = redis, .full_timeout = std::chrono::hours(24)}, {queue});
+    streamfleet::Client client(
+        {.redis = redis, .full_timeout = std::chrono::hours(24), .spool_path = f.get("--spool").value_or("")},
+        {queue});
     std::vector<streamfleet::TaskHandle> handles;
     auto submit = [&](const std::string& data) {
         if (track) {

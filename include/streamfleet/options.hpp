@@ -25,6 +25,14 @@ struct ClientOptions {
     std::size_t max_buffered_bytes = std::size_t{64} << 20;
     /// How long enqueue waits for room in a full buffer; 0 = throw QueueFull at once.
     std::chrono::milliseconds full_timeout{0};
+    /// Durable spool: when set, every accepted task is appended to this file
+    /// before enqueue returns and dropped from it once Redis has it. A client
+    /// opened on the same file sends what a crashed predecessor left. One live
+    /// client per file.
+    std::string spool_path{};
+    /// fsync the spool after every accepted task (survives power loss); false
+    /// leaves flushing to the OS (survives a process crash only).
+    bool spool_fsync = true;
     /// Largest payload accepted (Redis's own limit for a string is 512 MiB).
     std::size_t max_payload_bytes = std::size_t{512} << 20;
     /// How often the client refreshes its entry in P{Q}:clients.

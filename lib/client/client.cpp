@@ -21,6 +21,7 @@
 #include <unordered_map>
 
 #include "client/handle_state.hpp"
+#include "client/spool.hpp"
 #include "core/keys.hpp"
 #include "core/log.hpp"
 #include "core/uuid.hpp"
@@ -71,6 +72,20 @@ struct Client::Impl {
     bool closed = false;
     std::unordered_map<std::string, std::shared_ptr<HandleState>> tracked;
     std::atomic<std::uint64_t> unknown{0};
+
+    std::unique_ptr<Spool> spool;
+    // Queues of tasks replayed from the spool that this client did not declare.
+    std::map<std::string, QueueKeys, std::less<>> spooled_queues;
+
+    // Writes the task to the spool (if any) before enqueue returns; on failure
+    // the task is not accepted.
+    void spool_task(std::string_view queue, const TaskMessage& m, std::size_t n_admitted, std::size_t bytes) {
+        if (!spool) return;
+        if (auto st = spool->append(queue, m); !st) {
+            confirmed(n_admitted, bytes);
+            throw_error(st.error());
+        }
+    }
 
     // Declared last: destroyed first, so the loop thread is joined before the
     // state above that its callbacks use goes away.
@@ -177,6 +192,7 @@ struct Client::Impl {
         topo->send(r::Route{*o->stream}, argv, [this, o](Result<r::Reply> res) {
             if (res.ok()) {
                 o->done = true;
+                if (spool) spool->confirm(o->msg->id);
                 while (!outbox.empty() && outbox.front()->done) outbox.pop_front();
                 confirmed(1, o->bytes);
                 return;
@@ -317,6 +333,22 @@ Client::Client(ClientOptions options, std::vector<std::string> queue_names)
     auto address = redis::parse_url(im.opts.redis).value();
     im.id = im.ids.next();
     im.receiver = receiver_key(im.opts.prefix, im.id);
+    std::vector<Spool::Pending> leftovers;
+    if (!im.opts.spool_path.empty()) {
+        auto opened = Spool::open(im.opts.spool_path,
+                                  im.opts.spool_fsync ? SpoolSync::always : SpoolSync::none);
+        if (!opened) throw_error(opened.error());
+        im.spool = std::move(opened->first);
+        leftovers = std::move(opened->second);
+        for (const auto& p : leftovers) {
+            if (auto st = validate_queue_name(p.queue); !st) throw_error(st.error());
+            if (!im.queues.count(p.queue)) im.spooled_queues.emplace(p.queue, QueueKeys(im.opts.prefix, p.queue));
+        }
+        if (!leftovers.empty()) {
+            log().info("client {}: sending {} task(s) left in spool {}", im.id, leftovers.size(),
+                       im.opts.spool_path);
+        }
+    }
     im.rt = std::make_unique<Runtime>("sf-client");
     im.rt->call([&] {
         r::ConnectionOptions co{.command_timeout = im.opts.command_timeout,
@@ -332,6 +364,19 @@ Client::Client(ClientOptions options, std::vector<std::string> queue_names)
         im.listener = im.topo->dedicated(r::Route{im.receiver}, "notifications");
         im.create_group([&im] { im.listen(); });
         im.beat();
+        // What a crashed predecessor left in the spool goes first, in order.
+        for (auto& p : leftovers) {
+            auto it = im.queues.find(p.queue);
+            const QueueKeys& k = it != im.queues.end() ? it->second : im.spooled_queues.at(p.queue);
+            auto bytes = Impl::footprint(p.msg);
+            {
+                std::lock_guard lock(im.mutex);
+                im.buffered += 1;
+                im.buffered_bytes += bytes;
+            }
+            im.submit(std::make_shared<Impl::Outgoing>(
+                Impl::Outgoing{std::make_shared<TaskMessage>(std::move(p.msg)), &k.stream(), bytes}));
+        }
         im.rt->add_stop_hook([&im] {
             im.stopping = true;
             im.heartbeat.reset();
@@ -361,6 +406,7 @@ TaskId Client::enqueue(std::string_view queue, std::string_view data, const Task
     auto m = im.make_message(data, opts, false);
     auto bytes = Impl::footprint(*m);
     im.admit(1, bytes);
+    im.spool_task(queue, *m, 1, bytes);
     TaskId id = m->id;
     auto o = std::make_shared<Impl::Outgoing>(Impl::Outgoing{std::move(m), &keys.stream(), bytes});
     if (!im.rt->post([&im, o] { im.submit(o); })) {
@@ -378,6 +424,7 @@ TaskHandle Client::enqueue_tracked(std::string_view queue, std::string_view data
     auto state = std::make_shared<HandleState>(m->id);
     auto bytes = Impl::footprint(*m);
     im.admit(1, bytes);
+    im.spool_task(queue, *m, 1, bytes);
     {
         // Registered before the XADD leaves: a fast worker's notification
         // must find it.
@@ -406,6 +453,15 @@ std::vector<TaskId> Client::enqueue_many(std::string_view queue, const std::vect
     std::size_t bytes = 0;
     for (const auto& m : msgs) bytes += Impl::footprint(*m);
     im.admit(msgs.size(), bytes);
+    if (im.spool) {
+        for (std::size_t i = 0; i < msgs.size(); ++i) {
+            if (auto st = im.spool->append(queue, *msgs[i]); !st) {
+                // The ones already written are accepted; so is nothing after.
+                im.confirmed(msgs.size(), bytes);
+                throw_error(st.error());
+            }
+        }
+    }
     std::vector<TaskId> out;
     out.reserve(msgs.size());
     std::vector<std::shared_ptr<Impl::Outgoing>> batch;

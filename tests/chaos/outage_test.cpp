@@ -3,7 +3,13 @@
 
 #include <doctest/doctest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdlib>
+#include <fstream>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -12,6 +18,7 @@
 #include "streamfleet/streamfleet.hpp"
 #include "support/redis_server.hpp"
 #include "support/test_conn.hpp"
+#include "support/wait.hpp"
 
 using namespace std::chrono_literals;
 using namespace streamfleet;
@@ -73,5 +80,42 @@ TEST_CASE("10,000 tasks streamed through a Redis SIGSTOP and a SIGKILL + restart
             FAIL_CHECK("task " << i << " never ran");
             break;
         }
+    }
+}
+
+TEST_CASE("a client process SIGKILLed during an outage: its spool is sent by the next one") {
+    RedisServer rs;
+    std::string dir = rs.dir(), spool = dir + "/cli.spool", ids = dir + "/ids";
+    rs.kill();  // Redis is down for the whole first run
+    std::string cmd = "seq 1 200 | " + streamfleet::test::cli_path() + " enqueue --redis " + rs.url() +
+                      " --queue q --lines --spool " + spool + " > " + ids;
+    pid_t pid = fork();
+    if (pid == 0) {
+        setpgid(0, 0);
+        execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    auto count_ids = [&] {
+        std::ifstream in(ids);
+        std::string l;
+        int n = 0;
+        while (std::getline(in, l)) ++n;
+        return n;
+    };
+    REQUIRE(streamfleet::test::eventually([&] { return count_ids() == 200; }, 30s));  // all accepted
+    ::kill(-pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+
+    rs.restart();
+    std::string replay = "printf '' | " + streamfleet::test::cli_path() + " enqueue --redis " + rs.url() +
+                         " --queue q --lines --spool " + spool + " --timeout-ms 30000";
+    REQUIRE(std::system(replay.c_str()) == 0);
+    streamfleet::test::TestConn c(rs.url());
+    auto entries = c.cmd({"XRANGE", "streamfleet:{q}", "-", "+"}).value();
+    REQUIRE(entries.size() == 200);
+    for (int i = 0; i < 200; ++i) {
+        CHECK(streamfleet::test::entry_fields(entries[i])["data"] == std::to_string(i + 1));
     }
 }

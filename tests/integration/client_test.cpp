@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <thread>
 
@@ -261,4 +262,31 @@ TEST_CASE("the buffer's byte bound, and waiting for room instead of failing") {
     std::vector<std::string> tail;
     for (std::size_t i = 3; i < entries.size(); ++i) tail.push_back(entry_fields(entries[i])["data"]);
     CHECK(tail == std::vector<std::string>{"t0", "t1", "t2", "t3", "t4", "blocked until there is room"});
+}
+
+TEST_CASE("spool: tasks accepted while Redis is down survive the client; the next one sends them") {
+    RedisServer server;
+    TestConn c(server.url());
+    std::string spool = server.dir() + "/client.spool";
+    server.kill();
+    std::vector<std::string> ids;
+    {
+        Client first({.redis = server.url(), .spool_path = spool, .command_timeout = 300ms}, {"q"});
+        for (int i = 0; i < 20; ++i) ids.push_back(first.enqueue("q", "s" + std::to_string(i)));
+        CHECK_THROWS_WITH_AS(Client({.redis = server.url(), .spool_path = spool}, {"q"}),
+                             doctest::Contains("is in use by another client"), InvalidArgument);
+        CHECK_FALSE(first.close(300ms));  // Redis is down: nothing could be sent
+    }
+    server.restart();
+    Client second({.redis = server.url(), .spool_path = spool}, {"other"});  // any queue list
+    auto entries = wait_entries(c, "streamfleet:{q}", 20);
+    REQUIRE(entries.size() == 20);
+    for (int i = 0; i < 20; ++i) {
+        auto f = entry_fields(entries[i]);
+        CHECK(f["data"] == "s" + std::to_string(i));  // in acceptance order
+        CHECK(f["id"] == ids[i]);                       // the same tasks, not copies
+    }
+    CHECK(second.close(5s));
+    std::ifstream in(spool, std::ios::binary | std::ios::ate);
+    CHECK(in.tellg() == 0);  // everything confirmed: the spool starts over
 }
