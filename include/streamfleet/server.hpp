@@ -43,7 +43,7 @@ struct ServerOptions {
     /// Longest time one blocking read waits for new tasks.
     std::chrono::milliseconds read_block{2'000};
     /// How often the server refreshes its entry in P{Q}:servers.
-    std::chrono::milliseconds heartbeat_interval{2'000};
+    std::chrono::milliseconds heartbeat_interval{1'000};
     /// Time limit of each Redis command.
     std::chrono::milliseconds command_timeout{5'000};
     /// A delivered task whose server stops renewing it (every lease/3) for this
@@ -51,7 +51,7 @@ struct ServerOptions {
     std::chrono::milliseconds lease{30'000};
     /// A server whose heartbeat is older than this counts as dead: its pending
     /// tasks are taken over at once, without waiting for the lease.
-    std::chrono::milliseconds dead_after{6'000};
+    std::chrono::milliseconds dead_after{3'000};
     /// A task delivered more often than this goes to the dead letters with
     /// "exceeded N deliveries" (it keeps crashing or hanging its servers).
     std::uint32_t max_deliveries = 16;
