@@ -88,6 +88,15 @@ w(f"- Redis CPU per task end to end: {cpu:.1f} µs at best (goal ≤ 7 µs). Ack
 w("  one loop turn already go out as one XACK and one XDEL; what remains per task is its")
 w("  XADD and its share of reads, which are small at low concurrency (COUNT ≤ free slots).")
 w(f"- p99 enqueue → start at 1,000 tasks/s: {p99:.2f} ms (goal ≤ 0.5 ms).")
+if "recovery" in runs:
+    rec = [r["recovery_ms"] for r in runs["recovery"]]
+    w("- Recovery from a worker SIGKILL to its 4 in-flight tasks restarted on a live peer, default")
+    w(f"  heartbeat (1 s) and dead-after (3 s): median {statistics.median(rec) / 1000:.2f} s "
+      f"(runs: {', '.join(f'{v / 1000:.2f}' for v in rec)}; goal < 5 s; asynq, BullMQ and River need 30 s to 1 h).")
+if "outage" in runs:
+    w("- Enqueue while Redis is down (`streamfleet enqueue --lines`, 20,000 tasks into the client's")
+    w(f"  buffer): {fmt(med('outage', 'during_per_s'))}/s accepted; once Redis starts, the buffer drains")
+    w(f"  at {fmt(med('outage', 'after_per_s'))}/s (including Redis start-up and the reconnect backoff, ≤ 1 s).")
 w(f"- Fire-and-forget at concurrency 64: {fmt(e2e)}/s. Peers (BullMQ, bee-queue, rq) and")
 w("  the bare hiredis loop are not measured in this run yet: the benchmark issue adds them.")
 w("")

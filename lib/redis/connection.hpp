@@ -54,7 +54,7 @@ struct ConnectionOptions {
     /// with the upper half of each step randomised (jitter), so many clients that
     /// lost the same server do not return in lockstep.
     milliseconds reconnect_min{50};
-    milliseconds reconnect_max{5000};
+    milliseconds reconnect_max{1000};
     /// Keep commands sent while disconnected until the link returns or their
     /// deadline passes. When false they fail at once with the last connect error.
     bool offline_queue = true;

@@ -169,3 +169,30 @@ TEST_CASE("10,000 tasks over 3 worker processes: each handled exactly once") {
     CHECK(lines.size() == 10'000);
     CHECK(std::set<std::string>(lines.begin(), lines.end()).size() == 10'000);
 }
+
+TEST_CASE("enqueue --lines rides out an outage: it accepts while Redis is down and exits 0 once Redis has all") {
+    RedisServer rs;
+    auto dir = rs.dir();
+    rs.kill();
+    std::string cmd = "seq 1 50 | " + streamfleet::test::cli_path() + " enqueue --redis " + rs.url() +
+                      " --queue q --lines > " + dir + "/ids 2> " + dir + "/err";
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
+        _exit(127);
+    }
+    // Every line is accepted (an id printed) although Redis is down...
+    auto until = std::chrono::steady_clock::now() + 20s;
+    while (count_lines(dir + "/ids") < 50 && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(50ms);
+    }
+    CHECK(count_lines(dir + "/ids") == 50);
+    int status = 0;
+    CHECK(waitpid(pid, &status, WNOHANG) == 0);  // ...and it waits for Redis
+    rs.restart();
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    auto s = sh(streamfleet::test::cli_path() + " stats --redis " + rs.url() + " --queue q --json", dir);
+    CHECK(s.out.find("\"stream_length\":50") != std::string::npos);
+}
