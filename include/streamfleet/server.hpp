@@ -154,7 +154,8 @@ public:
     /// their cancel tokens and waits for them; returns read-but-unstarted tasks
     /// to their stream; writes every outcome; removes the heartbeat. Idempotent,
     /// thread-safe.
-    /// @note Never call it from inside a handler: it waits for running handlers.
+    /// @throws InvalidArgument when called from one of this server's handlers
+    ///         (it would wait for itself).
     void shutdown(std::chrono::milliseconds grace = std::chrono::seconds(10));
 
     struct Stats {

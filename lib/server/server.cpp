@@ -133,6 +133,9 @@ end
 return kept
 )lua";
 
+// Set on handler-pool threads: shutdown() from a handler would wait for itself.
+thread_local const void* t_handler_of = nullptr;
+
 std::vector<std::string_view> entry_args(std::initializer_list<std::string_view> head,
                                          std::span<const std::string_view> fields) {
     std::vector<std::string_view> argv(head);
@@ -902,6 +905,7 @@ struct Server::Impl {
     // ---- pool ----
 
     void pool_loop() {
+        t_handler_of = this;
         while (true) {
             std::shared_ptr<Job> job;
             {
@@ -1049,6 +1053,10 @@ void Server::run() {
 
 void Server::shutdown(std::chrono::milliseconds grace) {
     auto& im = *impl_;
+    if (t_handler_of == &im) {
+        throw InvalidArgument("shutdown() called from one of this server's handlers would wait for "
+                              "itself; call it from another thread");
+    }
     {
         std::unique_lock lock(im.state_mutex);
         if (!im.started || im.shut_down) return;

@@ -356,3 +356,22 @@ TEST_CASE("the janitor removes silent clients' notification streams, not live on
     CHECK(c.cmd({"EXISTS", live_key}).value().integer() == 1);
     CHECK_FALSE(c.cmd({"ZSCORE", "streamfleet:{q}:clients", live.id()}).value().is_nil());
 }
+
+TEST_CASE("shutdown from inside a handler is refused instead of deadlocking") {
+    RedisServer rs;
+    Server server(server_opts(rs, "w1"));
+    std::atomic<bool> refused{false};
+    server.handle("q", [&](TaskContext&) {
+        try {
+            server.shutdown(1s);
+        } catch (const InvalidArgument&) {
+            refused = true;
+        }
+    });
+    server.start();
+    Client client({.redis = rs.url()}, {"q"});
+    auto h = client.enqueue_tracked("q", "x");
+    REQUIRE(h.wait_for(20s));
+    CHECK(refused);
+    CHECK(h.wait().status == TaskStatus::completed);
+}
