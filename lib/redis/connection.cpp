@@ -1,6 +1,7 @@
 #include "redis/connection.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <random>
 
 #include "core/backoff.hpp"
@@ -142,6 +143,8 @@ void Connection::begin_connect() {
     sockaddr_storage addr{};
     if (uv_ip4_addr(ep.host.c_str(), ep.port, reinterpret_cast<sockaddr_in*>(&addr)) == 0 ||
         uv_ip6_addr(ep.host.c_str(), ep.port, reinterpret_cast<sockaddr_in6*>(&addr)) == 0) {
+        addrs_.clear();
+        next_addr_ = 0;
         connect_to(reinterpret_cast<const sockaddr*>(&addr));
         return;
     }
@@ -167,7 +170,16 @@ void Connection::begin_connect() {
                                                   owner->server_.endpoint.host +
                                                   "': " + uv_error_text(status < 0 ? status : UV_EAI_NONAME)));
                 } else {
-                    owner->connect_to(res->ai_addr);
+                    // Keep every address: "localhost" may give ::1 first while
+                    // the server listens only on 127.0.0.1.
+                    owner->addrs_.clear();
+                    for (auto* ai = res; ai; ai = ai->ai_next) {
+                        sockaddr_storage a{};
+                        std::memcpy(&a, ai->ai_addr, std::min<std::size_t>(ai->ai_addrlen, sizeof a));
+                        owner->addrs_.push_back(a);
+                    }
+                    owner->next_addr_ = 1;
+                    owner->connect_to(reinterpret_cast<const sockaddr*>(&owner->addrs_[0]));
                 }
             }
             uv_freeaddrinfo(res);
@@ -189,7 +201,11 @@ void Connection::connect_to(const sockaddr* addr) {
         auto* s = static_cast<Socket*>(req->handle->data);
         if (!s->owner) return;
         auto keep = s->owner->shared_from_this();
-        if (status < 0) {
+        Connection* self = s->owner;
+        if (status < 0 && self->next_addr_ < self->addrs_.size()) {
+            self->release_socket();
+            self->connect_to(reinterpret_cast<const sockaddr*>(&self->addrs_[self->next_addr_++]));
+        } else if (status < 0) {
             s->owner->fail_connection(Error(errc::connect_failed, "connect to " + s->owner->where() +
                                                                       " failed: " +
                                                                       uv_error_text(status)));
@@ -322,8 +338,9 @@ void Connection::send(std::span<const std::string_view> argv, ReplyCallback cb, 
 
 void Connection::complete_later(ReplyCallback cb, Error error) {
     if (state_ == ConnState::closed) {
-        // The turn-end handle is gone; go through the runtime instead, or run
-        // inline if it is shutting down too.
+        // The turn-end handle is gone; go through the runtime instead (it takes
+        // loop-thread posts until its stop hooks are done), or, once even that
+        // is over, run inline as the only way left to keep exactly-once.
         auto shared = std::make_shared<std::pair<ReplyCallback, Error>>(std::move(cb), std::move(error));
         if (!rt_.post([shared] { run_callback(shared->first, std::move(shared->second)); })) {
             run_callback(shared->first, std::move(shared->second));
@@ -345,11 +362,37 @@ void Connection::flush() {
     write_out();
 }
 
+namespace {
+// uv_buf_t lengths are unsigned int: a buffer over 4 GiB (a huge pipelined
+// batch) must go as several, or its length would silently wrap. The usual
+// single buffer stays on the stack so the steady state allocates nothing.
+struct Bufs {
+    Bufs(char* p, std::size_t n) {
+        constexpr std::size_t kMaxBuf = std::size_t{1} << 30;
+        if (n <= kMaxBuf) {
+            one = uv_buf_init(p, static_cast<unsigned>(n));
+            return;
+        }
+        while (n > 0) {
+            std::size_t len = std::min(n, kMaxBuf);
+            many.push_back(uv_buf_init(p, static_cast<unsigned>(len)));
+            p += len;
+            n -= len;
+        }
+    }
+    uv_buf_t* data() { return many.empty() ? &one : many.data(); }
+    unsigned size() const { return many.empty() ? 1U : static_cast<unsigned>(many.size()); }
+
+    uv_buf_t one{};
+    std::vector<uv_buf_t> many;
+};
+}  // namespace
+
 void Connection::write_out() {
     if (!sock_ || wbuf_.empty()) return;
     ++writes_;
-    uv_buf_t buf = uv_buf_init(wbuf_.data(), static_cast<unsigned>(wbuf_.size()));
-    int n = uv_try_write(&sock_->stream, &buf, 1);
+    Bufs bufs(wbuf_.data(), wbuf_.size());
+    int n = uv_try_write(&sock_->stream, bufs.data(), bufs.size());
     if (n >= 0 && static_cast<std::size_t>(n) == wbuf_.size()) {
         wbuf_.clear();  // keeps its capacity: steady state allocates nothing
         return;
@@ -364,8 +407,9 @@ void Connection::write_out() {
     std::size_t written = n > 0 ? static_cast<std::size_t>(n) : 0;
     req->data = std::move(wbuf_);
     wbuf_ = std::string();
-    buf = uv_buf_init(req->data.data() + written, static_cast<unsigned>(req->data.size() - written));
-    int rc = uv_write(&req->req, &sock_->stream, &buf, 1, [](uv_write_t* r, int status) {
+    Bufs rest(req->data.data() + written, req->data.size() - written);
+    int rc = uv_write(&req->req, &sock_->stream, rest.data(), rest.size(),
+                      [](uv_write_t* r, int status) {
         auto* s = static_cast<Socket*>(r->handle->data);
         delete reinterpret_cast<WriteReq*>(r);
         if (status < 0 && status != UV_ECANCELED && s->owner) {
@@ -542,6 +586,8 @@ void Connection::set_state(ConnState s, const Error* reason) {
 
 void Connection::close() {
     if (state_ == ConnState::closed) return;
+    // The callbacks below may drop their owner's last reference to us.
+    auto keep = weak_from_this().lock();
     state_ = ConnState::closed;
     release_socket();
     deadline_timer_.close();

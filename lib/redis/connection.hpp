@@ -184,6 +184,8 @@ private:
     Socket* sock_ = nullptr;        // owned by libuv until its close callback
     struct GetAddrInfo;
     GetAddrInfo* resolving_ = nullptr;
+    std::vector<sockaddr_storage> addrs_;  // resolved addresses, tried in order
+    std::size_t next_addr_ = 0;
     ReplyParser parser_;
     std::string wbuf_;              // commands of this turn, not yet written
     std::deque<Inflight> inflight_;

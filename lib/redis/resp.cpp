@@ -2,6 +2,7 @@
 
 #include <hiredis/read.h>
 
+#include <algorithm>
 #include <charconv>
 #include <new>
 
@@ -27,47 +28,60 @@ void append_command(std::string& out, std::span<const std::string_view> argv) {
 namespace {
 
 // hiredis calls these while parsing. A child is constructed in place inside its
-// parent's element vector (sized by createArray), so only the root is heap
-// allocated and freeObject is only ever asked to free roots (read.c frees
-// r->reply, the root, on error; we own roots returned by GetReply).
+// parent's element vector, so only the root is heap allocated and freeObject is
+// only ever asked to free roots (read.c frees r->reply, the root, on error; we
+// own roots returned by GetReply). Children arrive in index order, so the
+// vector grows as they come: a hostile header such as `*2000000000` must not
+// make us allocate for elements that never arrive. Nothing may throw through
+// hiredis's C frames; returning nullptr makes it fail the parse with "Out of
+// memory", which the connection treats as a protocol error.
 Reply* slot_for(const redisReadTask* task) {
     if (task->parent == nullptr) return new (std::nothrow) Reply();
-    auto* parent = static_cast<Reply*>(task->parent->obj);
-    return &parent->mutable_elements()[static_cast<std::size_t>(task->idx)];
+    auto& siblings = static_cast<Reply*>(task->parent->obj)->mutable_elements();
+    auto idx = static_cast<std::size_t>(task->idx);
+    // Growing may move earlier siblings; they are complete, and hiredis keeps
+    // pointers only to the parents on its stack, which live one level up.
+    if (siblings.size() <= idx) siblings.resize(idx + 1);
+    return &siblings[idx];
+}
+
+template <class Fill>
+void* create(const redisReadTask* task, Fill&& fill) noexcept {
+    try {
+        Reply* r = slot_for(task);
+        if (r) fill(*r);
+        return r;
+    } catch (...) {
+        return nullptr;
+    }
 }
 
 void* create_string(const redisReadTask* task, char* str, size_t len) {
-    Reply* r = slot_for(task);
-    if (!r) return nullptr;
-    std::string s(str, len);
-    switch (task->type) {
-        case REDIS_REPLY_ERROR: *r = Reply::error(std::move(s)); break;
-        case REDIS_REPLY_STATUS: *r = Reply::status(std::move(s)); break;
-        default: *r = Reply::string(std::move(s)); break;
-    }
-    return r;
+    return create(task, [&](Reply& r) {
+        std::string s(str, len);
+        switch (task->type) {
+            case REDIS_REPLY_ERROR: r = Reply::error(std::move(s)); break;
+            case REDIS_REPLY_STATUS: r = Reply::status(std::move(s)); break;
+            default: r = Reply::string(std::move(s)); break;
+        }
+    });
 }
 
 void* create_array(const redisReadTask* task, int elements) {
-    Reply* r = slot_for(task);
-    if (!r) return nullptr;
-    std::vector<Reply> v(static_cast<std::size_t>(elements < 0 ? 0 : elements));
-    *r = Reply::array(std::move(v));
-    return r;
+    return create(task, [&](Reply& r) {
+        std::vector<Reply> v;
+        // Trust the header for the common case only; beyond that, grow.
+        v.reserve(static_cast<std::size_t>(std::clamp(elements, 0, 1024)));
+        r = Reply::array(std::move(v));
+    });
 }
 
 void* create_integer(const redisReadTask* task, long long value) {
-    Reply* r = slot_for(task);
-    if (!r) return nullptr;
-    *r = Reply::integer(value);
-    return r;
+    return create(task, [&](Reply& r) { r = Reply::integer(value); });
 }
 
 void* create_nil(const redisReadTask* task) {
-    Reply* r = slot_for(task);
-    if (!r) return nullptr;
-    *r = Reply::nil();
-    return r;
+    return create(task, [&](Reply& r) { r = Reply::nil(); });
 }
 
 void free_object(void* obj) { delete static_cast<Reply*>(obj); }

@@ -51,13 +51,14 @@ void Runtime::run() {
 }
 
 bool Runtime::post(std::function<void()> fn) {
-    {
-        std::lock_guard lock(mutex_);
-        if (stopping_) return false;
-        inbox_.push_back(std::move(fn));
-    }
-    // Sends coalesce: several posts may produce one wake-up, which is why the
-    // callback drains the whole inbox.
+    std::lock_guard lock(mutex_);
+    // Once stop() began only the loop thread may still post (owners closing
+    // from stop hooks defer callbacks this way), until the final drain ends.
+    if (drained_ || (stopping_ && !in_loop_thread())) return false;
+    inbox_.push_back(std::move(fn));
+    // Sent under the lock: the loop closes wakeup_ only after it has seen
+    // stopping_ under this lock, so no send can reach a closed handle.
+    // Sends coalesce, which is why the callback drains the whole inbox.
     uv_async_send(&wakeup_);
     return true;
 }
@@ -66,7 +67,19 @@ void Runtime::on_wakeup(uv_async_t* handle) {
     static_cast<Runtime*>(handle->data)->drain_inbox();
 }
 
-void Runtime::drain_inbox() {
+void Runtime::guarded(const char* what, const std::function<void()>& fn) {
+    try {
+        fn();
+    } catch (const std::exception& e) {
+        // One owner's failure must not take the loop (and every other owner's
+        // shutdown) down with it.
+        log().error("runtime '{}': {} threw: {}", name_, what, e.what());
+    } catch (...) {
+        log().error("runtime '{}': {} threw a non-exception", name_, what);
+    }
+}
+
+bool Runtime::run_inbox() {
     std::vector<std::function<void()>> batch;
     bool stop_now;
     {
@@ -74,27 +87,29 @@ void Runtime::drain_inbox() {
         batch.swap(inbox_);
         stop_now = stopping_;
     }
-    for (auto& fn : batch) {
-        try {
-            fn();
-        } catch (const std::exception& e) {
-            // A posted task must not take the loop down with it.
-            log().error("runtime '{}': posted task threw: {}", name_, e.what());
+    for (auto& fn : batch) guarded("posted task", fn);
+    return stop_now;
+}
+
+void Runtime::drain_inbox() {
+    if (!run_inbox()) return;
+    // stopping_ is set: other threads can no longer post, but tasks they posted
+    // just before may have raced with the swap, and stop hooks may post more
+    // from this thread. Keep draining until hooks and inbox are both empty.
+    for (;;) {
+        run_inbox();
+        if (stop_hooks_.empty()) {
+            std::lock_guard lock(mutex_);
+            if (inbox_.empty()) {
+                drained_ = true;
+                break;
+            }
+            continue;
         }
-    }
-    if (!stop_now) return;
-    // Tasks posted before stop() may still sit in the inbox if they raced with
-    // the swap above; stopping_ is set, so nothing new arrives after this drain.
-    {
-        std::lock_guard lock(mutex_);
-        batch.swap(inbox_);
-    }
-    for (auto& fn : batch) fn();
-    while (!stop_hooks_.empty()) {
         auto it = std::prev(stop_hooks_.end());
         auto hook = std::move(it->second);
         stop_hooks_.erase(it);
-        hook();
+        guarded("stop hook", hook);
     }
     uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
 }
@@ -116,9 +131,11 @@ void Runtime::stop() {
     if (joined_) return;
     {
         std::lock_guard lock(mutex_);
-        stopping_ = true;
+        if (!stopping_) {
+            stopping_ = true;
+            uv_async_send(&wakeup_);  // under the lock, as in post()
+        }
     }
-    uv_async_send(&wakeup_);
     thread_.join();
     joined_ = true;
 }
@@ -169,10 +186,16 @@ void Timer::close() {
 
 // ---- TurnEnd ----
 
+namespace {
+// Depth of TurnEnd callbacks running on this thread (the prepare phase).
+thread_local int t_in_turn_end = 0;
+}  // namespace
+
 TurnEnd::TurnEnd(uv_loop_t* loop, std::function<void()> cb)
-    : handle_(new uv_prepare_t), cb_(std::move(cb)) {
+    : handle_(new uv_prepare_t), nudge_(new uv_idle_t), cb_(std::move(cb)) {
     uv_prepare_init(loop, handle_);
     handle_->data = this;
+    uv_idle_init(loop, nudge_);
 }
 
 TurnEnd::~TurnEnd() { close(); }
@@ -182,15 +205,25 @@ void TurnEnd::arm() {
     uv_prepare_start(handle_, [](uv_prepare_t* h) {
         // Stop first so the callback may re-arm for the next turn.
         uv_prepare_stop(h);
+        struct Depth {
+            Depth() { ++t_in_turn_end; }
+            ~Depth() { --t_in_turn_end; }
+        } depth;
         static_cast<TurnEnd*>(h->data)->cb_();
     });
+    if (t_in_turn_end > 0) {
+        uv_idle_start(nudge_, [](uv_idle_t* h) { uv_idle_stop(h); });
+    }
 }
 
 void TurnEnd::close() {
     if (!handle_) return;
     uv_close(reinterpret_cast<uv_handle_t*>(handle_),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_prepare_t*>(h); });
+    uv_close(reinterpret_cast<uv_handle_t*>(nudge_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); });
     handle_ = nullptr;
+    nudge_ = nullptr;
 }
 
 std::string uv_error_text(int status) {

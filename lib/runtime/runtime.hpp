@@ -40,7 +40,8 @@ public:
     Runtime& operator=(const Runtime&) = delete;
 
     /// Thread-safe. Queues `fn` to run on the loop thread, in posting order.
-    /// Returns false, and drops `fn`, once stop() has begun.
+    /// Returns false, and drops `fn`, once stop() has begun -- except on the
+    /// loop thread itself, which may post until the stop hooks are done.
     bool post(std::function<void()> fn);
 
     /// Runs `fn` on the loop thread and returns its result (or rethrows what it
@@ -81,12 +82,15 @@ public:
 private:
     static void on_wakeup(uv_async_t* handle);
     void drain_inbox();
+    bool run_inbox();
+    void guarded(const char* what, const std::function<void()>& fn);
     void run();
 
     std::string name_;
     mutable std::mutex mutex_;
     std::vector<std::function<void()>> inbox_;  // guarded by mutex_
     bool stopping_ = false;                     // guarded by mutex_
+    bool drained_ = false;                      // guarded by mutex_; final drain done
     bool joined_ = false;                       // guarded by join_mutex_
     std::mutex join_mutex_;
 
@@ -128,6 +132,9 @@ private:
 /// Runs a callback once just before the loop next blocks for I/O (uv_prepare).
 /// This is how "everything issued in one loop turn leaves in one write" works:
 /// writers append to a buffer and arm() the flusher; it fires once per turn.
+/// Arming from inside another TurnEnd callback also works: libuv runs handles
+/// started during the prepare phase only next turn, so such an arm() starts an
+/// idle handle too, which keeps this turn's poll from blocking until then.
 class TurnEnd {
 public:
     TurnEnd(uv_loop_t* loop, std::function<void()> cb);
@@ -140,6 +147,7 @@ public:
 
 private:
     uv_prepare_t* handle_;
+    uv_idle_t* nudge_;
     std::function<void()> cb_;
 };
 

@@ -126,3 +126,25 @@ TEST_CASE("stream replies: entries are parsed, odd shapes skipped, counted") {
     CHECK(seen[1] == "s1/2-0 d=4");  // a non-string value drops its pair, not the entry
     CHECK(for_each_entry(Reply::nil(), [](auto, const auto&) { FAIL("no entries"); }) == 0);
 }
+
+TEST_CASE("a huge array header allocates nothing up front and never throws through hiredis") {
+    // Two billion elements announced, three delivered: the parser must wait
+    // for more instead of allocating (or throwing bad_alloc through C code).
+    ReplyParser p;
+    std::string bytes = "*2000000000\r\n:1\r\n:2\r\n$1\r\nx\r\n";
+    REQUIRE(p.feed(bytes.data(), bytes.size()).ok());
+    auto r = p.next();
+    REQUIRE(r.ok());
+    CHECK_FALSE(*r);  // incomplete, not an error
+    // Nested: the inner array grows as its children arrive and completes.
+    ReplyParser q;
+    std::string nested = "*2\r\n*3\r\n:1\r\n:2\r\n:3\r\n+OK\r\n";
+    REQUIRE(q.feed(nested.data(), nested.size()).ok());
+    auto n = q.next();
+    REQUIRE(n.ok());
+    REQUIRE(*n);
+    REQUIRE((*n)->elements().size() == 2);
+    REQUIRE((*n)->elements()[0].elements().size() == 3);
+    CHECK((*n)->elements()[0].elements()[2].integer() == 3);
+    CHECK((*n)->elements()[1].str() == "OK");
+}
