@@ -45,6 +45,7 @@
 #include "redis/streams.hpp"
 #include "redis/topology.hpp"
 #include "runtime/runtime.hpp"
+#include "server/pool.hpp"
 
 namespace streamfleet {
 inline namespace v1 {
@@ -199,12 +200,13 @@ struct Server::Impl {
     std::deque<std::function<void()>> claims_waiting;  // claims that need a free slot
     std::size_t writes_outstanding = 0;
 
-    // Pool.
-    std::mutex pool_mutex;
-    std::condition_variable pool_cv;
-    std::deque<std::shared_ptr<Job>> pool_queue;
-    bool pool_stop = false;
-    std::vector<std::thread> pool;
+    // Pool: accepted jobs of one read go to it in one push; finished ones come
+    // back through `done`, which wakes the loop once per batch, not per job.
+    HandlerPool<std::shared_ptr<Job>> pool;
+    std::vector<std::shared_ptr<Job>> to_run;  // loop thread: accepted, not pushed yet
+    std::mutex done_mutex;
+    std::vector<std::shared_ptr<Job>> done;    // guarded by done_mutex
+    std::vector<std::shared_ptr<Job>> done_batch;  // loop thread: being finished
 
     // Progress seen by shutdown()/run() on other threads.
     std::mutex state_mutex;
@@ -574,6 +576,7 @@ struct Server::Impl {
                                }
                                if (accept(q, *entry, before + 1)) ++dispatched;
                            }
+                           pool.push(to_run);
                            if (dispatched > 0) {
                                log().info("server {}: took over {} task(s) in {}", opts.id, dispatched,
                                           q.keys.stream());
@@ -656,6 +659,7 @@ struct Server::Impl {
             Queue* q = queue_by_stream(stream);
             if (!q || !accept(*q, e)) ++free_slots;  // not run: its slot is free again
         });
+        pool.push(to_run);
         free_slots += reserved - std::min(used, reserved);
         publish();
         read_next();
@@ -709,11 +713,7 @@ struct Server::Impl {
         job->ctx.expires_ts = job->msg.expires_ts;
         job->ctx.token = job->stop.get_token();
         running.emplace(job.get(), job);
-        {
-            std::lock_guard lock(pool_mutex);
-            pool_queue.push_back(std::move(job));
-        }
-        pool_cv.notify_one();
+        to_run.push_back(std::move(job));  // pushed by the caller, with its batch
         return true;
     }
 
@@ -838,7 +838,6 @@ struct Server::Impl {
             }
         }
         publish();
-        read_next();
     }
 
     // The retry is made durable in the same script that acks the original:
@@ -904,30 +903,37 @@ struct Server::Impl {
 
     // ---- pool ----
 
-    void pool_loop() {
+    void run_job(std::shared_ptr<Job>& job) {
         t_handler_of = this;
-        while (true) {
-            std::shared_ptr<Job> job;
-            {
-                std::unique_lock lock(pool_mutex);
-                pool_cv.wait(lock, [&] { return pool_stop || !pool_queue.empty(); });
-                if (pool_queue.empty()) return;  // pool_stop
-                job = std::move(pool_queue.front());
-                pool_queue.pop_front();
-            }
-            TaskContext ctx(job->ctx);
-            try {
-                job->outcome = job->queue->handler(ctx);
-            } catch (const std::exception& e) {
-                job->outcome = Outcome::failure(e.what());
-            } catch (...) {
-                job->outcome = Outcome::failure("handler threw a non-standard exception");
-            }
-            if (!rt->post([this, job] { finish(job); })) {
-                log().error("server {}: task {} finished after the loop stopped; it stays pending",
-                            opts.id, job->msg.id);
-            }
+        TaskContext ctx(job->ctx);
+        try {
+            job->outcome = job->queue->handler(ctx);
+        } catch (const std::exception& e) {
+            job->outcome = Outcome::failure(e.what());
+        } catch (...) {
+            job->outcome = Outcome::failure("handler threw a non-standard exception");
         }
+        bool first;
+        {
+            std::lock_guard lock(done_mutex);
+            first = done.empty();
+            done.push_back(std::move(job));
+        }
+        // Only the first finisher of a batch wakes the loop; the drain takes
+        // every job that finished until it runs.
+        if (first && !rt->post([this] { finish_done(); })) {
+            log().error("server {}: a task finished after the loop stopped; it stays pending", opts.id);
+        }
+    }
+
+    void finish_done() {
+        {
+            std::lock_guard lock(done_mutex);
+            done_batch.swap(done);
+        }
+        for (auto& job : done_batch) finish(job);
+        done_batch.clear();
+        read_next();
     }
 
     // ---- shutdown ----
@@ -944,12 +950,7 @@ struct Server::Impl {
         if (lease_timer) lease_timer->stop();
         if (reclaim_timer) reclaim_timer->stop();
         if (janitor_timer) janitor_timer->stop();
-        std::deque<std::shared_ptr<Job>> unstarted;
-        {
-            std::lock_guard lock(pool_mutex);
-            unstarted.swap(pool_queue);
-        }
-        for (auto& job : unstarted) {
+        for (auto& job : pool.take_unstarted()) {
             running.erase(job.get());
             ++free_slots;
             return_to_stream(*job);
@@ -1039,9 +1040,7 @@ void Server::start() {
         im.started = false;
         throw;
     }
-    for (unsigned i = 0; i < im.opts.concurrency; ++i) {
-        im.pool.emplace_back([&im] { im.pool_loop(); });
-    }
+    im.pool.start(im.opts.concurrency, [&im](std::shared_ptr<Impl::Job>& job) { im.run_job(job); });
 }
 
 void Server::run() {
@@ -1095,12 +1094,7 @@ void Server::shutdown(std::chrono::milliseconds grace) {
     });
     fut.wait_for(im.opts.command_timeout + 1s);
     im.rt->stop();
-    {
-        std::lock_guard lock(im.pool_mutex);
-        im.pool_stop = true;
-    }
-    im.pool_cv.notify_all();
-    for (auto& t : im.pool) t.join();
+    im.pool.stop();
     {
         std::lock_guard lock(im.state_mutex);
         im.shut_down = true;
