@@ -77,7 +77,6 @@ std::optional<std::chrono::system_clock::time_point> TaskContext::deadline() con
 
 namespace {
 
-using RawEntry = std::vector<std::pair<std::string, std::string>>;
 
 // KEYS[1] -> P{Q}:delayed, KEYS[2] -> P{Q}
 // ARGV[1] -> now (unix ms), ARGV[2] -> most members to move
@@ -158,7 +157,11 @@ struct Server::Impl {
     struct Job {
         Queue* queue = nullptr;
         std::string entry_id;
-        RawEntry raw;
+        // The raw fields view into the reply they came in, which the job keeps
+        // alive: no copy per field, and a malformed entry's dead letter still
+        // has every byte as it was read.
+        std::shared_ptr<const r::Reply> source;
+        std::vector<RawField> raw;
         TaskMessage msg;
         TaskContext::Data ctx;
         std::stop_source stop;
@@ -567,14 +570,15 @@ struct Server::Impl {
                    [this, &q, candidates, n, then](Result<r::Reply> res) {
                        unsigned dispatched = 0;
                        if (res.ok() && res->is_array()) {
-                           for (const auto& e : res->elements()) {
+                           auto source = std::make_shared<const r::Reply>(std::move(*res));
+                           for (const auto& e : source->elements()) {
                                auto entry = r::parse_entry(e);
                                if (!entry) continue;  // deleted meanwhile
                                std::uint64_t before = 0;
                                for (const auto& [id, count] : candidates) {
                                    if (id == entry->id) before = count;
                                }
-                               if (accept(q, *entry, before + 1)) ++dispatched;
+                               if (accept(q, source, *entry, before + 1)) ++dispatched;
                            }
                            pool.push(to_run);
                            if (dispatched > 0) {
@@ -654,10 +658,11 @@ struct Server::Impl {
             if (!stopping) read_retry->start(200, [this] { read_next(); });
             return;
         }
-        r::for_each_entry(*res, [&](std::string_view stream, const r::StreamEntry& e) {
+        auto source = std::make_shared<const r::Reply>(std::move(*res));
+        r::for_each_entry(*source, [&](std::string_view stream, const r::StreamEntry& e) {
             ++used;
             Queue* q = queue_by_stream(stream);
-            if (!q || !accept(*q, e)) ++free_slots;  // not run: its slot is free again
+            if (!q || !accept(*q, source, e)) ++free_slots;  // not run: its slot is free again
         });
         pool.push(to_run);
         free_slots += reserved - std::min(used, reserved);
@@ -673,17 +678,14 @@ struct Server::Impl {
     }
 
     // Takes one read entry; returns true if it was dispatched to a handler.
-    bool accept(Queue& q, const r::StreamEntry& entry, std::uint64_t deliveries = 1) {
+    bool accept(Queue& q, const std::shared_ptr<const r::Reply>& source, const r::StreamEntry& entry,
+                std::uint64_t deliveries = 1) {
         auto job = std::make_shared<Job>();
         job->queue = &q;
         job->entry_id = std::string(entry.id);
-        // Owned copies: the reply is gone once this callback returns, and the
-        // raw fields are what a malformed entry's dead letter keeps.
-        job->raw.reserve(entry.fields.size());
-        for (const auto& [k, v] : entry.fields) job->raw.emplace_back(std::string(k), std::string(v));
-        std::vector<RawField> fields;
-        fields.reserve(job->raw.size());
-        for (const auto& [k, v] : job->raw) fields.emplace_back(k, v);
+        job->source = source;
+        job->raw = entry.fields;
+        const auto& fields = job->raw;
 
         if (deliveries > opts.max_deliveries) {
             // A task that keeps killing (or hanging) its servers: stop the cycle.
@@ -783,9 +785,7 @@ struct Server::Impl {
         auto why = "exceeded " + std::to_string(opts.max_deliveries) + " deliveries (" +
                    std::to_string(deliveries) + ")";
         // A tracked task's client hears of it; the fields may be garbage, so only when they decode.
-        std::vector<RawField> raw;
-        for (const auto& [k, v] : job.raw) raw.emplace_back(k, v);
-        if (auto m = decode_task(raw); m.ok() && m->send_notif) {
+        if (auto m = decode_task(job.raw); m.ok() && m->send_notif) {
             Job tmp;
             tmp.msg = std::move(*m);
             notify(tmp, NotificationType::error, why);
