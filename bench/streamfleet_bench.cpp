@@ -1,12 +1,17 @@
 // bench/streamfleet_bench: a Client and a Server in one process against one
 // redis-server. Prints one JSON object per run.
 //
-//   streamfleet_bench --redis URL --scenario e2e|enqueue|latency|delayed
+//   streamfleet_bench --redis URL --scenario e2e|enqueue|latency|worker|delayed
 //                     --tasks N --concurrency C [--tracked] [--rate R] [--payload-bytes B]
 //
 // e2e      enqueue N no-op tasks as fast as possible; time until all are handled
 //          (tracked: until every handle resolved).
 // enqueue  enqueue only; time until the client confirms every task is in Redis.
+//          Also reports redis_mem_bytes_per_task: used_memory growth / tasks,
+//          with the tasks still queued.
+// worker   a Server only (no Client in the process), handling N tasks already
+//          queued by a previous `--scenario enqueue`: a worker process's memory
+//          (max_rss_kb) and drain rate.
 // latency  like e2e at a fixed rate R tasks/s; latencies are what matter.
 // delayed  needs delayed tasks (a later issue); refused with a clear error.
 //
@@ -20,6 +25,8 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -81,8 +88,8 @@ Args parse(int argc, char** argv) {
     }
     if (a.redis.empty()) usage("missing --redis");
     if (a.scenario != "e2e" && a.scenario != "enqueue" && a.scenario != "latency" &&
-        a.scenario != "delayed") {
-        usage("--scenario must be e2e, enqueue, latency or delayed");
+        a.scenario != "worker" && a.scenario != "delayed") {
+        usage("--scenario must be e2e, enqueue, latency, worker or delayed");
     }
     if (a.scenario == "delayed") {
         usage("scenario 'delayed' needs delayed tasks, which are not implemented yet");
@@ -93,16 +100,26 @@ Args parse(int argc, char** argv) {
     return a;
 }
 
-// used_cpu_sys + used_cpu_user of the redis-server, in microseconds.
-double redis_cpu_us(r::Topology& t, streamfleet::detail::Runtime& rt) {
-    auto info = r::call(rt, t, {"INFO", "CPU"}).value();
+// Sum of the named numeric fields of one INFO section.
+double info_sum(r::Topology& t, streamfleet::detail::Runtime& rt, const char* section,
+                std::initializer_list<const char*> keys) {
+    auto info = r::call(rt, t, {"INFO", section}).value();
     std::string s(info.str());
     double total = 0;
-    for (const char* key : {"used_cpu_sys:", "used_cpu_user:"}) {
-        auto p = s.find(key);
-        if (p != std::string::npos) total += std::stod(s.substr(p + std::strlen(key)));
+    for (const char* key : keys) {
+        auto p = s.find(std::string("\n") + key);
+        if (p != std::string::npos) total += std::stod(s.substr(p + 1 + std::strlen(key)));
     }
-    return total * 1e6;
+    return total;
+}
+
+// used_cpu_sys + used_cpu_user of the redis-server, in microseconds.
+double redis_cpu_us(r::Topology& t, streamfleet::detail::Runtime& rt) {
+    return info_sum(t, rt, "CPU", {"used_cpu_sys:", "used_cpu_user:"}) * 1e6;
+}
+
+double redis_mem(r::Topology& t, streamfleet::detail::Runtime& rt) {
+    return info_sum(t, rt, "MEMORY", {"used_memory:"});
 }
 
 double percentile(std::vector<double>& v, double p) {
@@ -124,7 +141,10 @@ int main(int argc, char** argv) {
             return t;
         });
         const std::string queue = "bench";
-        (void)r::call(rt, *admin, {"DEL", "streamfleet:{bench}", "streamfleet:{bench}:dead"}).value();
+        const bool worker_only = a.scenario == "worker";
+        if (!worker_only) {
+            (void)r::call(rt, *admin, {"DEL", "streamfleet:{bench}", "streamfleet:{bench}:dead"}).value();
+        }
 
         std::mutex lat_mutex;
         std::vector<double> latencies;
@@ -149,15 +169,17 @@ int main(int argc, char** argv) {
             });
             server->start();
         }
-        streamfleet::Client client({.redis = a.redis, .max_buffered = 1'000'000}, {queue});
+        std::optional<streamfleet::Client> client;
+        if (!worker_only) client.emplace(streamfleet::ClientOptions{.redis = a.redis, .max_buffered = 1'000'000}, std::vector<std::string>{queue});
         std::string payload(static_cast<std::size_t>(a.payload), 'x');
 
         double cpu_before = redis_cpu_us(*admin, rt);
+        double mem_before = redis_mem(*admin, rt);
         auto t0 = Steady::now();
         std::vector<streamfleet::TaskHandle> handles;
         if (a.tracked) handles.reserve(static_cast<std::size_t>(a.tasks));
         auto interval = a.rate > 0 ? std::chrono::nanoseconds(1'000'000'000 / a.rate) : 0ns;
-        for (long i = 0; i < a.tasks; ++i) {
+        for (long i = 0; !worker_only && i < a.tasks; ++i) {
             if (a.rate > 0) {
                 auto due = t0 + interval * i;
                 while (Steady::now() < due) std::this_thread::sleep_until(due);
@@ -166,8 +188,8 @@ int main(int argc, char** argv) {
             std::memcpy(payload.data(), &stamp, sizeof stamp);
             for (;;) {
                 try {
-                    if (a.tracked) handles.push_back(client.enqueue_tracked(queue, payload));
-                    else client.enqueue(queue, payload);
+                    if (a.tracked) handles.push_back(client->enqueue_tracked(queue, payload));
+                    else client->enqueue(queue, payload);
                     break;
                 } catch (const streamfleet::QueueFull&) {
                     std::this_thread::sleep_for(1ms);  // back-pressure, not loss
@@ -175,17 +197,25 @@ int main(int argc, char** argv) {
             }
         }
         if (a.scenario == "enqueue") {
-            client.close(120s);
+            client->close(120s);
         } else if (a.tracked) {
             for (auto& h : handles) h.wait();
         }
         if (a.scenario != "enqueue") {
-            while (handled.load() < a.tasks) std::this_thread::sleep_for(200us);
+            auto give_up = Steady::now() + 600s;
+            while (handled.load() < a.tasks) {
+                if (Steady::now() > give_up) {
+                    throw std::runtime_error("only " + std::to_string(handled.load()) + " of " +
+                                             std::to_string(a.tasks) + " tasks handled in 600 s");
+                }
+                std::this_thread::sleep_for(200us);
+            }
         }
         double secs = std::chrono::duration<double>(Steady::now() - t0).count();
         double cpu_after = redis_cpu_us(*admin, rt);
+        double mem_after = redis_mem(*admin, rt);
         if (server) server->shutdown(10s);
-        client.close(10s);
+        if (client) client->close(10s);
         rt.call([&] { admin->close(); });
 
         rusage ru{};
@@ -198,10 +228,12 @@ int main(int argc, char** argv) {
         std::printf(
             "{\"scenario\":\"%s\",\"tasks\":%ld,\"concurrency\":%u,\"tracked\":%s,\"rate\":%ld,"
             "\"payload_bytes\":%ld,\"seconds\":%.4f,\"tasks_per_s\":%.0f,\"lat_p50_ms\":%.3f,"
-            "\"lat_p99_ms\":%.3f,\"max_rss_kb\":%ld,\"redis_cpu_us_per_task\":%.2f}\n",
+            "\"lat_p99_ms\":%.3f,\"max_rss_kb\":%ld,\"redis_cpu_us_per_task\":%.2f,"
+            "\"redis_mem_bytes_per_task\":%.1f}\n",
             a.scenario.c_str(), a.tasks, a.concurrency, a.tracked ? "true" : "false", a.rate,
             a.payload, secs, static_cast<double>(a.tasks) / secs, percentile(lat, 0.50),
-            percentile(lat, 0.99), ru.ru_maxrss, (cpu_after - cpu_before) / static_cast<double>(a.tasks));
+            percentile(lat, 0.99), ru.ru_maxrss, (cpu_after - cpu_before) / static_cast<double>(a.tasks),
+            (mem_after - mem_before) / static_cast<double>(a.tasks));
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "streamfleet_bench: %s\n", e.what());
