@@ -18,6 +18,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <type_traits>
 #include <unordered_map>
 
 #include "client/handle_state.hpp"
@@ -26,6 +27,7 @@
 #include "core/log.hpp"
 #include "core/uuid.hpp"
 #include "core/wire.hpp"
+#include "redis/resp.hpp"
 #include "redis/streams.hpp"
 #include "redis/topology.hpp"
 #include "runtime/runtime.hpp"
@@ -39,13 +41,37 @@ namespace r = detail::redis;
 
 struct Client::Impl {
     // A task in the outbox (see "the outbox" below).
+    // The XADD is encoded on the caller's thread: formatting is most of the
+    // per-task work, and the loop thread (which also reads every reply) is
+    // the one that must not be the bottleneck.
     struct Outgoing {
-        std::shared_ptr<TaskMessage> msg;
+        TaskId id;
         const std::string* stream;
+        std::string cmd;  // the XADD, as RESP
         std::size_t bytes;
         bool sent = false;
         bool done = false;
     };
+
+    static std::unique_ptr<Outgoing> outgoing(const TaskMessage& m, const std::string& stream,
+                                              std::size_t bytes) {
+        auto o = std::make_unique<Outgoing>(Outgoing{m.id, &stream, {}, bytes});
+        std::size_t nargs = 3, size = stream.size();
+        visit_fields(m, [&](std::string_view f, auto v) {
+            nargs += 2;
+            size += f.size();
+            if constexpr (std::is_same_v<decltype(v), std::string_view>) size += v.size();
+        });
+        r::CommandWriter w(o->cmd, nargs, size);
+        w.arg("XADD");
+        w.arg(stream);
+        w.arg("*");
+        visit_fields(m, [&w](std::string_view f, auto v) {
+            w.arg(f);
+            w.arg(v);
+        });
+        return o;
+    }
 
     ClientOptions opts;
     std::string id;
@@ -59,9 +85,14 @@ struct Client::Impl {
     std::unique_ptr<Timer> heartbeat;
     std::unique_ptr<Timer> resend_timer;
     std::unique_ptr<Timer> listen_timer;
-    std::deque<std::shared_ptr<Outgoing>> outbox;
+    // Owns every task until Redis confirms it; callbacks hold raw pointers,
+    // which stay valid because an entry leaves only once its reply is in.
+    std::deque<std::unique_ptr<Outgoing>> outbox;
     bool link_down = false;
     bool stopping = false;
+    // Confirmations of one loop turn are handed to waiting callers at once.
+    std::unique_ptr<TurnEnd> confirm_flush;
+    std::size_t confirm_n = 0, confirm_bytes = 0;
 
     // Shared between threads.
     std::mutex mutex;
@@ -71,6 +102,9 @@ struct Client::Impl {
     std::size_t buffered_bytes = 0;  // their footprint
     bool closed = false;
     std::unordered_map<std::string, std::shared_ptr<HandleState>> tracked;
+    // Accepted tasks on their way to the loop thread, in acceptance order. One
+    // post per batch: only the caller that finds it empty wakes the loop.
+    std::vector<std::unique_ptr<Outgoing>> incoming;
     std::atomic<std::uint64_t> unknown{0};
 
     std::unique_ptr<Spool> spool;
@@ -142,6 +176,10 @@ struct Client::Impl {
     // throws QueueFull (no room in time) or ClosedError.
     void admit(std::size_t n, std::size_t bytes) {
         std::unique_lock lock(mutex);
+        admit_locked(lock, n, bytes);
+    }
+
+    void admit_locked(std::unique_lock<std::mutex>& lock, std::size_t n, std::size_t bytes) {
         auto fits = [&] {
             return closed || (buffered + n <= opts.max_buffered &&
                               (buffered == 0 || buffered_bytes + bytes <= opts.max_buffered_bytes));
@@ -158,12 +196,51 @@ struct Client::Impl {
         buffered_bytes += bytes;
     }
 
-    void confirmed(std::size_t n, std::size_t bytes) {
-        std::lock_guard lock(mutex);
+    // Admits `batch` (waiting per full_timeout) unless the caller already
+    // did, registers `handle` if given, and queues the batch for the loop
+    // thread -- all under one lock, so acceptance order is outbox order.
+    // Throws QueueFull or ClosedError (releasing the admission either way).
+    void accept(std::vector<std::unique_ptr<Outgoing>>& batch, std::size_t bytes,
+                const std::shared_ptr<HandleState>& handle, bool admitted) {
+        std::unique_lock lock(mutex);
+        if (!admitted) {
+            admit_locked(lock, batch.size(), bytes);
+        } else if (closed) {
+            release_locked(batch.size(), bytes);
+            throw ClosedError("client " + id + " is closed");
+        }
+        bool wake = incoming.empty();
+        for (auto& o : batch) incoming.push_back(std::move(o));
+        if (handle) tracked.emplace(handle->id, handle);
+        // Posting under the lock: close() sets `closed` under it before it
+        // stops the runtime, so this post cannot meet a stopped one.
+        if (wake && !rt->post([this] { take_incoming(); })) {
+            incoming.resize(incoming.size() - batch.size());
+            if (handle) tracked.erase(handle->id);
+            release_locked(batch.size(), bytes);
+            throw ClosedError("client " + id + " is closed");
+        }
+    }
+
+    void take_incoming() {
+        std::vector<std::unique_ptr<Outgoing>> batch;
+        {
+            std::lock_guard lock(mutex);
+            batch.swap(incoming);
+        }
+        for (auto& o : batch) submit(std::move(o));
+    }
+
+    void release_locked(std::size_t n, std::size_t bytes) {
         buffered -= n;
         buffered_bytes -= bytes;
         space.notify_all();
         if (buffered == 0) drained.notify_all();
+    }
+
+    void confirmed(std::size_t n, std::size_t bytes) {
+        std::lock_guard lock(mutex);
+        release_locked(n, bytes);
     }
 
     // ---- loop thread: the outbox ----
@@ -177,24 +254,22 @@ struct Client::Impl {
     // mean an XADD did run; the resend then duplicates that task, which
     // at-least-once delivery allows. Accepted tasks are never dropped.
 
-    void submit(std::shared_ptr<Outgoing> o) {
-        outbox.push_back(o);
-        if (!link_down) transmit(std::move(o));
+    void submit(std::unique_ptr<Outgoing> o) {
+        Outgoing* raw = o.get();
+        outbox.push_back(std::move(o));
+        if (!link_down) transmit(raw);
     }
 
-    void transmit(std::shared_ptr<Outgoing> o) {
+    void transmit(Outgoing* o) {
         o->sent = true;
-        auto fields = encode(*o->msg);
-        std::vector<std::string_view> argv;
-        argv.reserve(3 + fields.views().size());
-        argv.insert(argv.end(), {"XADD", *o->stream, "*"});
-        argv.insert(argv.end(), fields.views().begin(), fields.views().end());
-        topo->send(r::Route{*o->stream}, argv, [this, o](Result<r::Reply> res) {
+        topo->send_encoded(r::Route{*o->stream}, o->cmd, [this, o](Result<r::Reply> res) {
             if (res.ok()) {
                 o->done = true;
-                if (spool) spool->confirm(o->msg->id);
-                while (!outbox.empty() && outbox.front()->done) outbox.pop_front();
-                confirmed(1, o->bytes);
+                if (spool) spool->confirm(o->id);
+                confirm_n += 1;
+                confirm_bytes += o->bytes;
+                while (!outbox.empty() && outbox.front()->done) outbox.pop_front();  // frees *o
+                if (confirm_flush) confirm_flush->arm();
                 return;
             }
             o->sent = false;
@@ -211,7 +286,7 @@ struct Client::Impl {
         link_down = false;
         for (auto& o : outbox) {
             if (link_down) break;  // failed again at once
-            if (!o->sent && !o->done) transmit(o);
+            if (!o->sent && !o->done) transmit(o.get());
         }
     }
 
@@ -361,6 +436,11 @@ Client::Client(ClientOptions options, std::vector<std::string> queue_names)
         im.heartbeat = std::make_unique<Timer>(im.rt->loop());
         im.resend_timer = std::make_unique<Timer>(im.rt->loop());
         im.listen_timer = std::make_unique<Timer>(im.rt->loop());
+        im.confirm_flush = std::make_unique<TurnEnd>(im.rt->loop(), [&im] {
+            auto n = std::exchange(im.confirm_n, 0);
+            auto bytes = std::exchange(im.confirm_bytes, 0);
+            if (n > 0) im.confirmed(n, bytes);
+        });
         im.listener = im.topo->dedicated(r::Route{im.receiver}, "notifications");
         im.create_group([&im] { im.listen(); });
         im.beat();
@@ -374,13 +454,14 @@ Client::Client(ClientOptions options, std::vector<std::string> queue_names)
                 im.buffered += 1;
                 im.buffered_bytes += bytes;
             }
-            im.submit(std::make_shared<Impl::Outgoing>(
-                Impl::Outgoing{std::make_shared<TaskMessage>(std::move(p.msg)), &k.stream(), bytes}));
+            im.submit(Impl::outgoing(p.msg, k.stream(), bytes));
         }
         im.rt->add_stop_hook([&im] {
             im.stopping = true;
             im.heartbeat.reset();
             im.resend_timer.reset();
+            if (im.confirm_n > 0) im.confirmed(std::exchange(im.confirm_n, 0), std::exchange(im.confirm_bytes, 0));
+            im.confirm_flush.reset();
             im.listen_timer.reset();
             if (im.listener) im.listener->close();
             if (im.topo) im.topo->close();
@@ -405,15 +486,16 @@ TaskId Client::enqueue(std::string_view queue, std::string_view data, const Task
     const auto& keys = im.keys_for(queue);
     auto m = im.make_message(data, opts, false);
     auto bytes = Impl::footprint(*m);
-    im.admit(1, bytes);
-    im.spool_task(queue, *m, 1, bytes);
-    TaskId id = m->id;
-    auto o = std::make_shared<Impl::Outgoing>(Impl::Outgoing{std::move(m), &keys.stream(), bytes});
-    if (!im.rt->post([&im, o] { im.submit(o); })) {
-        im.confirmed(1, bytes);
-        throw ClosedError("client " + im.id + " is closed");
+    std::vector<std::unique_ptr<Impl::Outgoing>> batch;
+    batch.push_back(Impl::outgoing(*m, keys.stream(), bytes));
+    // With a spool, room is taken before the task is written to it: a task in
+    // the spool must never be one the caller was told was refused.
+    if (im.spool) {
+        im.admit(1, bytes);
+        im.spool_task(queue, *m, 1, bytes);
     }
-    return id;
+    im.accept(batch, bytes, nullptr, im.spool != nullptr);
+    return m->id;
 }
 
 TaskHandle Client::enqueue_tracked(std::string_view queue, std::string_view data,
@@ -423,23 +505,15 @@ TaskHandle Client::enqueue_tracked(std::string_view queue, std::string_view data
     auto m = im.make_message(data, opts, true);
     auto state = std::make_shared<HandleState>(m->id);
     auto bytes = Impl::footprint(*m);
-    im.admit(1, bytes);
-    im.spool_task(queue, *m, 1, bytes);
-    {
-        // Registered before the XADD leaves: a fast worker's notification
-        // must find it.
-        std::lock_guard lock(im.mutex);
-        im.tracked.emplace(m->id, state);
+    std::vector<std::unique_ptr<Impl::Outgoing>> batch;
+    batch.push_back(Impl::outgoing(*m, keys.stream(), bytes));
+    if (im.spool) {
+        im.admit(1, bytes);
+        im.spool_task(queue, *m, 1, bytes);
     }
-    auto o = std::make_shared<Impl::Outgoing>(Impl::Outgoing{std::move(m), &keys.stream(), bytes});
-    if (!im.rt->post([&im, o] { im.submit(o); })) {
-        im.confirmed(1, bytes);
-        {
-            std::lock_guard lock(im.mutex);
-            im.tracked.erase(state->id);
-        }
-        throw ClosedError("client " + im.id + " is closed");
-    }
+    // Registered in the same critical section that queues the XADD: a fast
+    // worker's notification must find it.
+    im.accept(batch, bytes, state, im.spool != nullptr);
     return TaskHandle(state);
 }
 
@@ -452,8 +526,8 @@ std::vector<TaskId> Client::enqueue_many(std::string_view queue, const std::vect
     for (const auto& d : data) msgs.push_back(im.make_message(d, opts, false));
     std::size_t bytes = 0;
     for (const auto& m : msgs) bytes += Impl::footprint(*m);
-    im.admit(msgs.size(), bytes);
     if (im.spool) {
+        im.admit(msgs.size(), bytes);
         for (std::size_t i = 0; i < msgs.size(); ++i) {
             if (auto st = im.spool->append(queue, *msgs[i]); !st) {
                 // The ones already written are accepted; so is nothing after.
@@ -464,21 +538,14 @@ std::vector<TaskId> Client::enqueue_many(std::string_view queue, const std::vect
     }
     std::vector<TaskId> out;
     out.reserve(msgs.size());
-    std::vector<std::shared_ptr<Impl::Outgoing>> batch;
+    std::vector<std::unique_ptr<Impl::Outgoing>> batch;
     batch.reserve(msgs.size());
     for (auto& m : msgs) {
         out.push_back(m->id);
-        auto b = Impl::footprint(*m);
-        batch.push_back(std::make_shared<Impl::Outgoing>(Impl::Outgoing{std::move(m), &keys.stream(), b}));
+        batch.push_back(Impl::outgoing(*m, keys.stream(), Impl::footprint(*m)));
     }
-    // One post: all XADDs are issued in one loop turn, so they leave in one write.
-    auto n = batch.size();
-    if (!im.rt->post([&im, batch = std::move(batch)] {
-            for (const auto& o : batch) im.submit(o);
-        })) {
-        im.confirmed(n, bytes);
-        throw ClosedError("client " + im.id + " is closed");
-    }
+    // One batch: all XADDs are issued in one loop turn, so they leave in one write.
+    im.accept(batch, bytes, nullptr, im.spool != nullptr);
     return out;
 }
 

@@ -36,31 +36,35 @@ void FieldList::add(std::string_view field, std::string_view value) {
     views_.push_back(value);
 }
 
+FieldList::FieldList(FieldList&& other) noexcept
+    : nums_(other.nums_),
+      nums_used_(other.nums_used_),
+      overflow_(std::move(other.overflow_)),
+      views_(std::move(other.views_)) {
+    const char* begin = other.nums_.data();
+    const char* end = begin + other.nums_used_;
+    for (auto& v : views_) {
+        if (v.data() >= begin && v.data() < end) {
+            v = std::string_view(nums_.data() + (v.data() - begin), v.size());
+        }
+    }
+}
+
 void FieldList::add(std::string_view field, std::int64_t value) {
-    owned_.push_back(std::to_string(value));
-    add(field, std::string_view(owned_.back()));
+    char* at = nums_.data() + nums_used_;
+    auto [end, ec] = std::to_chars(at, nums_.data() + nums_.size(), value);
+    if (ec == std::errc()) {
+        nums_used_ += static_cast<std::size_t>(end - at);
+        add(field, std::string_view(at, static_cast<std::size_t>(end - at)));
+        return;
+    }
+    overflow_.push_back(std::to_string(value));
+    add(field, std::string_view(overflow_.back()));
 }
 
 FieldList encode(const TaskMessage& m) {
     FieldList f;
-    f.add("enc_version", kEncVersion);
-    f.add("id", m.id);
-    f.add("client_id", m.client_id);
-    f.add("data", m.data);
-    f.add("max_retries", static_cast<std::int64_t>(m.max_retries));
-    f.add("expires_ts", m.expires_ts);
-    f.add("retry_delay", m.retry_delay_ms);
-    f.add("send_notif", m.send_notif ? "1" : "0");
-    f.add("retries", static_cast<std::int64_t>(m.retries));
-    if (!m.name.empty()) f.add("x_name", m.name);
-    if (m.backoff) {
-        f.add("x_backoff", to_string(*m.backoff));
-        f.add("x_backoff_max", m.backoff_max_ms);
-    }
-    if (m.timeout_ms != 0) f.add("x_timeout", m.timeout_ms);
-    if (m.enqueued_ts != 0) f.add("x_enqueued_ts", m.enqueued_ts);
-    if (!m.unique.empty()) f.add("x_unique", m.unique);
-    if (!m.error.empty()) f.add("x_error", m.error);
+    visit_fields(m, [&f](std::string_view field, auto value) { f.add(field, value); });
     return f;
 }
 

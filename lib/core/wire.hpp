@@ -6,6 +6,7 @@
 // an entry whose known fields are missing or malformed with an error naming the
 // field — the server dead-letters such entries with their raw fields.
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <optional>
@@ -64,6 +65,14 @@ struct Notification {
 /// views are used.
 class FieldList {
 public:
+    FieldList() = default;
+    // Views may point into this object's own number buffer, so a move re-points
+    // them; copies would need the same care and are not needed.
+    FieldList(FieldList&& other) noexcept;
+    FieldList& operator=(FieldList&&) = delete;
+    FieldList(const FieldList&) = delete;
+    FieldList& operator=(const FieldList&) = delete;
+
     void add(std::string_view field, std::string_view value);
     void add(std::string_view field, std::int64_t value);
     /// field, value, field, value, ...
@@ -71,11 +80,41 @@ public:
     std::size_t pairs() const noexcept { return views_.size() / 2; }
 
 private:
-    std::deque<std::string> owned_;  // deque: growing never moves existing strings
+    // Numbers are formatted into an inline buffer: encoding a task is on the
+    // enqueue fast path, and a heap string per number showed up there.
+    static constexpr std::size_t kNumBytes = 20 * 12;
+    std::array<char, kNumBytes> nums_{};
+    std::size_t nums_used_ = 0;
+    std::deque<std::string> overflow_;  // deque: growing never moves existing strings
     std::vector<std::string_view> views_;
 };
 
 using RawField = std::pair<std::string_view, std::string_view>;
+
+/// Calls add(field, value) for every field of `m`, in wire order; values are
+/// std::string_view or std::int64_t. The one place that knows a task's fields:
+/// encode() and the client's direct RESP writer both go through it.
+template <class Add>
+void visit_fields(const TaskMessage& m, Add&& add) {
+    add("enc_version", kEncVersion);
+    add("id", std::string_view(m.id));
+    add("client_id", std::string_view(m.client_id));
+    add("data", std::string_view(m.data));
+    add("max_retries", static_cast<std::int64_t>(m.max_retries));
+    add("expires_ts", m.expires_ts);
+    add("retry_delay", m.retry_delay_ms);
+    add("send_notif", std::string_view(m.send_notif ? "1" : "0"));
+    add("retries", static_cast<std::int64_t>(m.retries));
+    if (!m.name.empty()) add("x_name", std::string_view(m.name));
+    if (m.backoff) {
+        add("x_backoff", to_string(*m.backoff));
+        add("x_backoff_max", m.backoff_max_ms);
+    }
+    if (m.timeout_ms != 0) add("x_timeout", m.timeout_ms);
+    if (m.enqueued_ts != 0) add("x_enqueued_ts", m.enqueued_ts);
+    if (!m.unique.empty()) add("x_unique", std::string_view(m.unique));
+    if (!m.error.empty()) add("x_error", std::string_view(m.error));
+}
 
 FieldList encode(const TaskMessage& m);
 FieldList encode(const Notification& n);

@@ -305,6 +305,15 @@ void Connection::become_ready() {
 // ---- sending ----
 
 void Connection::send(std::span<const std::string_view> argv, ReplyCallback cb, CommandOptions o) {
+    submit([argv](std::string& out) { append_command(out, argv); }, std::move(cb), o);
+}
+
+void Connection::send_encoded(std::string_view resp, ReplyCallback cb, CommandOptions o) {
+    submit([resp](std::string& out) { out.append(resp); }, std::move(cb), o);
+}
+
+template <class Append>
+void Connection::submit(Append&& append, ReplyCallback cb, CommandOptions o) {
     auto budget = (o.timeout.count() > 0 ? o.timeout : opts_.command_timeout) + o.block;
     auto deadline = Clock::now() + budget;
     switch (state_) {
@@ -312,7 +321,7 @@ void Connection::send(std::span<const std::string_view> argv, ReplyCallback cb, 
             complete_later(std::move(cb), Error(errc::closed, "connection to " + where() + " is closed"));
             return;
         case ConnState::ready:
-            append_command(wbuf_, argv);
+            append(wbuf_);
             inflight_.push_back(Inflight{std::move(cb), deadline, budget});
             turn_end_.arm();
             arm_deadline(deadline);
@@ -328,7 +337,7 @@ void Connection::send(std::span<const std::string_view> argv, ReplyCallback cb, 
         case ConnState::idle:
         case ConnState::connecting: {
             Queued q{{}, std::move(cb), deadline, budget};
-            append_command(q.bytes, argv);
+            append(q.bytes);
             queued_.push_back(std::move(q));
             arm_deadline(deadline);
             return;

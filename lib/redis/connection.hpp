@@ -115,6 +115,10 @@ public:
         send(std::span<const std::string_view>(argv.begin(), argv.size()), std::move(cb), opts);
     }
 
+    /// Sends one command already encoded as RESP (append_command's output), so
+    /// callers may format off the loop thread. `resp` is copied before return.
+    void send_encoded(std::string_view resp, ReplyCallback cb, CommandOptions opts = {});
+
     /// Fails every pending command with errc::closed and releases the socket and
     /// timers. Idempotent; the connection is unusable afterwards.
     void close();
@@ -151,6 +155,8 @@ private:
 
     void begin_connect();
     void connect_to(const struct sockaddr* addr);
+    template <class Append>
+    void submit(Append&& append, ReplyCallback cb, CommandOptions o);
     void on_connected();
     void handshake_reply(std::uint64_t generation, std::string_view step, Result<Reply> r);
     void become_ready();

@@ -8,21 +8,41 @@
 
 namespace streamfleet::detail::redis {
 
-void append_command(std::string& out, std::span<const std::string_view> argv) {
+CommandWriter::CommandWriter(std::string& out, std::size_t nargs, std::size_t size_hint) : out_(out) {
+    // One reservation up front: growing a fresh command string argument by
+    // argument reallocates and copies it several times.
+    out_.reserve(out_.size() + size_hint + 16 * (nargs + 1));
+    put_len('*', nargs);
+}
+
+void CommandWriter::put_len(char prefix, std::size_t n) {
     char num[24];
-    auto put_len = [&](char prefix, std::size_t n) {
-        out.push_back(prefix);
-        auto [p, ec] = std::to_chars(num, num + sizeof num, n);
-        (void)ec;
-        out.append(num, p);
-        out.append("\r\n", 2);
-    };
-    put_len('*', argv.size());
-    for (auto arg : argv) {
-        put_len('$', arg.size());
-        out.append(arg.data(), arg.size());
-        out.append("\r\n", 2);
-    }
+    num[0] = prefix;
+    auto [p, ec] = std::to_chars(num + 1, num + sizeof num - 2, n);
+    (void)ec;  // 20 digits always fit
+    *p++ = '\r';
+    *p++ = '\n';
+    out_.append(num, p);
+}
+
+void CommandWriter::arg(std::string_view a) {
+    put_len('$', a.size());
+    out_.append(a.data(), a.size());
+    out_.append("\r\n", 2);
+}
+
+void CommandWriter::arg(std::int64_t n) {
+    char num[24];
+    auto [p, ec] = std::to_chars(num, num + sizeof num, n);
+    (void)ec;
+    arg(std::string_view(num, static_cast<std::size_t>(p - num)));
+}
+
+void append_command(std::string& out, std::span<const std::string_view> argv) {
+    std::size_t bytes = 0;
+    for (auto a : argv) bytes += a.size();
+    CommandWriter w(out, argv.size(), bytes);
+    for (auto a : argv) w.arg(a);
 }
 
 namespace {

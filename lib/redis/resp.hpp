@@ -2,6 +2,7 @@
 
 // RESP encoding and decoding, free of I/O so it can be tested alone.
 
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -18,6 +19,20 @@ namespace streamfleet::detail::redis {
 /// straight into the connection's output buffer, so a command costs no
 /// allocation of its own once the buffer has grown.
 void append_command(std::string& out, std::span<const std::string_view> argv);
+
+/// Writes one RESP command argument by argument, for callers that have their
+/// arguments as fields rather than as an argv array (no views vector, numbers
+/// formatted in place). The caller promises exactly `nargs` arg() calls.
+class CommandWriter {
+public:
+    CommandWriter(std::string& out, std::size_t nargs, std::size_t size_hint = 0);
+    void arg(std::string_view a);
+    void arg(std::int64_t n);
+
+private:
+    void put_len(char prefix, std::size_t n);
+    std::string& out_;
+};
 
 /// Incremental RESP2 parser over hiredis's redisReader. The reader builds
 /// Reply objects directly through custom object functions.

@@ -20,6 +20,11 @@ public:
         main_->send(argv, std::move(cb), opts);
     }
 
+    void send_encoded(const Route&, std::string_view resp, ReplyCallback cb,
+                      CommandOptions opts) override {
+        main_->send_encoded(resp, std::move(cb), opts);
+    }
+
     std::shared_ptr<Connection> dedicated(const Route&, std::string_view purpose) override {
         auto opts = options_;
         if (!opts.client_name.empty()) opts.client_name += ":" + std::string(purpose);

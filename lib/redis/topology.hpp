@@ -40,6 +40,9 @@ public:
         send(route, std::span<const std::string_view>(argv.begin(), argv.size()), std::move(cb), opts);
     }
 
+    /// Sends one command already encoded as RESP to the node serving `route`.
+    virtual void send_encoded(const Route& route, std::string_view resp, ReplyCallback cb,
+                              CommandOptions opts = {}) = 0;
     /// A new connection of its own for blocking commands (XREADGROUP BLOCK), so
     /// they never hold up the shared pipeline. Started; owned by the caller.
     virtual std::shared_ptr<Connection> dedicated(const Route& route, std::string_view purpose) = 0;

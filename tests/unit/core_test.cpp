@@ -210,3 +210,20 @@ TEST_CASE("notifications round-trip and reject malformed ones") {
     std::vector<RawField> no_id = {{"enc_version", "1"}, {"type", "completed"}};
     CHECK_FALSE(decode_notification(no_id).ok());
 }
+
+TEST_CASE("a moved FieldList keeps its number fields readable") {
+    auto make = [] {
+        FieldList f;
+        f.add("a", std::int64_t{1234567890123});
+        f.add("b", "text");
+        f.add("c", std::int64_t{-5});
+        return f;
+    };
+    FieldList moved(make());
+    FieldList again(std::move(moved));
+    auto v = again.views();
+    REQUIRE(v.size() == 6);
+    CHECK(v[1] == "1234567890123");
+    CHECK(v[3] == "text");
+    CHECK(v[5] == "-5");
+}
