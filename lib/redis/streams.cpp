@@ -1,5 +1,8 @@
 #include "redis/streams.hpp"
 
+#include <charconv>
+#include <cstdint>
+#include <limits>
 #include <string>
 
 namespace streamfleet::detail::redis {
@@ -47,6 +50,22 @@ void ensure_group(Topology& topo, std::string_view key, std::string_view group,
                   if (res.ok() || res.error().message().starts_with("BUSYGROUP")) done(Ok{});
                   else done(res.error());
               });
+}
+
+std::optional<std::string> next_stream_id(std::string_view id) {
+    auto dash = id.find('-');
+    if (dash == std::string_view::npos) return std::nullopt;
+    std::uint64_t ms = 0, seq = 0;
+    auto parse = [](std::string_view s, std::uint64_t& out) {
+        auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+        return !s.empty() && ec == std::errc() && p == s.data() + s.size();
+    };
+    if (!parse(id.substr(0, dash), ms) || !parse(id.substr(dash + 1), seq)) return std::nullopt;
+    if (seq == std::numeric_limits<std::uint64_t>::max()) {
+        if (ms == std::numeric_limits<std::uint64_t>::max()) return std::nullopt;
+        return std::to_string(ms + 1) + "-0";
+    }
+    return std::to_string(ms) + "-" + std::to_string(seq + 1);
 }
 
 }  // namespace streamfleet::detail::redis

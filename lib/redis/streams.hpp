@@ -31,6 +31,11 @@ std::optional<StreamEntry> parse_entry(const Reply& entry);
 std::size_t for_each_entry(const Reply& reply,
                            const std::function<void(std::string_view, const StreamEntry&)>& fn);
 
+/// The smallest stream id greater than `id` ("ms-seq" → "ms-(seq+1)", or the
+/// next millisecond when seq is at its maximum); nullopt if `id` is not an
+/// entry id.
+std::optional<std::string> next_stream_id(std::string_view id);
+
 /// XGROUP CREATE key group start_id MKSTREAM; an existing group (BUSYGROUP)
 /// counts as success. `done` runs once on the loop thread.
 void ensure_group(Topology& topo, std::string_view key, std::string_view group,

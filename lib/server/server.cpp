@@ -192,6 +192,9 @@ struct Server::Impl {
     std::unordered_map<Job*, std::shared_ptr<Job>> running;  // dispatched, not finished
     std::unique_ptr<Timer> heartbeat;
     std::unique_ptr<Timer> read_retry;
+    // Read batching under a backlog: see read_next().
+    std::unique_ptr<Timer> read_gather;
+    bool backlog = false;  // the last read filled every slot it asked for
     std::unique_ptr<TurnEnd> ack_flush;
     std::vector<Queue*> queues_to_ack;
     std::size_t acks_unflushed = 0;
@@ -347,6 +350,7 @@ struct Server::Impl {
             stopping = true;
             heartbeat.reset();
             read_retry.reset();
+            read_gather.reset();
             ack_flush.reset();
             lease_timer.reset();
             write_retry.reset();
@@ -360,6 +364,7 @@ struct Server::Impl {
         topo->start();
         heartbeat = std::make_unique<Timer>(rt->loop());
         read_retry = std::make_unique<Timer>(rt->loop());
+        read_gather = std::make_unique<Timer>(rt->loop());
         ack_flush = std::make_unique<TurnEnd>(rt->loop(), [this] { flush_acks(); });
         lease_timer = std::make_unique<Timer>(rt->loop());
         write_retry = std::make_unique<Timer>(rt->loop());
@@ -611,8 +616,20 @@ struct Server::Impl {
 
     // ---- reader ----
 
-    void read_next() {
+    // While the stream has a backlog, a read for the one slot that just freed
+    // costs a round trip and a Redis call for a single task. So with a backlog
+    // the reader waits until half the slots are free -- or kGather has passed,
+    // so slow handlers never leave slots idle for long. Without a backlog it
+    // reads at once (the read blocks anyway, and latency is what counts).
+    static constexpr std::uint64_t kGatherMs = 1;
+
+    void read_next(bool gathered = false) {
         if (stopping || reading || free_slots == 0) return;
+        if (backlog && !gathered && free_slots < std::max(1u, opts.concurrency / 2)) {
+            if (!read_gather->active()) read_gather->start(kGatherMs, [this] { read_next(true); });
+            return;
+        }
+        read_gather->stop();
         if (!claims_waiting.empty()) {
             // Recovery of others' tasks goes before new work; each claim calls
             // read_next() again when it is done.
@@ -666,6 +683,7 @@ struct Server::Impl {
         });
         pool.push(to_run);
         free_slots += reserved - std::min(used, reserved);
+        backlog = used >= reserved && reserved > 0;
         publish();
         read_next();
     }

@@ -148,3 +148,13 @@ TEST_CASE("a huge array header allocates nothing up front and never throws throu
     CHECK((*n)->elements()[0].elements()[2].integer() == 3);
     CHECK((*n)->elements()[1].str() == "OK");
 }
+
+TEST_CASE("next_stream_id steps past an entry id, or says it is not one") {
+    CHECK(next_stream_id("1700000000000-0") == "1700000000000-1");
+    CHECK(next_stream_id("5-41") == "5-42");
+    CHECK(next_stream_id("5-18446744073709551615") == "6-0");
+    CHECK_FALSE(next_stream_id("18446744073709551615-18446744073709551615"));
+    CHECK_FALSE(next_stream_id("12"));
+    CHECK_FALSE(next_stream_id("a-1"));
+    CHECK_FALSE(next_stream_id("1-"));
+}
