@@ -54,25 +54,24 @@ using namespace detail;
 using namespace std::chrono_literals;
 namespace r = detail::redis;
 
+// Points into the job that owns it (which outlives every handler call), so
+// handing a task to its handler copies none of its strings.
 struct TaskContext::Data {
-    TaskId id;
-    std::string queue;
-    std::string data;
-    std::uint32_t retries = 0;
+    const TaskMessage* msg = nullptr;
+    const std::string* queue = nullptr;
     std::uint64_t deliveries = 1;
-    std::int64_t expires_ts = 0;
     std::stop_token token;
 };
 
-const TaskId& TaskContext::id() const noexcept { return d_.id; }
-const std::string& TaskContext::queue() const noexcept { return d_.queue; }
-std::string_view TaskContext::data() const noexcept { return d_.data; }
-std::uint32_t TaskContext::retries() const noexcept { return d_.retries; }
+const TaskId& TaskContext::id() const noexcept { return d_.msg->id; }
+const std::string& TaskContext::queue() const noexcept { return *d_.queue; }
+std::string_view TaskContext::data() const noexcept { return d_.msg->data; }
+std::uint32_t TaskContext::retries() const noexcept { return d_.msg->retries; }
 std::uint64_t TaskContext::deliveries() const noexcept { return d_.deliveries; }
 std::stop_token TaskContext::cancel_token() const noexcept { return d_.token; }
 std::optional<std::chrono::system_clock::time_point> TaskContext::deadline() const noexcept {
-    if (d_.expires_ts == 0) return std::nullopt;
-    return std::chrono::system_clock::time_point(std::chrono::milliseconds(d_.expires_ts));
+    if (d_.msg->expires_ts == 0) return std::nullopt;
+    return std::chrono::system_clock::time_point(std::chrono::milliseconds(d_.msg->expires_ts));
 }
 
 namespace {
@@ -725,12 +724,9 @@ struct Server::Impl {
             expired(*job);
             return false;
         }
-        job->ctx.id = job->msg.id;
-        job->ctx.queue = q.keys.queue();
-        job->ctx.data = job->msg.data;
-        job->ctx.retries = job->msg.retries;
+        job->ctx.msg = &job->msg;
+        job->ctx.queue = &q.keys.queue();
         job->ctx.deliveries = deliveries;
-        job->ctx.expires_ts = job->msg.expires_ts;
         job->ctx.token = job->stop.get_token();
         running.emplace(job.get(), job);
         to_run.push_back(std::move(job));  // pushed by the caller, with its batch
