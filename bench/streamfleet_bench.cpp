@@ -13,7 +13,11 @@
 //          queued by a previous `--scenario enqueue`: a worker process's memory
 //          (max_rss_kb) and drain rate.
 // latency  like e2e at a fixed rate R tasks/s; latencies are what matter.
-// delayed  needs delayed tasks (a later issue); refused with a clear error.
+// delayed  schedules N tasks (run_at) due evenly over max(2 s, N/10 ms), starting
+//          after every one of them is in P{Q}:delayed. tasks_per_s is the
+//          scheduling rate (until ZCARD shows all N); latencies are lateness:
+//          handler start minus due time (wall clock, µs precision), with
+//          lat_max_ms and `early` (runs before their due time; must be 0).
 //
 // Latency is enqueue → handler start, from a steady-clock stamp in the payload.
 
@@ -91,9 +95,6 @@ Args parse(int argc, char** argv) {
         a.scenario != "worker" && a.scenario != "delayed") {
         usage("--scenario must be e2e, enqueue, latency, worker or delayed");
     }
-    if (a.scenario == "delayed") {
-        usage("scenario 'delayed' needs delayed tasks, which are not implemented yet");
-    }
     if (a.scenario == "latency" && a.rate <= 0) usage("scenario 'latency' needs --rate R > 0");
     if (a.tasks <= 0 || a.concurrency == 0) usage("--tasks and --concurrency must be positive");
     if (a.payload < 8) a.payload = 8;  // room for the timestamp
@@ -122,6 +123,12 @@ double redis_mem(r::Topology& t, streamfleet::detail::Runtime& rt) {
     return info_sum(t, rt, "MEMORY", {"used_memory:"});
 }
 
+long long wall_us() {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
 double percentile(std::vector<double>& v, double p) {
     if (v.empty()) return 0;
     std::size_t k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
@@ -143,7 +150,9 @@ int main(int argc, char** argv) {
         const std::string queue = "bench";
         const bool worker_only = a.scenario == "worker";
         if (!worker_only) {
-            (void)r::call(rt, *admin, {"DEL", "streamfleet:{bench}", "streamfleet:{bench}:dead"}).value();
+            (void)r::call(rt, *admin, {"DEL", "streamfleet:{bench}", "streamfleet:{bench}:dead",
+                                       "streamfleet:{bench}:delayed", "streamfleet:{bench}:nudge"})
+                .value();
         }
 
         std::mutex lat_mutex;
@@ -155,12 +164,15 @@ int main(int argc, char** argv) {
         if (a.scenario != "enqueue") {
             server = std::make_unique<streamfleet::Server>(streamfleet::ServerOptions{
                 .redis = a.redis, .id = "bench-server", .concurrency = a.concurrency});
-            server->handle(queue, [&](streamfleet::TaskContext& t) {
+            const bool lateness = a.scenario == "delayed";
+            server->handle(queue, [&, lateness](streamfleet::TaskContext& t) {
                 long long stamp = 0;
                 std::memcpy(&stamp, t.data().data(), sizeof stamp);
-                double ms = std::chrono::duration<double, std::milli>(
-                                Steady::now().time_since_epoch() - std::chrono::nanoseconds(stamp))
-                                .count();
+                double ms = lateness
+                                ? static_cast<double>(wall_us() - stamp) / 1000.0
+                                : std::chrono::duration<double, std::milli>(
+                                      Steady::now().time_since_epoch() - std::chrono::nanoseconds(stamp))
+                                      .count();
                 {
                     std::lock_guard lock(lat_mutex);
                     latencies.push_back(ms);
@@ -179,25 +191,46 @@ int main(int argc, char** argv) {
         std::vector<streamfleet::TaskHandle> handles;
         if (a.tracked) handles.reserve(static_cast<std::size_t>(a.tasks));
         auto interval = a.rate > 0 ? std::chrono::nanoseconds(1'000'000'000 / a.rate) : 0ns;
+        const bool delayed = a.scenario == "delayed";
+        // Delayed: nothing is due before all are scheduled (lead), then the
+        // due times spread evenly over the window.
+        const long long lead_ms = 1000 + a.tasks / 50;
+        const long long window_ms = std::max<long long>(2000, a.tasks / 10);
+        const long long first_due_us = wall_us() + lead_ms * 1000;
         for (long i = 0; !worker_only && i < a.tasks; ++i) {
             if (a.rate > 0) {
                 auto due = t0 + interval * i;
                 while (Steady::now() < due) std::this_thread::sleep_until(due);
             }
             long long stamp = Steady::now().time_since_epoch().count();
+            streamfleet::TaskOptions topts;
+            if (delayed) {
+                // Whole milliseconds: run_at's resolution on the wire.
+                long long due_ms = (first_due_us + window_ms * 1000 * i / a.tasks) / 1000;
+                topts.run_at = std::chrono::system_clock::time_point(std::chrono::milliseconds(due_ms));
+                stamp = due_ms * 1000;
+            }
             std::memcpy(payload.data(), &stamp, sizeof stamp);
             for (;;) {
                 try {
-                    if (a.tracked) handles.push_back(client->enqueue_tracked(queue, payload));
-                    else client->enqueue(queue, payload);
+                    if (a.tracked) handles.push_back(client->enqueue_tracked(queue, payload, topts));
+                    else client->enqueue(queue, payload, topts);
                     break;
                 } catch (const streamfleet::QueueFull&) {
                     std::this_thread::sleep_for(1ms);  // back-pressure, not loss
                 }
             }
         }
+        double schedule_secs = 0;
         if (a.scenario == "enqueue") {
             client->close(120s);
+        } else if (delayed) {
+            while (r::call(rt, *admin, {"ZCARD", "streamfleet:{bench}:delayed"}).value().integer() +
+                       handled.load() <
+                   a.tasks) {
+                std::this_thread::sleep_for(1ms);
+            }
+            schedule_secs = std::chrono::duration<double>(Steady::now() - t0).count();
         } else if (a.tracked) {
             for (auto& h : handles) h.wait();
         }
@@ -229,11 +262,14 @@ int main(int argc, char** argv) {
             "{\"scenario\":\"%s\",\"tasks\":%ld,\"concurrency\":%u,\"tracked\":%s,\"rate\":%ld,"
             "\"payload_bytes\":%ld,\"seconds\":%.4f,\"tasks_per_s\":%.0f,\"lat_p50_ms\":%.3f,"
             "\"lat_p99_ms\":%.3f,\"max_rss_kb\":%ld,\"redis_cpu_us_per_task\":%.2f,"
-            "\"redis_mem_bytes_per_task\":%.1f}\n",
+            "\"redis_mem_bytes_per_task\":%.1f,\"lat_max_ms\":%.3f,\"early\":%ld}\n",
             a.scenario.c_str(), a.tasks, a.concurrency, a.tracked ? "true" : "false", a.rate,
-            a.payload, secs, static_cast<double>(a.tasks) / secs, percentile(lat, 0.50),
+            a.payload, secs, static_cast<double>(a.tasks) / (delayed ? schedule_secs : secs),
+            percentile(lat, 0.50),
             percentile(lat, 0.99), ru.ru_maxrss, (cpu_after - cpu_before) / static_cast<double>(a.tasks),
-            (mem_after - mem_before) / static_cast<double>(a.tasks));
+            (mem_after - mem_before) / static_cast<double>(a.tasks),
+            lat.empty() ? 0.0 : *std::max_element(lat.begin(), lat.end()),
+            static_cast<long>(std::count_if(lat.begin(), lat.end(), [](double v) { return v < 0; })));
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "streamfleet_bench: %s\n", e.what());

@@ -3,7 +3,9 @@
 //
 //   streamfleet enqueue --redis URL --queue Q [--data TEXT] [--lines] [--track]
 //                       [--timeout-ms N] [--max-retries N] [--retry-delay-ms N]
-//                       [--expires-in-ms N]
+//                       [--expires-in-ms N] [--delay-ms N | --at UNIX_MS]
+//                       [--backoff fixed|linear|exponential] [--backoff-max-ms N]
+//                       [--run-timeout-ms N]
 //   streamfleet worker  --redis URL --queue Q [--queue Q2 ...] --id ID
 //                       [--concurrency N] --exec CMD
 //   streamfleet stats   --redis URL --queue Q [--json]
@@ -40,7 +42,8 @@ constexpr const char* kUsage =
     "usage:\n"
     "  streamfleet enqueue --redis URL --queue Q [--data TEXT] [--lines] [--track]\n"
     "                      [--timeout-ms N] [--max-retries N] [--retry-delay-ms N] [--expires-in-ms N]\n"
-    "                      [--spool FILE]\n"
+    "                      [--delay-ms N | --at UNIX_MS] [--backoff fixed|linear|exponential]\n"
+    "                      [--backoff-max-ms N] [--run-timeout-ms N] [--spool FILE]\n"
     "  streamfleet worker  --redis URL --queue Q [--queue Q2 ...] --id ID [--concurrency N] --exec CMD\n"
     "                      [--lease-ms N] [--heartbeat-ms N] [--max-deliveries N]\n"
     "  streamfleet stats   --redis URL --queue Q [--json]\n";
@@ -109,7 +112,8 @@ struct Flags {
 int cmd_enqueue(int argc, char** argv) {
     auto f = Flags::parse(argc, argv, 2,
                           {"--redis", "--queue", "--data", "--timeout-ms", "--max-retries",
-                           "--retry-delay-ms", "--expires-in-ms", "--spool"},
+                           "--retry-delay-ms", "--expires-in-ms", "--spool", "--delay-ms", "--at",
+                           "--backoff", "--backoff-max-ms", "--run-timeout-ms"},
                           {}, {"--lines", "--track"});
     auto redis = f.need("--redis");
     auto queue = f.need("--queue");
@@ -121,6 +125,22 @@ int cmd_enqueue(int argc, char** argv) {
     }
     if (auto n = f.number("--retry-delay-ms")) opts.retry_delay = std::chrono::milliseconds(*n);
     if (auto n = f.number("--expires-in-ms")) opts.expires_in = std::chrono::milliseconds(*n);
+    // Every task of a --lines run gets the same options, so with --delay-ms
+    // they all become due together, counted from each one's enqueue.
+    if (f.get("--delay-ms") && f.get("--at")) throw UsageError("--delay-ms and --at exclude each other");
+    if (auto n = f.number("--delay-ms")) opts.delay = std::chrono::milliseconds(*n);
+    if (auto n = f.number("--at")) {
+        if (*n == 0) throw UsageError("--at needs a unix time in ms after the epoch");
+        opts.run_at = std::chrono::system_clock::time_point(std::chrono::milliseconds(*n));
+    }
+    if (auto b = f.get("--backoff")) {
+        if (*b == "fixed") opts.backoff = streamfleet::Backoff::fixed;
+        else if (*b == "linear") opts.backoff = streamfleet::Backoff::linear;
+        else if (*b == "exponential") opts.backoff = streamfleet::Backoff::exponential;
+        else throw UsageError("--backoff must be fixed, linear or exponential, got '" + *b + "'");
+    }
+    if (auto n = f.number("--backoff-max-ms")) opts.backoff_max = std::chrono::milliseconds(*n);
+    if (auto n = f.number("--run-timeout-ms")) opts.run_timeout = std::chrono::milliseconds(*n);
     auto timeout = f.number("--timeout-ms");
     bool track = f.on("--track");
 

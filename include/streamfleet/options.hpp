@@ -41,11 +41,31 @@ struct ClientOptions {
     std::chrono::milliseconds command_timeout{5'000};
 };
 
+/// How the delay before a retry grows with the retries so far (n = 0, 1, ...),
+/// from the base `TaskOptions::retry_delay`, never past `backoff_max`:
+/// fixed: base; linear: base × (n + 1); exponential: a uniformly random
+/// delay in [0, base × 2^n] ("full jitter", which spreads a burst of failures).
+enum class Backoff { fixed, linear, exponential };
+
 struct TaskOptions {
     /// Retries after a failure; 0 = retry until success or expiry.
     std::uint32_t max_retries = 0;
-    /// Delay between retries.
+    /// Delay between retries (the base of `backoff`).
     std::chrono::milliseconds retry_delay{0};
+    /// Retry delay strategy; unset = fixed `retry_delay` (the v1 wire format's
+    /// behaviour, which other implementations understand).
+    std::optional<Backoff> backoff{};
+    /// Cap of the retry delay under `backoff`; 0 = one hour.
+    std::chrono::milliseconds backoff_max{0};
+    /// Run the task no sooner than this long after enqueue (0 = at once). The
+    /// task waits in P{Q}:delayed and servers promote it when due, to the
+    /// millisecond, without polling.
+    std::chrono::milliseconds delay{0};
+    /// Or: run no sooner than this instant. If both are set, the later wins.
+    std::optional<std::chrono::system_clock::time_point> run_at{};
+    /// Time one run may take; past it the handler's cancel token fires and the
+    /// run counts as a failure (retried per policy). 0 = no limit.
+    std::chrono::milliseconds run_timeout{0};
     /// The task expires (is not run) after this instant, when set.
     std::optional<std::chrono::system_clock::time_point> expires_at{};
     /// Or: the task expires this long after enqueue (0 = never). If both are

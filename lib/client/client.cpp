@@ -25,6 +25,7 @@
 #include "client/spool.hpp"
 #include "core/keys.hpp"
 #include "core/log.hpp"
+#include "core/scripts.hpp"
 #include "core/uuid.hpp"
 #include "core/wire.hpp"
 #include "redis/resp.hpp"
@@ -53,9 +54,30 @@ struct Client::Impl {
         bool done = false;
     };
 
-    static std::unique_ptr<Outgoing> outgoing(const TaskMessage& m, const std::string& stream,
+    static std::unique_ptr<Outgoing> outgoing(const TaskMessage& m, const QueueKeys& keys,
                                               std::size_t bytes) {
+        const std::string& stream = keys.stream();
         auto o = std::make_unique<Outgoing>(Outgoing{m.id, &stream, {}, bytes});
+        if (m.run_at_ms > 0) {
+            // Delayed: into P{Q}:delayed (and a nudge), the same member form
+            // the server's retries use, so one promoter serves both.
+            std::vector<std::string> parts;
+            visit_fields(m, [&parts](std::string_view f, auto v) {
+                parts.emplace_back(f);
+                if constexpr (std::is_same_v<decltype(v), std::string_view>) parts.emplace_back(v);
+                else parts.push_back(std::to_string(v));
+            });
+            auto member = encode_msgpack(parts);
+            r::CommandWriter w(o->cmd, 7, kScheduleScript.size() + member.size() + 64);
+            w.arg("EVAL");
+            w.arg(kScheduleScript);
+            w.arg("2");
+            w.arg(keys.delayed());
+            w.arg(keys.nudge());
+            w.arg(m.run_at_ms);
+            w.arg(member);
+            return o;
+        }
         std::size_t nargs = 3, size = stream.size();
         visit_fields(m, [&](std::string_view f, auto v) {
             nargs += 2;
@@ -155,6 +177,28 @@ struct Client::Impl {
         m->retry_delay_ms = o.retry_delay.count();
         m->send_notif = tracked_task;
         m->enqueued_ts = now;
+        if (o.delay.count() < 0) throw InvalidArgument("delay is negative");
+        if (o.run_timeout.count() < 0) throw InvalidArgument("run_timeout is negative");
+        if (o.backoff_max.count() < 0) throw InvalidArgument("backoff_max is negative");
+        std::int64_t due = o.delay.count() > 0 ? now + o.delay.count() : 0;
+        if (o.run_at) {
+            auto at = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          o.run_at->time_since_epoch())
+                          .count();
+            if (at <= 0) throw InvalidArgument("run_at is not after the unix epoch");
+            due = std::max(due, at);
+        }
+        // A due time already past runs at once, like no delay at all.
+        m->run_at_ms = due > now ? due : 0;
+        m->timeout_ms = o.run_timeout.count();
+        if (o.backoff) {
+            switch (*o.backoff) {
+                case Backoff::fixed: m->backoff = BackoffKind::fixed; break;
+                case Backoff::linear: m->backoff = BackoffKind::linear; break;
+                case Backoff::exponential: m->backoff = BackoffKind::exponential; break;
+            }
+            m->backoff_max_ms = o.backoff_max.count();
+        }
         std::int64_t expires = 0;
         if (o.expires_in.count() > 0) expires = now + o.expires_in.count();
         if (o.expires_at) {
@@ -456,7 +500,7 @@ Client::Client(ClientOptions options, std::vector<std::string> queue_names)
                 im.buffered += 1;
                 im.buffered_bytes += bytes;
             }
-            im.submit(Impl::outgoing(p.msg, k.stream(), bytes));
+            im.submit(Impl::outgoing(p.msg, k, bytes));
         }
         im.rt->add_stop_hook([&im] {
             im.stopping = true;
@@ -489,7 +533,7 @@ TaskId Client::enqueue(std::string_view queue, std::string_view data, const Task
     auto m = im.make_message(data, opts, false);
     auto bytes = Impl::footprint(*m);
     std::vector<std::unique_ptr<Impl::Outgoing>> batch;
-    batch.push_back(Impl::outgoing(*m, keys.stream(), bytes));
+    batch.push_back(Impl::outgoing(*m, keys, bytes));
     // With a spool, room is taken before the task is written to it: a task in
     // the spool must never be one the caller was told was refused.
     if (im.spool) {
@@ -508,7 +552,7 @@ TaskHandle Client::enqueue_tracked(std::string_view queue, std::string_view data
     auto state = std::make_shared<HandleState>(m->id);
     auto bytes = Impl::footprint(*m);
     std::vector<std::unique_ptr<Impl::Outgoing>> batch;
-    batch.push_back(Impl::outgoing(*m, keys.stream(), bytes));
+    batch.push_back(Impl::outgoing(*m, keys, bytes));
     if (im.spool) {
         im.admit(1, bytes);
         im.spool_task(queue, *m, 1, bytes);
@@ -544,7 +588,7 @@ std::vector<TaskId> Client::enqueue_many(std::string_view queue, const std::vect
     batch.reserve(msgs.size());
     for (auto& m : msgs) {
         out.push_back(m->id);
-        batch.push_back(Impl::outgoing(*m, keys.stream(), Impl::footprint(*m)));
+        batch.push_back(Impl::outgoing(*m, keys, Impl::footprint(*m)));
     }
     // One batch: all XADDs are issued in one loop turn, so they leave in one write.
     im.accept(batch, bytes, nullptr, im.spool != nullptr);

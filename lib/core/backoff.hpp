@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <optional>
+
+#include "core/wire.hpp"
 
 namespace streamfleet::detail {
 
@@ -23,6 +26,36 @@ inline std::chrono::milliseconds reconnect_delay(unsigned attempt, std::chrono::
     long long half = step / 2;
     return std::chrono::milliseconds(step - half +
                                      static_cast<long long>(random % static_cast<std::uint64_t>(half + 1)));
+}
+
+/// Default cap of a task's retry delay under a backoff strategy: one hour.
+inline constexpr std::int64_t kDefaultBackoffMaxMs = 3'600'000;
+
+/// Delay in ms before a task's next run after `retries` failed retries so far
+/// (0 before the first retry): no strategy or `fixed` → `base`; `linear` →
+/// base × (retries + 1); `exponential` → uniform in [0, base × 2^retries]
+/// drawn from `random` ("full jitter"). With a strategy the result never
+/// exceeds `cap` (0 = kDefaultBackoffMaxMs). Saturates instead of overflowing.
+inline std::int64_t retry_delay_ms(std::optional<BackoffKind> kind, std::int64_t base,
+                                   std::int64_t cap, std::uint32_t retries, std::uint64_t random) {
+    base = std::max<std::int64_t>(base, 0);
+    if (!kind) return base;
+    if (cap <= 0) cap = kDefaultBackoffMaxMs;
+    switch (*kind) {
+        case BackoffKind::fixed: return std::min(base, cap);
+        case BackoffKind::linear: {
+            auto steps = static_cast<std::int64_t>(retries) + 1;
+            if (base != 0 && steps > cap / base) return cap;
+            return std::min(base * steps, cap);
+        }
+        case BackoffKind::exponential: {
+            std::int64_t hi = base;
+            for (std::uint32_t i = 0; i < retries && hi < cap; ++i) hi *= 2;
+            hi = std::min(hi, cap);
+            return static_cast<std::int64_t>(random % (static_cast<std::uint64_t>(hi) + 1));
+        }
+    }
+    return base;
 }
 
 }  // namespace streamfleet::detail

@@ -43,6 +43,7 @@ QueueKeys::QueueKeys(std::string_view prefix, std::string_view queue) : queue_(q
     dead_ = stream_ + ":dead";
     clients_ = stream_ + ":clients";
     servers_ = stream_ + ":servers";
+    nudge_ = stream_ + ":nudge";
 }
 
 std::string receiver_key(std::string_view prefix, std::string_view client_id) {

@@ -40,9 +40,12 @@ public:
     const std::string& clients() const noexcept { return clients_; }
     /// P{Q}:servers: zset of live servers, score = last heartbeat ms.
     const std::string& servers() const noexcept { return servers_; }
+    /// P{Q}:nudge: stream (capped) of "something became due earlier" wake-ups
+    /// for the servers' promoters, so none of them polls the delayed set.
+    const std::string& nudge() const noexcept { return nudge_; }
 
 private:
-    std::string queue_, stream_, delayed_, dead_, clients_, servers_;
+    std::string queue_, stream_, delayed_, dead_, clients_, servers_, nudge_;
 };
 
 /// Preceiver:{CLIENT_ID}: a client's notification stream (group streamfleet-client).

@@ -186,6 +186,7 @@ Result<TaskMessage> decode_task(std::span<const RawField> fields) {
     SF_TRY_ASSIGN(m.backoff_max_ms, f.integer<std::int64_t>("x_backoff_max", false));
     SF_TRY_ASSIGN(m.timeout_ms, f.integer<std::int64_t>("x_timeout", false));
     SF_TRY_ASSIGN(m.enqueued_ts, f.integer<std::int64_t>("x_enqueued_ts", false));
+    SF_TRY_ASSIGN(m.run_at_ms, f.integer<std::int64_t>("x_run_at", false));
     SF_TRY_ASSIGN(opt, f.find("x_unique"));
     if (opt) m.unique = std::string(*opt);
     SF_TRY_ASSIGN(opt, f.find("x_error"));

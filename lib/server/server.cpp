@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <deque>
 #include <random>
@@ -38,6 +39,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "core/backoff.hpp"
 #include "core/clock.hpp"
 #include "core/keys.hpp"
 #include "core/log.hpp"
@@ -95,6 +97,8 @@ return {#due, tonumber(nxt[2])}
 
 // KEYS[1] -> destination: a stream (XADD) or P{Q}:delayed (ZADD)
 // KEYS[2] -> P{Q}, the stream the entry was read from
+// KEYS[3] -> P{Q}:nudge: a retry that became the earliest delayed task wakes
+//            the other servers' promoters, as a client's schedule does
 // ARGV[1] -> consumer group, ARGV[2] -> entry id, ARGV[3] -> 'xadd' | 'zadd'
 // ARGV[4..] -> the XADD field/value pairs | score, member
 // Output: 1, or 0 when the entry was no longer pending (already moved). The task is written first and the entry acked and deleted only
@@ -107,6 +111,9 @@ constexpr std::string_view kMoveScript = R"lua(
 if #redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then return 0 end
 if ARGV[3] == 'zadd' then
   redis.call('ZADD', KEYS[1], ARGV[4], ARGV[5])
+  if redis.call('ZRANGE', KEYS[1], 0, 0)[1] == ARGV[5] then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100, '*', 'due', ARGV[4])
+  end
 else
   redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
 end
@@ -150,6 +157,9 @@ struct Server::Impl {
         OutcomeHandler handler;
         std::unique_ptr<Timer> promote_timer;
         std::int64_t promote_due = -1;  // unix ms the timer is set for, -1 = idle
+        bool promoting = false;         // a promote script is in flight
+        std::int64_t wanted_due = -1;   // earliest due heard of while promoting
+        std::string nudge_id = "0-0";   // last P{Q}:nudge entry seen
         std::vector<std::string> acks;  // entry ids to ack at the end of this turn
     };
 
@@ -166,6 +176,8 @@ struct Server::Impl {
         std::stop_source stop;
         std::optional<Outcome> outcome;
         bool interrupted = false;  // canceled by shutdown
+        bool timed_out = false;    // ran past the task's x_timeout
+        std::unique_ptr<Timer> run_timer;  // loop thread; set when x_timeout is
     };
 
     // An outcome write, kept (and resent) until Redis has it.
@@ -191,6 +203,9 @@ struct Server::Impl {
     std::unordered_map<Job*, std::shared_ptr<Job>> running;  // dispatched, not finished
     std::unique_ptr<Timer> heartbeat;
     std::unique_ptr<Timer> read_retry;
+    // Promoter wake-ups: one blocking XREAD over every queue's P{Q}:nudge.
+    std::shared_ptr<r::Connection> nudger;
+    std::unique_ptr<Timer> nudge_retry;
     // Read batching under a backlog: see read_next().
     std::unique_ptr<Timer> read_gather;
     bool backlog = false;  // the last read filled every slot it asked for
@@ -330,7 +345,8 @@ struct Server::Impl {
     void move_entry(const Job& job, const std::string& dest, std::string_view mode,
                     std::span<const std::string_view> payload, std::string what) {
         const auto& k = job.queue->keys;
-        std::vector<std::string_view> argv{"2", dest, k.stream(), kServerGroup, job.entry_id, mode};
+        std::vector<std::string_view> argv{"3",          dest,         k.stream(), k.nudge(),
+                                           kServerGroup, job.entry_id, mode};
         argv.insert(argv.end(), payload.begin(), payload.end());
         ++writes_outstanding;
         durable(std::make_shared<Durable>(
@@ -358,6 +374,9 @@ struct Server::Impl {
             claims_waiting.clear();
             for (auto& [_, q] : queues) q.promote_timer.reset();
             if (reader) reader->close();
+            nudge_retry.reset();
+            if (nudger) nudger->close();
+            for (auto& [_, job] : running) job->run_timer.reset();
             if (topo) topo->close();
         });
         topo->start();
@@ -370,6 +389,7 @@ struct Server::Impl {
         janitor_timer = std::make_unique<Timer>(rt->loop());
         reclaim_timer = std::make_unique<Timer>(rt->loop());
         for (auto& [_, q] : queues) q.promote_timer = std::make_unique<Timer>(rt->loop());
+        nudge_retry = std::make_unique<Timer>(rt->loop());
         free_slots = opts.concurrency;
         reader = topo->dedicated(r::Route{order.front()->keys.stream()}, "reader");
         reader->send({"CLIENT", "ID"}, [this](Result<r::Reply> res) {
@@ -387,6 +407,48 @@ struct Server::Impl {
         schedule_reclaim();
         sweep_orphans();
         for (auto* q : order) promote(*q);
+        // In a cluster the queues' nudge streams may live on different nodes;
+        // one connection per node would be needed there (Cluster is a later
+        // issue). Standalone and Sentinel: one connection serves all.
+        nudger = topo->dedicated(r::Route{order.front()->keys.nudge()}, "nudges");
+        listen_nudges();
+    }
+
+    // Blocks on every queue's nudge stream (plain XREAD: every server sees
+    // every nudge). Starting from 0-0 replays the last ~100 nudges once, which
+    // only re-arms timers; the promote script decides what is really due.
+    void listen_nudges() {
+        if (stopping) return;
+        auto block_s = std::to_string(opts.read_block.count());
+        std::vector<std::string_view> argv{"XREAD", "COUNT", "128", "BLOCK", block_s, "STREAMS"};
+        for (auto* q : order) argv.push_back(q->keys.nudge());
+        for (auto* q : order) argv.push_back(q->nudge_id);
+        nudger->send(
+            argv,
+            [this](Result<r::Reply> res) {
+                if (stopping) return;
+                if (!res.ok()) {
+                    if (res.error().is(errc::closed)) return;
+                    log().debug("server {}: nudge read failed: {}", opts.id, res.error().message());
+                    nudge_retry->start(200, [this] { listen_nudges(); });
+                    return;
+                }
+                r::for_each_entry(*res, [this](std::string_view stream, const r::StreamEntry& e) {
+                    for (auto* q : order) {
+                        if (q->keys.nudge() != stream) continue;
+                        q->nudge_id = std::string(e.id);
+                        for (const auto& [f, v] : e.fields) {
+                            std::int64_t due = 0;
+                            auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), due);
+                            if (f == "due" && ec == std::errc() && p == v.data() + v.size()) {
+                                want_promotion(*q, due);
+                            }
+                        }
+                    }
+                });
+                listen_nudges();
+            },
+            r::CommandOptions{.timeout = 0ms, .block = opts.read_block});
     }
 
     template <class Then>
@@ -728,6 +790,15 @@ struct Server::Impl {
         job->ctx.queue = &q.keys.queue();
         job->ctx.deliveries = deliveries;
         job->ctx.token = job->stop.get_token();
+        if (job->msg.timeout_ms > 0) {
+            job->run_timer = std::make_unique<Timer>(rt->loop());
+            job->run_timer->start(static_cast<std::uint64_t>(job->msg.timeout_ms), [j = job.get()] {
+                // Still running (finish() closes this timer): cancel the run,
+                // which then counts as a failure whatever the handler returns.
+                j->timed_out = true;
+                j->stop.request_stop();
+            });
+        }
         running.emplace(job.get(), job);
         to_run.push_back(std::move(job));  // pushed by the caller, with its batch
         return true;
@@ -826,6 +897,11 @@ struct Server::Impl {
     void finish(const std::shared_ptr<Job>& job) {
         running.erase(job.get());
         ++free_slots;
+        job->run_timer.reset();
+        if (job->timed_out && !job->interrupted) {
+            job->outcome = Outcome::failure("run timed out after " + std::to_string(job->msg.timeout_ms) +
+                                            " ms");
+        }
         const Outcome& out = *job->outcome;
         const auto& k = job->queue->keys;
         if (out.kind() == Outcome::Kind::success) {
@@ -863,21 +939,36 @@ struct Server::Impl {
         TaskMessage next = job.msg;
         next.retries += 1;
         next.error = error;
+        thread_local std::mt19937_64 rng(std::random_device{}());
+        auto delay = retry_delay_ms(job.msg.backoff, job.msg.retry_delay_ms, job.msg.backoff_max_ms,
+                                    job.msg.retries, rng());
+        auto due = SystemClock::instance().now_ms() + delay;
+        next.run_at_ms = delay > 0 ? due : 0;
         auto f = encode(next);
-        if (next.retry_delay_ms <= 0) {
+        if (delay <= 0) {
             move_entry(job, k.stream(), "xadd", f.views(), "retry " + next.id);
             return;
         }
         std::vector<std::string> parts(f.views().begin(), f.views().end());
         std::string member = encode_msgpack(parts);
-        auto due = SystemClock::instance().now_ms() + next.retry_delay_ms;
         auto due_s = std::to_string(due);
         std::string_view zadd[] = {due_s, member};
         move_entry(job, k.delayed(), "zadd", zadd, "delayed retry " + next.id);
-        if (q.promote_due < 0 || due < q.promote_due) arm_promoter(q, due);
+        want_promotion(q, due);
     }
 
     // ---- promoter ----
+
+    // Something in the delayed set is due at `due`: make sure the timer fires
+    // by then. While a promote script runs, its reply re-arms the timer for the
+    // head it saw, which may be later than this; so remember it for then.
+    void want_promotion(Queue& q, std::int64_t due) {
+        if (q.promoting) {
+            q.wanted_due = q.wanted_due < 0 ? due : std::min(q.wanted_due, due);
+            return;
+        }
+        if (q.promote_due < 0 || due < q.promote_due) arm_promoter(q, due);
+    }
 
     void arm_promoter(Queue& q, std::int64_t due) {
         if (stopping || !q.promote_timer) return;
@@ -892,6 +983,7 @@ struct Server::Impl {
     void promote(Queue& q) {
         q.promote_due = -1;
         if (stopping) return;
+        q.promoting = true;
         auto now = std::to_string(SystemClock::instance().now_ms());
         const auto& k = q.keys;
         run_script(promote_script, r::Route{k.stream()},
@@ -911,7 +1003,11 @@ struct Server::Impl {
                            promote(q);  // more are due right now
                            return;
                        }
-                       arm_promoter(q, next < 0 ? SystemClock::instance().now_ms() + 1000 : next);
+                       q.promoting = false;
+                       if (next < 0) next = SystemClock::instance().now_ms() + 1000;
+                       if (q.wanted_due >= 0) next = std::min(next, q.wanted_due);
+                       q.wanted_due = -1;
+                       arm_promoter(q, next);
                    });
     }
 
@@ -1030,7 +1126,7 @@ void Server::handle(std::string_view queue, OutcomeHandler handler) {
         throw InvalidArgument("queue '" + std::string(queue) + "' already has a handler");
     }
     im.queues.emplace(std::string(queue),
-                      Impl::Queue{QueueKeys(im.opts.prefix, queue), std::move(handler), nullptr, -1, {}});
+                      Impl::Queue{QueueKeys(im.opts.prefix, queue), std::move(handler), nullptr, -1, false, -1, "0-0", {}});
 }
 
 void Server::start() {

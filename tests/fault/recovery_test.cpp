@@ -213,3 +213,28 @@ TEST_CASE("outcomes finished while Redis is frozen are kept and written when it 
     CHECK(runs == 4);
     CHECK(server.stats().succeeded == 4);
 }
+
+TEST_CASE("a worker SIGKILLed while its failed task waits out a retry backoff: the task still completes") {
+    // The retry lives in P{Q}:delayed, not in the dead worker: a peer's
+    // promoter moves it when due (the retry's nudge or its own re-check).
+    RedisServer rs;
+    auto dir = rs.dir();
+    std::string script = "read x; echo \"$x $STREAMFLEET_RETRIES\" >> " + dir +
+                         "/runs; if [ \"$STREAMFLEET_RETRIES\" = 0 ]; then exit 1; fi";
+    auto common = "--redis " + rs.url() + " --queue q --concurrency 2 --heartbeat-ms 200 --exec '" + script + "'";
+    pid_t a = spawn_worker(common + " --id first");
+    REQUIRE(std::system(("printf 'r1\\nr2\\n' | " + streamfleet::test::cli_path() + " enqueue --redis " +
+                         rs.url() + " --queue q --lines --max-retries 3 --retry-delay-ms 1500 > /dev/null")
+                            .c_str()) == 0);
+    REQUIRE(eventually([&] { return lines(dir + "/runs").size() == 2; }, 20s));
+    TestConn c(rs.url());
+    REQUIRE(eventually([&] { return c.cmd({"ZCARD", "streamfleet:{q}:delayed"}).value().integer() == 2; }));
+    kill_group(a, SIGKILL);  // during the 1.5 s backoff
+    pid_t b = spawn_worker(common + " --id second");
+    REQUIRE(eventually([&] { return lines(dir + "/runs").size() == 4; }, 30s));
+    std::set<std::string> runs;
+    for (const auto& l : lines(dir + "/runs")) runs.insert(l);
+    CHECK(runs == std::set<std::string>{"r1 0", "r2 0", "r1 1", "r2 1"});
+    CHECK(eventually([&] { return c.cmd({"ZCARD", "streamfleet:{q}:delayed"}).value().integer() == 0; }));
+    kill_group(b, SIGTERM);
+}

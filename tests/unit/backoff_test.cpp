@@ -4,6 +4,7 @@
 
 using namespace std::chrono_literals;
 using streamfleet::detail::reconnect_delay;
+using namespace streamfleet::detail;
 
 TEST_CASE("reconnect delay doubles, stays in the upper half of its step, and caps") {
     // random = 0 gives the smallest delay of a step, a huge random the largest.
@@ -20,4 +21,25 @@ TEST_CASE("reconnect delay doubles, stays in the upper half of its step, and cap
         CHECK(d <= 5000ms);
     }
     CHECK(reconnect_delay(0, 0ms, 0ms, 12345) >= 0ms);  // degenerate options do not divide by zero
+}
+
+TEST_CASE("retry delay: fixed, linear and exponential schedules, capped, never overflowing") {
+    using K = BackoffKind;
+    // No strategy: the v1 fixed retry_delay, uncapped.
+    CHECK(retry_delay_ms(std::nullopt, 5000, 0, 7, 0) == 5000);
+    CHECK(retry_delay_ms(std::nullopt, -3, 0, 0, 0) == 0);
+    CHECK(retry_delay_ms(K::fixed, 200, 0, 9, 12345) == 200);
+    CHECK(retry_delay_ms(K::fixed, 200, 150, 0, 0) == 150);
+    for (std::uint32_t n = 0; n < 5; ++n) CHECK(retry_delay_ms(K::linear, 100, 0, n, 0) == 100 * (n + 1));
+    CHECK(retry_delay_ms(K::linear, 100, 250, 4, 0) == 250);
+    CHECK(retry_delay_ms(K::linear, std::int64_t{1} << 62, 0, 1000, 0) == kDefaultBackoffMaxMs);
+    // Exponential with full jitter: uniform in [0, base × 2^n], capped.
+    CHECK(retry_delay_ms(K::exponential, 100, 0, 0, 100) == 100);
+    CHECK(retry_delay_ms(K::exponential, 100, 0, 0, 101) == 0);
+    CHECK(retry_delay_ms(K::exponential, 100, 0, 3, 800) == 800);
+    CHECK(retry_delay_ms(K::exponential, 100, 0, 3, 801) == 0);
+    for (std::uint64_t r = 0; r < 5000; r += 37) {
+        CHECK(retry_delay_ms(K::exponential, 100, 1000, 30, r * 1'000'003) <= 1000);
+    }
+    CHECK(retry_delay_ms(K::exponential, 1000, 0, 4'000'000'000u, ~std::uint64_t{0}) <= kDefaultBackoffMaxMs);
 }
