@@ -9,6 +9,9 @@
 //   streamfleet worker  --redis URL --queue Q [--queue Q2 ...] --id ID
 //                       [--concurrency N] --exec CMD
 //   streamfleet stats   --redis URL --queue Q [--json]
+//   streamfleet dead list    --redis URL --queue Q [--json] [--limit N]
+//   streamfleet dead requeue --redis URL --queue Q (--id ID | --all)
+//   streamfleet dead purge   --redis URL --queue Q
 //
 // Uses only the public API, like any user program.
 
@@ -46,7 +49,10 @@ constexpr const char* kUsage =
     "                      [--backoff-max-ms N] [--run-timeout-ms N] [--spool FILE]\n"
     "  streamfleet worker  --redis URL --queue Q [--queue Q2 ...] --id ID [--concurrency N] --exec CMD\n"
     "                      [--lease-ms N] [--heartbeat-ms N] [--max-deliveries N]\n"
-    "  streamfleet stats   --redis URL --queue Q [--json]\n";
+    "  streamfleet stats   --redis URL --queue Q [--json]\n"
+    "  streamfleet dead list    --redis URL --queue Q [--json] [--limit N]\n"
+    "  streamfleet dead requeue --redis URL --queue Q (--id ID | --all)\n"
+    "  streamfleet dead purge   --redis URL --queue Q\n";
 
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -393,6 +399,79 @@ int cmd_stats(int argc, char** argv) {
     return 0;
 }
 
+// A JSON string literal. Bytes that are not printable ASCII are escaped as
+// \u00XX, so binary payloads still give valid JSON (read back as Latin-1).
+std::string json_str(std::string_view s) {
+    std::string out = "\"";
+    for (unsigned char c : s) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c < 0x20 || c >= 0x7f) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            out += buf;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out + "\"";
+}
+
+// ---- dead ----
+
+int cmd_dead(int argc, char** argv) {
+    if (argc < 3) throw UsageError("dead needs list, requeue or purge");
+    std::string what = argv[2];
+    if (what == "list") {
+        auto f = Flags::parse(argc, argv, 3, {"--redis", "--queue", "--limit"}, {}, {"--json"});
+        streamfleet::Inspector inspector(f.need("--redis"));
+        auto limit = static_cast<std::size_t>(f.number("--limit").value_or(1000));
+        auto letters = inspector.dead_letters(f.need("--queue"), limit);
+        for (const auto& d : letters) {
+            if (f.on("--json")) {
+                std::string fields;
+                for (const auto& [k, v] : d.fields) {
+                    fields += (fields.empty() ? "" : ",") + json_str(k) + ":" + json_str(v);
+                }
+                std::printf("{\"entry_id\":%s,\"id\":%s,\"error\":%s,\"retries\":%u,\"died_at_ms\":%lld,"
+                            "\"data\":%s,\"fields\":{%s}}\n",
+                            json_str(d.entry_id).c_str(), json_str(d.id).c_str(), json_str(d.error).c_str(),
+                            d.retries, static_cast<long long>(d.died_at_ms), json_str(d.data).c_str(),
+                            fields.c_str());
+            } else {
+                std::printf("%s  %s  retries=%u  %s\n", d.entry_id.c_str(), d.id.c_str(), d.retries,
+                            d.error.c_str());
+            }
+        }
+        return 0;
+    }
+    if (what == "requeue") {
+        auto f = Flags::parse(argc, argv, 3, {"--redis", "--queue", "--id"}, {}, {"--all"});
+        auto queue = f.need("--queue");
+        auto id = f.get("--id");
+        if (id.has_value() == f.on("--all")) throw UsageError("dead requeue needs exactly one of --id ID and --all");
+        streamfleet::Inspector inspector(f.need("--redis"));
+        if (f.on("--all")) {
+            std::printf("%zu\n", inspector.requeue_all_dead(queue));
+            return 0;
+        }
+        if (!inspector.requeue_dead(queue, *id)) {
+            std::fprintf(stderr, "streamfleet dead requeue: no dead letter of task %s in queue %s\n", id->c_str(),
+                         queue.c_str());
+            return 1;
+        }
+        return 0;
+    }
+    if (what == "purge") {
+        auto f = Flags::parse(argc, argv, 3, {"--redis", "--queue"}, {}, {});
+        streamfleet::Inspector inspector(f.need("--redis"));
+        std::printf("%zu\n", inspector.purge_dead(f.need("--queue")));
+        return 0;
+    }
+    throw UsageError("dead needs list, requeue or purge, got '" + what + "'");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -405,6 +484,7 @@ int main(int argc, char** argv) {
         if (sub == "enqueue") return cmd_enqueue(argc, argv);
         if (sub == "worker") return cmd_worker(argc, argv);
         if (sub == "stats") return cmd_stats(argc, argv);
+        if (sub == "dead") return cmd_dead(argc, argv);
         if (sub == "--help" || sub == "-h" || sub == "help") {
             std::cout << kUsage;
             return 0;

@@ -1,13 +1,16 @@
 #pragma once
 
 /// @file
-/// Read-only views of queues for tools and dashboards.
+/// Views of queues for tools and dashboards, and the dead-letter operations
+/// (list, requeue, purge).
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "streamfleet/export.hpp"
 
@@ -25,6 +28,18 @@ struct QueueStats {
     std::int64_t servers = 0;        ///< servers with a heartbeat in the last `live_window`
 };
 
+/// One entry of P{Q}:dead, as the server left it.
+struct DeadLetter {
+    std::string entry_id;  ///< id in P{Q}:dead; its milliseconds are when the task died
+    std::string id;        ///< task id ("" when the entry was malformed beyond that)
+    std::string data;      ///< payload
+    std::string error;     ///< why it died (x_error): the last error, or the rule it broke
+    std::uint32_t retries = 0;  ///< retries it had been through
+    std::int64_t died_at_ms = 0;
+    /// Every field as stored, for what the typed members do not show.
+    std::vector<std::pair<std::string, std::string>> fields;
+};
+
 class STREAMFLEET_API Inspector {
 public:
     /// @throws InvalidArgument for a bad URL or prefix.
@@ -38,6 +53,24 @@ public:
     /// @throws InvalidArgument (queue name), IoError/TimeoutError/AuthError (Redis).
     QueueStats stats(std::string_view queue,
                      std::chrono::milliseconds live_window = std::chrono::seconds(30));
+
+    /// @brief Dead letters, oldest first: up to `limit` of them with entry ids
+    /// greater than `after` ("" = from the start), for paging.
+    std::vector<DeadLetter> dead_letters(std::string_view queue, std::size_t limit = 100,
+                                         std::string_view after = "");
+
+    /// @brief Moves the dead letter of task `task_id` back into the queue with
+    /// its retries reset to 0 (its last error stays in x_error). Atomic: it is
+    /// never in both places or in neither.
+    /// @return false if no dead letter of that task exists.
+    bool requeue_dead(std::string_view queue, std::string_view task_id);
+
+    /// @brief Requeues every dead letter present when the call starts.
+    /// @return how many were requeued.
+    std::size_t requeue_all_dead(std::string_view queue);
+
+    /// @brief Deletes every dead letter of the queue; returns how many there were.
+    std::size_t purge_dead(std::string_view queue);
 
 private:
     struct Impl;

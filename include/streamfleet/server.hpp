@@ -59,6 +59,11 @@ struct ServerOptions {
     /// stream and its entry in P{Q}:clients. Keep it well above the clients'
     /// heartbeat interval.
     std::chrono::milliseconds orphan_timeout{600'000};
+    /// Dead letters kept per queue: the janitor trims P{Q}:dead to about this
+    /// many (oldest first), so poison tasks cannot fill Redis. 0 = no limit.
+    std::size_t dead_max = 100'000;
+    /// And drops dead letters older than this. 0 = no limit.
+    std::chrono::milliseconds dead_max_age{std::chrono::hours(24 * 30)};
 };
 
 /// @brief What a handler reports when it returns instead of throwing.

@@ -1,9 +1,11 @@
 #include "streamfleet/inspector.hpp"
 
+#include <cstdlib>
 #include <future>
 
 #include "core/clock.hpp"
 #include "core/keys.hpp"
+#include "redis/streams.hpp"
 #include "redis/sync.hpp"
 #include "redis/topology.hpp"
 #include "runtime/runtime.hpp"
@@ -14,11 +16,80 @@ inline namespace v1 {
 using namespace detail;
 namespace r = detail::redis;
 
+namespace {
+
+// KEYS[1] P{Q}:dead   KEYS[2] P{Q}   ARGV: dead-letter entry ids
+// Moves each entry still present back into the stream with retries = 0, then
+// deletes it from the dead letters, in one atomic step per call.
+constexpr std::string_view kRequeueScript = R"lua(
+local n = 0
+for i = 1, #ARGV do
+  local e = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+  if #e == 1 then
+    local f = e[1][2]
+    for j = 1, #f - 1, 2 do
+      if f[j] == 'retries' then f[j + 1] = '0' end
+    end
+    redis.call('XADD', KEYS[2], '*', unpack(f))
+    redis.call('XDEL', KEYS[1], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+)lua";
+
+constexpr std::string_view kPurgeScript = R"lua(
+local n = redis.call('XLEN', KEYS[1])
+redis.call('DEL', KEYS[1])
+return n
+)lua";
+
+DeadLetter to_dead_letter(const r::StreamEntry& e) {
+    DeadLetter d;
+    d.entry_id = std::string(e.id);
+    d.died_at_ms = std::atoll(d.entry_id.c_str());
+    for (const auto& [f, v] : e.fields) {
+        d.fields.emplace_back(std::string(f), std::string(v));
+        if (f == "id") d.id = std::string(v);
+        else if (f == "data") d.data = std::string(v);
+        else if (f == "x_error") d.error = std::string(v);
+        else if (f == "retries") d.retries = static_cast<std::uint32_t>(std::strtoul(std::string(v).c_str(), nullptr, 10));
+    }
+    return d;
+}
+
+}  // namespace
+
 struct Inspector::Impl {
     std::string prefix;
     std::unique_ptr<r::Topology> topo;
     // Declared last: destroyed first, closing the topology's connections.
     std::unique_ptr<Runtime> rt;
+
+    Result<r::Reply> call(std::vector<std::string> argv) { return r::call(*rt, *topo, std::move(argv)); }
+
+    QueueKeys keys(std::string_view queue) const {
+        if (auto st = validate_queue_name(queue); !st) throw_error(st.error());
+        return QueueKeys(prefix, queue);
+    }
+
+    // One page of the dead letters after `after` (exclusive), oldest first.
+    std::vector<DeadLetter> page(const QueueKeys& k, std::string_view after, std::size_t limit,
+                                 std::string_view until = "+") {
+        std::string from = after.empty() ? "-" : "(" + std::string(after);
+        auto reply = call({"XRANGE", k.dead(), from, std::string(until), "COUNT", std::to_string(limit)}).value();
+        std::vector<DeadLetter> out;
+        for (const auto& e : reply.elements()) {
+            if (auto entry = r::parse_entry(e)) out.push_back(to_dead_letter(*entry));
+        }
+        return out;
+    }
+
+    std::size_t requeue(const QueueKeys& k, const std::vector<std::string>& entry_ids) {
+        std::vector<std::string> argv{"EVAL", std::string(kRequeueScript), "2", k.dead(), k.stream()};
+        argv.insert(argv.end(), entry_ids.begin(), entry_ids.end());
+        return static_cast<std::size_t>(call(std::move(argv)).value().integer());
+    }
 };
 
 Inspector::Inspector(std::string redis, std::string prefix) : impl_(std::make_unique<Impl>()) {
@@ -92,6 +163,52 @@ QueueStats Inspector::stats(std::string_view queue, std::chrono::milliseconds li
     s.clients = replies[4].value().integer();
     s.servers = replies[5].value().integer();
     return s;
+}
+
+std::vector<DeadLetter> Inspector::dead_letters(std::string_view queue, std::size_t limit,
+                                                std::string_view after) {
+    auto k = impl_->keys(queue);
+    if (limit == 0) return {};
+    return impl_->page(k, after, limit);
+}
+
+bool Inspector::requeue_dead(std::string_view queue, std::string_view task_id) {
+    auto k = impl_->keys(queue);
+    // Dead letters are found by scanning: they are few (bounded by the
+    // servers' dead_max) and this is an operator's action, not a hot path.
+    std::string after;
+    for (;;) {
+        auto batch = impl_->page(k, after, 500);
+        if (batch.empty()) return false;
+        for (const auto& d : batch) {
+            if (d.id == task_id) return impl_->requeue(k, {d.entry_id}) == 1;
+        }
+        after = batch.back().entry_id;
+    }
+}
+
+std::size_t Inspector::requeue_all_dead(std::string_view queue) {
+    auto k = impl_->keys(queue);
+    // Only what is there now: letters dying meanwhile stay for the next call.
+    auto last = impl_->call({"XREVRANGE", k.dead(), "+", "-", "COUNT", "1"}).value();
+    if (last.size() == 0) return 0;
+    auto until = std::string(last[0][0].str());
+    std::size_t moved = 0;
+    std::string after;
+    for (;;) {
+        auto batch = impl_->page(k, after, 100, until);
+        if (batch.empty()) return moved;
+        std::vector<std::string> ids;
+        for (const auto& d : batch) ids.push_back(d.entry_id);
+        moved += impl_->requeue(k, ids);
+        after = ids.back();
+    }
+}
+
+std::size_t Inspector::purge_dead(std::string_view queue) {
+    auto k = impl_->keys(queue);
+    return static_cast<std::size_t>(
+        impl_->call({"EVAL", std::string(kPurgeScript), "1", k.dead()}).value().integer());
 }
 
 }  // namespace v1

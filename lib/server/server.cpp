@@ -549,8 +549,29 @@ struct Server::Impl {
                            }
                        });
         }
+        trim_dead_letters();
         auto every = std::clamp<long long>(opts.orphan_timeout.count() / 2, 100, 60'000);
         janitor_timer->start(static_cast<std::uint64_t>(every), [this] { sweep_orphans(); });
+    }
+
+    // Dead-letter retention, by count and by age (the entry id is the time it
+    // died). Approximate trims (~) drop whole stream nodes, which is cheap; the
+    // bounds hold to within one node (100 entries).
+    void trim_dead_letters() {
+        for (auto* q : order) {
+            const auto& dead = q->keys.dead();
+            if (opts.dead_max > 0) {
+                topo->send(r::Route{dead}, {"XTRIM", dead, "MAXLEN", "~", std::to_string(opts.dead_max)},
+                           [](Result<r::Reply>) {});
+            }
+            if (opts.dead_max_age.count() > 0) {
+                auto cutoff = SystemClock::instance().now_ms() - opts.dead_max_age.count();
+                if (cutoff > 0) {
+                    topo->send(r::Route{dead}, {"XTRIM", dead, "MINID", "~", std::to_string(cutoff)},
+                               [](Result<r::Reply>) {});
+                }
+            }
+        }
     }
 
     // Safety net: any entry idle longer than the lease, whoever owns it.

@@ -98,7 +98,7 @@ TEST_CASE("bad flags, URLs and queue names: non-zero exit and a one-line error")
         CHECK(r.code != 0);
         CAPTURE(r.err);
         CHECK(r.err.find(c.mentions) != std::string::npos);
-        CHECK(std::count(r.err.begin(), r.err.end(), '\n') <= (c.args.empty() ? 10 : 1));
+        CHECK(std::count(r.err.begin(), r.err.end(), '\n') <= (c.args.empty() ? 20 : 1));
     }
 }
 
