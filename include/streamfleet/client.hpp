@@ -64,6 +64,23 @@ public:
     std::vector<TaskId> enqueue_many(std::string_view queue, const std::vector<std::string>& data,
                                      const TaskOptions& opts = {});
 
+    /// @brief Cancels task `id` of `queue`, wherever it is: a delayed task (or
+    ///        one waiting for a retry) is removed; a task not yet delivered to a
+    ///        server is removed and never runs; a running task's cancel token
+    ///        fires and its outcome is canceled unless it finishes first. A
+    ///        tracking client gets a `canceled` notification.
+    /// @note Any client of the queue may cancel any task of it, whoever
+    ///       enqueued it. Waits for Redis (one round trip).
+    /// @throws NotFound for an id with no state record (unknown, enqueued with
+    ///         track_state = false, or finished longer ago than its retention);
+    ///         UnknownQueue; IoError/TimeoutError when Redis is unreachable.
+    CancelResult cancel(std::string_view queue, std::string_view id);
+
+    /// @brief Where task `id` of `queue` is: state, retries, last error and
+    ///        timestamps. `TaskState::unknown` for an id with no state record.
+    /// @throws UnknownQueue; IoError/TimeoutError when Redis is unreachable.
+    TaskInfo get(std::string_view queue, std::string_view id);
+
     /// @brief Sends what is buffered within `deadline`, resolves open handles as
     ///        canceled, deletes the notification stream, its group and the
     ///        heartbeat entries. Idempotent.

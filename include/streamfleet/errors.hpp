@@ -81,6 +81,13 @@ public:
     using Error::Error;
 };
 
+/// @brief No task with that id is known (never enqueued with state tracking,
+/// or its finished state's retention has passed).
+class STREAMFLEET_API NotFound : public Error {
+public:
+    using Error::Error;
+};
+
 /// @brief The feature exists in the API but is not available in this build or topology.
 class STREAMFLEET_API Unsupported : public Error {
 public:

@@ -39,6 +39,11 @@ struct ClientOptions {
     std::chrono::milliseconds heartbeat_interval{10'000};
     /// Time limit of each Redis command.
     std::chrono::milliseconds command_timeout{5'000};
+    /// Keep a state record per task (P{Q}:task:ID) so Client::get() and
+    /// Client::cancel() can find it. Costs Redis a hash per live task and a
+    /// little CPU per task (docs/benchmarks.md); false = pure fire-and-forget,
+    /// whose tasks get() and cancel() cannot find (NotFound).
+    bool track_state = true;
 };
 
 /// How the delay before a retry grows with the retries so far (n = 0, 1, ...),
@@ -66,6 +71,10 @@ struct TaskOptions {
     /// Time one run may take; past it the handler's cancel token fires and the
     /// run counts as a failure (retried per policy). 0 = no limit.
     std::chrono::milliseconds run_timeout{0};
+    /// How long the state of a finished task (completed, dead, expired,
+    /// canceled) stays readable with Client::get(); unset = 24 hours; 0 = drop
+    /// it as the task finishes.
+    std::optional<std::chrono::milliseconds> retention{};
     /// The task expires (is not run) after this instant, when set.
     std::optional<std::chrono::system_clock::time_point> expires_at{};
     /// Or: the task expires this long after enqueue (0 = never). If both are

@@ -165,7 +165,7 @@ public:
 
     struct Stats {
         std::uint64_t succeeded = 0, failed = 0, retried = 0, dead = 0, expired = 0,
-                      malformed = 0, returned = 0;
+                      malformed = 0, returned = 0, canceled = 0;
     };
     /// Counters since start.
     Stats stats() const;

@@ -34,6 +34,38 @@ struct TaskOutcome {
     std::string error{};
 };
 
+/// Where a task is in its life (DESIGN.md "States"). `failed` = a run failed
+/// and the task waits out its retry backoff in P{Q}:delayed.
+enum class TaskState { unknown, delayed, ready, active, completed, failed, dead, expired, canceled };
+
+/// @return "unknown", "delayed", "ready", "active", "completed", "failed",
+///         "dead", "expired" or "canceled".
+STREAMFLEET_API std::string_view to_string(TaskState s) noexcept;
+
+/// What Client::get() knows of a task.
+struct TaskInfo {
+    TaskId id;
+    TaskState state = TaskState::unknown;
+    std::uint32_t retries = 0;   ///< retries so far
+    std::string error{};         ///< the last run's error, if any
+    std::int64_t created_ms = 0;   ///< unix ms it was enqueued
+    std::int64_t updated_ms = 0;   ///< unix ms of the last state change
+    std::int64_t finished_ms = 0;  ///< unix ms it finished (0 while it lives)
+    std::int64_t run_at_ms = 0;    ///< when delayed or waiting for a retry: when it is due
+};
+
+/// What Client::cancel() did.
+enum class CancelResult {
+    delayed,   ///< it was waiting in P{Q}:delayed (scheduled, or between retries): removed
+    ready,     ///< it was in the queue, not yet delivered: removed, it never runs
+    active,    ///< it was running (or delivered): its cancel token fires; the
+               ///< outcome is canceled unless it finished first
+    finished,  ///< it had already finished; nothing changed
+};
+
+/// @return "delayed", "ready", "active" or "finished".
+STREAMFLEET_API std::string_view to_string(CancelResult r) noexcept;
+
 /// @brief The handle of a task enqueued with Client::enqueue_tracked().
 /// @note Copies share one state; every method is thread-safe, and any number
 ///       of threads may wait at once.

@@ -30,6 +30,7 @@
 #include "core/wire.hpp"
 #include "redis/resp.hpp"
 #include "redis/streams.hpp"
+#include "redis/sync.hpp"
 #include "redis/topology.hpp"
 #include "runtime/runtime.hpp"
 
@@ -58,6 +59,8 @@ struct Client::Impl {
                                               std::size_t bytes) {
         const std::string& stream = keys.stream();
         auto o = std::make_unique<Outgoing>(Outgoing{m.id, &stream, {}, bytes});
+        const std::string notify = m.send_notif ? m.client_id : std::string();
+        const std::string retention = std::to_string(m.retention_ms);
         if (m.run_at_ms > 0) {
             // Delayed: into P{Q}:delayed (and a nudge), the same member form
             // the server's retries use, so one promoter serves both.
@@ -68,14 +71,20 @@ struct Client::Impl {
                 else parts.push_back(std::to_string(v));
             });
             auto member = encode_msgpack(parts);
-            r::CommandWriter w(o->cmd, 7, kScheduleScript.size() + member.size() + 64);
+            r::CommandWriter w(o->cmd, m.state ? 11 : 7, kScheduleScript.size() + member.size() + 128);
             w.arg("EVAL");
             w.arg(kScheduleScript);
-            w.arg("2");
+            w.arg(m.state ? "3" : "2");
             w.arg(keys.delayed());
             w.arg(keys.nudge());
+            if (m.state) w.arg(keys.task(m.id));
             w.arg(m.run_at_ms);
             w.arg(member);
+            if (m.state) {
+                w.arg(m.enqueued_ts);
+                w.arg(notify);
+                w.arg(retention);
+            }
             return o;
         }
         std::size_t nargs = 3, size = stream.size();
@@ -84,6 +93,23 @@ struct Client::Impl {
             size += f.size();
             if constexpr (std::is_same_v<decltype(v), std::string_view>) size += v.size();
         });
+        if (m.state) {
+            // The XADD and the task's state record together (kEnqueueScript).
+            r::CommandWriter w(o->cmd, nargs - 3 + 8, size + kEnqueueScript.size() + 128);
+            w.arg("EVAL");
+            w.arg(kEnqueueScript);
+            w.arg("2");
+            w.arg(stream);
+            w.arg(keys.task(m.id));
+            w.arg(m.enqueued_ts);
+            w.arg(notify);
+            w.arg(retention);
+            visit_fields(m, [&w](std::string_view f, auto v) {
+                w.arg(f);
+                w.arg(v);
+            });
+            return o;
+        }
         r::CommandWriter w(o->cmd, nargs, size);
         w.arg("XADD");
         w.arg(stream);
@@ -191,6 +217,9 @@ struct Client::Impl {
         // A due time already past runs at once, like no delay at all.
         m->run_at_ms = due > now ? due : 0;
         m->timeout_ms = o.run_timeout.count();
+        if (o.retention && o.retention->count() < 0) throw InvalidArgument("retention is negative");
+        m->state = opts.track_state;
+        if (m->state) m->retention_ms = o.retention ? o.retention->count() : kDefaultRetentionMs;
         if (o.backoff) {
             switch (*o.backoff) {
                 case Backoff::fixed: m->backoff = BackoffKind::fixed; break;
@@ -593,6 +622,81 @@ std::vector<TaskId> Client::enqueue_many(std::string_view queue, const std::vect
     // One batch: all XADDs are issued in one loop turn, so they leave in one write.
     im.accept(batch, bytes, nullptr, im.spool != nullptr);
     return out;
+}
+
+namespace {
+
+std::int64_t to_i64(const std::string& s) { return std::strtoll(s.c_str(), nullptr, 10); }
+
+TaskState parse_state(std::string_view s) {
+    for (auto st : {TaskState::delayed, TaskState::ready, TaskState::active, TaskState::completed,
+                    TaskState::failed, TaskState::dead, TaskState::expired, TaskState::canceled}) {
+        if (to_string(st) == s) return st;
+    }
+    return TaskState::unknown;
+}
+
+}  // namespace
+
+CancelResult Client::cancel(std::string_view queue, std::string_view id) {
+    auto& im = *impl_;
+    const auto& keys = im.keys_for(queue);
+    auto now = std::to_string(SystemClock::instance().now_ms());
+    auto reply = r::call(*im.rt, *im.topo,
+                         {"EVAL", std::string(kCancelScript), "4", keys.task(id), keys.delayed(), keys.stream(),
+                          keys.cancels(), now, std::string(kServerGroup), std::string(id)})
+                     .value();
+    if (!reply.is_array() || reply.size() < 1) {
+        throw ProtoError("cancel: unexpected reply " + reply.debug_string());
+    }
+    auto what = std::string(reply[0].str());
+    if (what == "unknown") {
+        throw NotFound("no task '" + std::string(id) + "' in queue '" + std::string(queue) +
+                       "' (never enqueued with state tracking, or finished longer ago than its retention)");
+    }
+    auto detail = reply.size() > 1 ? std::string(reply[1].str()) : std::string();
+    CancelResult result = what == "delayed" ? CancelResult::delayed
+                          : what == "ready" ? CancelResult::ready
+                          : what == "active" ? CancelResult::active
+                                             : CancelResult::finished;
+    if ((result == CancelResult::delayed || result == CancelResult::ready) && !detail.empty()) {
+        // Nobody else will tell the tracking client: no server has the task.
+        Notification n{std::string(id), NotificationType::canceled, {}, {}, {}};
+        auto f = encode(n);
+        auto key = receiver_key(im.opts.prefix, detail);
+        std::vector<std::string> argv{"XADD", key, "*"};
+        for (auto v : f.views()) argv.emplace_back(v);
+        if (auto sent = r::call(*im.rt, *im.topo, std::move(argv)); !sent) {
+            log().warn("client {}: canceled task {} but could not notify its client {}: {}", im.id, id, detail,
+                       sent.error().message());
+        }
+    }
+    return result;
+}
+
+TaskInfo Client::get(std::string_view queue, std::string_view id) {
+    auto& im = *impl_;
+    const auto& keys = im.keys_for(queue);
+    auto reply = r::call(*im.rt, *im.topo,
+                         {"EVAL", std::string(kGetScript), "2", keys.task(id), keys.stream(),
+                          std::string(kServerGroup)})
+                     .value();
+    TaskInfo info;
+    info.id = std::string(id);
+    if (reply.is_nil()) return info;
+    std::map<std::string, std::string, std::less<>> h;
+    for (std::size_t i = 0; i + 1 < reply.size(); i += 2) {
+        h[std::string(reply[i].str())] = std::string(reply[i + 1].str());
+    }
+    info.state = parse_state(h["state"]);
+    if (h.count("active")) info.state = TaskState::active;
+    info.retries = static_cast<std::uint32_t>(to_i64(h["retries"]));
+    info.error = h["error"];
+    info.created_ms = to_i64(h["created"]);
+    info.updated_ms = to_i64(h["updated"]);
+    info.finished_ms = to_i64(h["finished"]);
+    info.run_at_ms = to_i64(h["run_at"]);
+    return info;
 }
 
 bool Client::close(std::chrono::milliseconds deadline) {

@@ -44,6 +44,8 @@ QueueKeys::QueueKeys(std::string_view prefix, std::string_view queue) : queue_(q
     clients_ = stream_ + ":clients";
     servers_ = stream_ + ":servers";
     nudge_ = stream_ + ":nudge";
+    cancels_ = stream_ + ":cancels";
+    task_prefix_ = stream_ + ":task:";
 }
 
 std::string receiver_key(std::string_view prefix, std::string_view client_id) {

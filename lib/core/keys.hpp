@@ -43,9 +43,16 @@ public:
     /// P{Q}:nudge: stream (capped) of "something became due earlier" wake-ups
     /// for the servers' promoters, so none of them polls the delayed set.
     const std::string& nudge() const noexcept { return nudge_; }
+    /// P{Q}:cancels: stream (capped) of cancel requests for running tasks,
+    /// which servers XREAD beside the nudges.
+    const std::string& cancels() const noexcept { return cancels_; }
+    /// P{Q}:task: -- prefix of the per-task state hashes P{Q}:task:ID.
+    const std::string& task_prefix() const noexcept { return task_prefix_; }
+    /// P{Q}:task:ID: a task's state record (hash).
+    std::string task(std::string_view id) const { return task_prefix_ + std::string(id); }
 
 private:
-    std::string queue_, stream_, delayed_, dead_, clients_, servers_, nudge_;
+    std::string queue_, stream_, delayed_, dead_, clients_, servers_, nudge_, cancels_, task_prefix_;
 };
 
 /// Preceiver:{CLIENT_ID}: a client's notification stream (group streamfleet-client).

@@ -187,6 +187,13 @@ Result<TaskMessage> decode_task(std::span<const RawField> fields) {
     SF_TRY_ASSIGN(m.timeout_ms, f.integer<std::int64_t>("x_timeout", false));
     SF_TRY_ASSIGN(m.enqueued_ts, f.integer<std::int64_t>("x_enqueued_ts", false));
     SF_TRY_ASSIGN(m.run_at_ms, f.integer<std::int64_t>("x_run_at", false));
+    SF_TRY_ASSIGN(opt, f.find("x_state"));
+    m.state = opt && *opt == "1";
+    {
+        std::optional<std::string_view> has;
+        SF_TRY_ASSIGN(has, f.find("x_retention"));
+        if (has) SF_TRY_ASSIGN(m.retention_ms, f.integer<std::int64_t>("x_retention", false));
+    }
     SF_TRY_ASSIGN(opt, f.find("x_unique"));
     if (opt) m.unique = std::string(*opt);
     SF_TRY_ASSIGN(opt, f.find("x_error"));

@@ -42,6 +42,8 @@ struct TaskMessage {
     std::int64_t timeout_ms = 0;              // x_timeout
     std::int64_t enqueued_ts = 0;             // x_enqueued_ts
     std::int64_t run_at_ms = 0;               // x_run_at: due time of a delayed task
+    bool state = false;                       // x_state: a P{Q}:task:ID record exists
+    std::int64_t retention_ms = -1;           // x_retention: finished state kept; -1 = default
     std::string unique;                       // x_unique
     std::string error;                        // x_error
 
@@ -114,6 +116,8 @@ void visit_fields(const TaskMessage& m, Add&& add) {
     if (m.timeout_ms != 0) add("x_timeout", m.timeout_ms);
     if (m.enqueued_ts != 0) add("x_enqueued_ts", m.enqueued_ts);
     if (m.run_at_ms != 0) add("x_run_at", m.run_at_ms);
+    if (m.state) add("x_state", std::string_view("1"));
+    if (m.retention_ms >= 0) add("x_retention", m.retention_ms);
     if (!m.unique.empty()) add("x_unique", std::string_view(m.unique));
     if (!m.error.empty()) add("x_error", std::string_view(m.error));
 }

@@ -42,6 +42,7 @@
 #include "core/backoff.hpp"
 #include "core/clock.hpp"
 #include "core/keys.hpp"
+#include "core/scripts.hpp"
 #include "core/log.hpp"
 #include "core/wire.hpp"
 #include "redis/streams.hpp"
@@ -87,8 +88,19 @@ namespace {
 constexpr std::string_view kPromoteScript = R"lua(
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, m in ipairs(due) do
-  redis.call('XADD', KEYS[2], '*', unpack(cmsgpack.unpack(m)))
+  local f = cmsgpack.unpack(m)
+  local eid = redis.call('XADD', KEYS[2], '*', unpack(f))
   redis.call('ZREM', KEYS[1], m)
+  local id, tracked
+  for j = 1, #f - 1, 2 do
+    if f[j] == 'id' then id = f[j + 1] elseif f[j] == 'x_state' then tracked = f[j + 1] == '1' end
+  end
+  if tracked and id then
+    -- same hash tag as KEYS (P{Q}:task:ID), so the same slot
+    local tk = ARGV[3] .. id
+    redis.call('HSET', tk, 'state', 'ready', 'entry', eid, 'updated', ARGV[1])
+    redis.call('HDEL', tk, 'member', 'run_at')
+  end
 end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #nxt == 0 then return {#due, -1} end
@@ -99,8 +111,12 @@ return {#due, tonumber(nxt[2])}
 // KEYS[2] -> P{Q}, the stream the entry was read from
 // KEYS[3] -> P{Q}:nudge: a retry that became the earliest delayed task wakes
 //            the other servers' promoters, as a client's schedule does
+// KEYS[4] -> P{Q}:task:ID, the task's state record (when ARGV[4] is not '')
+// ARGV[4] -> new state: '' (untracked) | 'failed' (zadd) | 'ready' (xadd to
+//            P{Q}) | 'dead' (xadd to P{Q}:dead); ARGV[5] now, ARGV[6] error,
+//            ARGV[7] retries, ARGV[8] retention ms (for 'dead')
 // ARGV[1] -> consumer group, ARGV[2] -> entry id, ARGV[3] -> 'xadd' | 'zadd'
-// ARGV[4..] -> the XADD field/value pairs | score, member
+// ARGV[9..] -> the XADD field/value pairs | score, member
 // Output: 1, or 0 when the entry was no longer pending (already moved). The task is written first and the entry acked and deleted only
 // after: redis.call raises on any error, which ends the script before the ack,
 // so a failed write (WRONGTYPE, OOM) leaves the entry pending instead of losing
@@ -109,16 +125,36 @@ constexpr std::string_view kMoveScript = R"lua(
 -- A resend after a lost reply must not write the task twice: act only while
 -- the entry is still pending.
 if #redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then return 0 end
+local eid
 if ARGV[3] == 'zadd' then
-  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[5])
-  if redis.call('ZRANGE', KEYS[1], 0, 0)[1] == ARGV[5] then
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100, '*', 'due', ARGV[4])
+  redis.call('ZADD', KEYS[1], ARGV[9], ARGV[10])
+  if redis.call('ZRANGE', KEYS[1], 0, 0)[1] == ARGV[10] then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100, '*', 'due', ARGV[9])
   end
 else
-  redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
+  eid = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 9))
 end
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[2], ARGV[2])
+local st = ARGV[4]
+if st ~= '' then
+  redis.call('HSET', KEYS[4], 'state', st, 'updated', ARGV[5], 'error', ARGV[6], 'retries', ARGV[7])
+  if st == 'failed' then
+    redis.call('HSET', KEYS[4], 'member', ARGV[10], 'run_at', ARGV[9])
+    redis.call('HDEL', KEYS[4], 'entry')
+  elseif st == 'ready' then
+    redis.call('HSET', KEYS[4], 'entry', eid)
+  else
+    local ttl = tonumber(ARGV[8])
+    if ttl == 0 then
+      redis.call('DEL', KEYS[4])
+    else
+      redis.call('HSET', KEYS[4], 'finished', ARGV[5])
+      redis.call('HDEL', KEYS[4], 'entry', 'member', 'run_at')
+      redis.call('PEXPIRE', KEYS[4], ttl)
+    end
+  end
+end
 return 1
 )lua";
 
@@ -138,6 +174,35 @@ for i = 3, #ARGV do
 end
 return kept
 )lua";
+
+// Final states of tasks finished in one loop turn (completed, expired,
+// canceled), written before their batch's XACK.
+// KEYS[1] -> P{Q} (routing only; the records share its hash tag)
+// ARGV[1] -> now; then per task: record key, state, error, retries, retention ms
+constexpr std::string_view kFinishScript = R"lua(
+for i = 2, #ARGV - 4, 5 do
+  local k = ARGV[i]
+  local ttl = tonumber(ARGV[i + 4])
+  if ttl == 0 then
+    redis.call('DEL', k)
+  else
+    redis.call('HSET', k, 'state', ARGV[i + 1], 'updated', ARGV[1], 'finished', ARGV[1],
+               'error', ARGV[i + 2], 'retries', ARGV[i + 3])
+    redis.call('HDEL', k, 'entry', 'member', 'run_at')
+    redis.call('PEXPIRE', k, ttl)
+  end
+end
+return 1
+)lua";
+
+// A state change riding along in the move script when `msg` has a state
+// record: `state` is 'failed', 'ready' or 'dead' (see kMoveScript).
+struct StateChange {
+    const TaskMessage* msg = nullptr;
+    std::string_view state{};
+    std::string_view error{};
+    std::uint32_t retries = 0;
+};
 
 // Set on handler-pool threads: shutdown() from a handler would wait for itself.
 thread_local const void* t_handler_of = nullptr;
@@ -160,7 +225,9 @@ struct Server::Impl {
         bool promoting = false;         // a promote script is in flight
         std::int64_t wanted_due = -1;   // earliest due heard of while promoting
         std::string nudge_id = "0-0";   // last P{Q}:nudge entry seen
+        std::string cancel_id;          // last P{Q}:cancels entry seen
         std::vector<std::string> acks;  // entry ids to ack at the end of this turn
+        std::vector<std::string> states;  // kFinishScript args for those acks
     };
 
     struct Job {
@@ -177,6 +244,7 @@ struct Server::Impl {
         std::optional<Outcome> outcome;
         bool interrupted = false;  // canceled by shutdown
         bool timed_out = false;    // ran past the task's x_timeout
+        bool canceled = false;     // Client::cancel() asked for it while it ran
         std::unique_ptr<Timer> run_timer;  // loop thread; set when x_timeout is
     };
 
@@ -185,7 +253,7 @@ struct Server::Impl {
         std::string route;
         std::vector<std::string> argv;
         std::string what;
-        bool is_move = false;  // argv are kMoveScript's KEYS/ARGV
+        std::string_view script{};  // "" = a plain command; else argv are this script's KEYS/ARGV
     };
 
     ServerOptions opts;
@@ -238,7 +306,7 @@ struct Server::Impl {
 
     struct Counters {
         std::atomic<std::uint64_t> succeeded{0}, failed{0}, retried{0}, dead{0}, expired{0},
-            malformed{0}, returned{0};
+            malformed{0}, returned{0}, canceled{0};
     } counters;
 
     // Declared last: destroyed first, joining the loop before the state above goes.
@@ -282,8 +350,8 @@ struct Server::Impl {
             --writes_outstanding;
             publish();
         };
-        if (d->is_move) run_script(move_script, r::Route{d->route}, std::move(argv), std::move(done));
-        else topo->send(r::Route{d->route}, argv, std::move(done));
+        if (d->script.empty()) topo->send(r::Route{d->route}, argv, std::move(done));
+        else run_script(script_for(d->script), r::Route{d->route}, std::move(argv), std::move(done));
     }
 
     void flush_write_retries() {
@@ -295,7 +363,7 @@ struct Server::Impl {
     void write(const r::Route& route, std::span<const std::string_view> argv, std::string what) {
         ++writes_outstanding;
         durable(std::make_shared<Durable>(
-            Durable{std::string(route.key), {argv.begin(), argv.end()}, std::move(what), false}));
+            Durable{std::string(route.key), {argv.begin(), argv.end()}, std::move(what), {}}));
     }
 
     // Runs a Lua script by SHA (loaded at start), falling back to EVAL when the
@@ -307,6 +375,18 @@ struct Server::Impl {
     Script move_script{kMoveScript, {}};
     Script promote_script{kPromoteScript, {}};
     Script keep_script{kKeepScript, {}};
+    Script finish_script{kFinishScript, {}};
+
+    Script& script_for(std::string_view body) {
+        for (auto* sc : {&move_script, &promote_script, &keep_script, &finish_script}) {
+            if (sc->body.data() == body.data()) return *sc;
+        }
+        return move_script;  // unreachable: Durable only ever names these
+    }
+
+    static std::int64_t retention_of(const TaskMessage& m) {
+        return m.retention_ms >= 0 ? m.retention_ms : kDefaultRetentionMs;
+    }
 
     void load_script(Script& sc) {
         topo->send(r::Route{}, {"SCRIPT", "LOAD", sc.body}, [&sc](Result<r::Reply> res) {
@@ -343,14 +423,30 @@ struct Server::Impl {
     // Writes the task to `dest` (XADD fields, or ZADD score member), then acks
     // and deletes the entry, atomically and in that order (kMoveScript).
     void move_entry(const Job& job, const std::string& dest, std::string_view mode,
-                    std::span<const std::string_view> payload, std::string what) {
+                    std::span<const std::string_view> payload, std::string what, StateChange sc = {}) {
         const auto& k = job.queue->keys;
-        std::vector<std::string_view> argv{"3",          dest,         k.stream(), k.nudge(),
-                                           kServerGroup, job.entry_id, mode};
+        bool tracked = sc.msg && sc.msg->state && !sc.state.empty();
+        auto task_key = tracked ? k.task(sc.msg->id) : k.task_prefix();
+        auto now = std::to_string(SystemClock::instance().now_ms());
+        auto retries = std::to_string(sc.retries);
+        auto retention = std::to_string(tracked ? retention_of(*sc.msg) : 0);
+        std::vector<std::string_view> argv{"4",
+                                           dest,
+                                           k.stream(),
+                                           k.nudge(),
+                                           task_key,
+                                           kServerGroup,
+                                           job.entry_id,
+                                           mode,
+                                           tracked ? sc.state : std::string_view(),
+                                           now,
+                                           sc.error,
+                                           retries,
+                                           retention};
         argv.insert(argv.end(), payload.begin(), payload.end());
         ++writes_outstanding;
         durable(std::make_shared<Durable>(
-            Durable{k.stream(), {argv.begin(), argv.end()}, std::move(what), true}));
+            Durable{k.stream(), {argv.begin(), argv.end()}, std::move(what), kMoveScript}));
     }
 
     // ---- start ----
@@ -398,6 +494,7 @@ struct Server::Impl {
         load_script(move_script);
         load_script(promote_script);
         load_script(keep_script);
+        load_script(finish_script);
         // A restarted server with the same id first takes back what its
         // previous life left pending, and only then reads new work: a read
         // racing this claim would make fresh deliveries look stale.
@@ -411,6 +508,10 @@ struct Server::Impl {
         // one connection per node would be needed there (Cluster is a later
         // issue). Standalone and Sentinel: one connection serves all.
         nudger = topo->dedicated(r::Route{order.front()->keys.nudge()}, "nudges");
+        // Cancels from a few seconds back are replayed: harmless (they name
+        // tasks to stop), and no request falls between start and first read.
+        auto since = std::to_string(std::max<std::int64_t>(SystemClock::instance().now_ms() - 5000, 0));
+        for (auto* q : order) q->cancel_id = since;
         listen_nudges();
     }
 
@@ -422,7 +523,9 @@ struct Server::Impl {
         auto block_s = std::to_string(opts.read_block.count());
         std::vector<std::string_view> argv{"XREAD", "COUNT", "128", "BLOCK", block_s, "STREAMS"};
         for (auto* q : order) argv.push_back(q->keys.nudge());
+        for (auto* q : order) argv.push_back(q->keys.cancels());
         for (auto* q : order) argv.push_back(q->nudge_id);
+        for (auto* q : order) argv.push_back(q->cancel_id);
         nudger->send(
             argv,
             [this](Result<r::Reply> res) {
@@ -435,6 +538,12 @@ struct Server::Impl {
                 }
                 r::for_each_entry(*res, [this](std::string_view stream, const r::StreamEntry& e) {
                     for (auto* q : order) {
+                        if (q->keys.cancels() == stream) {
+                            q->cancel_id = std::string(e.id);
+                            for (const auto& [f, v] : e.fields) {
+                                if (f == "id") cancel_running_task(*q, v);
+                            }
+                        }
                         if (q->keys.nudge() != stream) continue;
                         q->nudge_id = std::string(e.id);
                         for (const auto& [f, v] : e.fields) {
@@ -838,10 +947,19 @@ struct Server::Impl {
     // Acks are batched per queue and loop turn: every task finished in this
     // turn is acked by one XACK and deleted by one XDEL with all their ids,
     // written after the turn's notifications (same connection, so in order).
-    void ack_and_delete(const Job& job) {
+    // `state`: the final state to record ('completed', 'expired', 'canceled')
+    // for a task with a state record; written by kFinishScript before the ack.
+    void ack_and_delete(const Job& job, std::string_view state = {}, std::string_view error = {}) {
         auto& q = *job.queue;
         if (q.acks.empty()) queues_to_ack.push_back(&q);
         q.acks.push_back(job.entry_id);
+        if (!state.empty() && job.msg.state) {
+            q.states.push_back(q.keys.task(job.msg.id));
+            q.states.emplace_back(state);
+            q.states.emplace_back(error);
+            q.states.push_back(std::to_string(job.msg.retries));
+            q.states.push_back(std::to_string(retention_of(job.msg)));
+        }
         ++acks_unflushed;  // counts as a pending write until flushed: shutdown waits for it
         ack_flush->arm();
     }
@@ -851,6 +969,15 @@ struct Server::Impl {
         queues_to_ack.clear();
         for (auto* q : batch) {
             const auto& s = q->keys.stream();
+            if (!q->states.empty()) {
+                auto now = std::to_string(SystemClock::instance().now_ms());
+                std::vector<std::string_view> argv{"1", s, now};
+                argv.insert(argv.end(), q->states.begin(), q->states.end());
+                ++writes_outstanding;
+                durable(std::make_shared<Durable>(
+                    Durable{s, {argv.begin(), argv.end()}, "task states", kFinishScript}));
+                q->states.clear();
+            }
             std::vector<std::string_view> ack{"XACK", s, kServerGroup};
             std::vector<std::string_view> del{"XDEL", s};
             for (const auto& id : q->acks) {
@@ -867,7 +994,8 @@ struct Server::Impl {
 
     // Dead-letters an entry as it was read (raw fields, whatever they hold)
     // with `why` as its x_error.
-    void dead_letter_raw(const Job& job, const std::string& why, std::string what) {
+    void dead_letter_raw(const Job& job, const std::string& why, std::string what,
+                         const TaskMessage* msg = nullptr) {
         log().warn("server {}: entry {} in {} dead-lettered: {}", opts.id, job.entry_id,
                    job.queue->keys.stream(), why);
         std::vector<std::string_view> fields;
@@ -878,7 +1006,8 @@ struct Server::Impl {
         }
         fields.push_back("x_error");
         fields.push_back(why);
-        move_entry(job, job.queue->keys.dead(), "xadd", fields, std::move(what));
+        move_entry(job, job.queue->keys.dead(), "xadd", fields, std::move(what),
+                   StateChange{msg, "dead", why, msg ? msg->retries : 0});
     }
 
     void malformed(const Job& job, const std::string& reason) {
@@ -891,18 +1020,19 @@ struct Server::Impl {
         auto why = "exceeded " + std::to_string(opts.max_deliveries) + " deliveries (" +
                    std::to_string(deliveries) + ")";
         // A tracked task's client hears of it; the fields may be garbage, so only when they decode.
-        if (auto m = decode_task(job.raw); m.ok() && m->send_notif) {
+        auto m = decode_task(job.raw);
+        if (m.ok() && m->send_notif) {
             Job tmp;
-            tmp.msg = std::move(*m);
+            tmp.msg = *m;
             notify(tmp, NotificationType::error, why);
         }
-        dead_letter_raw(job, why, "dead-letter poison " + job.entry_id);
+        dead_letter_raw(job, why, "dead-letter poison " + job.entry_id, m.ok() ? &*m : nullptr);
     }
 
     void expired(const Job& job) {
         ++counters.expired;
         notify(job, NotificationType::expired, {});
-        ack_and_delete(job);
+        ack_and_delete(job, "expired");
     }
 
     void return_to_stream(const Job& job) {
@@ -912,13 +1042,23 @@ struct Server::Impl {
             fields.push_back(f);
             fields.push_back(v);
         }
-        move_entry(job, job.queue->keys.stream(), "xadd", fields, "return " + job.entry_id);
+        move_entry(job, job.queue->keys.stream(), "xadd", fields, "return " + job.entry_id,
+                   StateChange{&job.msg, "ready", job.msg.error, job.msg.retries});
     }
 
     void finish(const std::shared_ptr<Job>& job) {
         running.erase(job.get());
         ++free_slots;
         job->run_timer.reset();
+        if (job->canceled && !job->interrupted) {
+            // Canceled while it ran: whatever the handler returned, the
+            // caller of cancel() was told the run would stop.
+            ++counters.canceled;
+            notify(*job, NotificationType::canceled, {});
+            ack_and_delete(*job, "canceled");
+            publish();
+            return;
+        }
         if (job->timed_out && !job->interrupted) {
             job->outcome = Outcome::failure("run timed out after " + std::to_string(job->msg.timeout_ms) +
                                             " ms");
@@ -928,7 +1068,7 @@ struct Server::Impl {
         if (out.kind() == Outcome::Kind::success) {
             ++counters.succeeded;
             notify(*job, NotificationType::completed, {});
-            ack_and_delete(*job);
+            ack_and_delete(*job, "completed");
         } else if (job->interrupted) {
             // Shutdown cut the run short: not the task's fault, so it goes
             // back as it was, without spending a retry.
@@ -945,7 +1085,8 @@ struct Server::Impl {
                 TaskMessage d = m;
                 d.error = out.error();
                 auto f = encode(d);
-                move_entry(*job, k.dead(), "xadd", f.views(), "dead-letter " + m.id);
+                move_entry(*job, k.dead(), "xadd", f.views(), "dead-letter " + m.id,
+                           StateChange{&m, "dead", out.error(), m.retries});
             }
         }
         publish();
@@ -967,18 +1108,30 @@ struct Server::Impl {
         next.run_at_ms = delay > 0 ? due : 0;
         auto f = encode(next);
         if (delay <= 0) {
-            move_entry(job, k.stream(), "xadd", f.views(), "retry " + next.id);
+            move_entry(job, k.stream(), "xadd", f.views(), "retry " + next.id,
+                       StateChange{&next, "ready", error, next.retries});
             return;
         }
         std::vector<std::string> parts(f.views().begin(), f.views().end());
         std::string member = encode_msgpack(parts);
         auto due_s = std::to_string(due);
         std::string_view zadd[] = {due_s, member};
-        move_entry(job, k.delayed(), "zadd", zadd, "delayed retry " + next.id);
+        move_entry(job, k.delayed(), "zadd", zadd, "delayed retry " + next.id,
+                   StateChange{&next, "failed", error, next.retries});
         want_promotion(q, due);
     }
 
     // ---- promoter ----
+
+    void cancel_running_task(Queue& q, std::string_view id) {
+        for (auto& [_, job] : running) {
+            if (job->queue == &q && job->msg.id == id && !job->canceled) {
+                log().info("server {}: canceling running task {}", opts.id, id);
+                job->canceled = true;
+                job->stop.request_stop();
+            }
+        }
+    }
 
     // Something in the delayed set is due at `due`: make sure the timer fires
     // by then. While a promote script runs, its reply re-arms the timer for the
@@ -1008,7 +1161,7 @@ struct Server::Impl {
         auto now = std::to_string(SystemClock::instance().now_ms());
         const auto& k = q.keys;
         run_script(promote_script, r::Route{k.stream()},
-                   {"2", k.delayed(), k.stream(), now, "256"},
+                   {"2", k.delayed(), k.stream(), now, "256", k.task_prefix()},
                    [this, &q](Result<r::Reply> res) {
                        if (stopping) return;
                        std::int64_t next = -1;
@@ -1147,7 +1300,7 @@ void Server::handle(std::string_view queue, OutcomeHandler handler) {
         throw InvalidArgument("queue '" + std::string(queue) + "' already has a handler");
     }
     im.queues.emplace(std::string(queue),
-                      Impl::Queue{QueueKeys(im.opts.prefix, queue), std::move(handler), nullptr, -1, false, -1, "0-0", {}});
+                      Impl::Queue{QueueKeys(im.opts.prefix, queue), std::move(handler), nullptr, -1, false, -1, "0-0", {}, {}, {}});
 }
 
 void Server::start() {
@@ -1236,7 +1389,7 @@ void Server::shutdown(std::chrono::milliseconds grace) {
 Server::Stats Server::stats() const {
     const auto& c = impl_->counters;
     return Stats{c.succeeded.load(), c.failed.load(), c.retried.load(), c.dead.load(),
-                 c.expired.load(),   c.malformed.load(), c.returned.load()};
+                 c.expired.load(),   c.malformed.load(), c.returned.load(), c.canceled.load()};
 }
 
 }  // namespace v1

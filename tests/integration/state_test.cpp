@@ -1,0 +1,172 @@
+// Task state records, Client::get() and Client::cancel() in every state,
+// against a real redis-server.
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "streamfleet/streamfleet.hpp"
+#include "support/redis_server.hpp"
+#include "support/test_conn.hpp"
+#include "support/wait.hpp"
+
+using namespace std::chrono_literals;
+using namespace streamfleet;
+using streamfleet::test::eventually;
+using streamfleet::test::RedisServer;
+using streamfleet::test::TestConn;
+
+namespace {
+
+ServerOptions server_opts(const RedisServer& rs, std::string id = "w1") {
+    return ServerOptions{.redis = rs.url(), .id = std::move(id), .concurrency = 4, .read_block = 500ms};
+}
+
+}  // namespace
+
+TEST_CASE("get follows a task through delayed, ready, active, failed and completed") {
+    RedisServer rs;
+    Client client({.redis = rs.url()}, {"jobs"});
+    auto id = client.enqueue("jobs", "x", {.max_retries = 3, .retry_delay = 400ms, .delay = 300ms});
+    auto info = client.get("jobs", id);
+    CHECK(info.state == TaskState::delayed);
+    CHECK(info.run_at_ms > 0);
+    CHECK(info.created_ms > 0);
+
+    std::atomic<int> runs{0};
+    std::atomic<bool> release{false};
+    Server server(server_opts(rs));
+    server.handle("jobs", [&](TaskContext&) -> Outcome {
+        if (++runs == 1) return Outcome::failure("first try fails");
+        while (!release) std::this_thread::sleep_for(5ms);
+        return Outcome::success();
+    });
+    server.start();
+    REQUIRE(eventually([&] { return client.get("jobs", id).state == TaskState::failed; }));
+    info = client.get("jobs", id);
+    CHECK(info.retries == 1);
+    CHECK(info.error == "first try fails");
+    CHECK(info.run_at_ms > 0);
+    REQUIRE(eventually([&] { return client.get("jobs", id).state == TaskState::active; }));
+    release = true;
+    REQUIRE(eventually([&] { return client.get("jobs", id).state == TaskState::completed; }));
+    info = client.get("jobs", id);
+    CHECK(info.finished_ms >= info.created_ms);
+    CHECK(info.retries == 1);
+    TestConn c(rs.url());
+    auto ttl = c.cmd({"PTTL", "streamfleet:{jobs}:task:" + id}).value().integer();
+    CHECK(ttl > 23 * 3600 * 1000);  // default retention: 24 h
+    CHECK(client.get("jobs", "no-such-task").state == TaskState::unknown);
+    server.shutdown(5s);
+}
+
+TEST_CASE("a task with no retries left is dead, an expired one expired, retention 0 leaves nothing") {
+    RedisServer rs;
+    Server server(server_opts(rs));
+    server.handle("jobs", [](TaskContext& t) -> Outcome {
+        if (t.data() == "bad") return Outcome::dead("hopeless");
+        return Outcome::success();
+    });
+    Client client({.redis = rs.url()}, {"jobs"});
+    auto bad = client.enqueue("jobs", "bad");
+    auto old = client.enqueue("jobs", "old", {.expires_in = 1ms});
+    auto gone = client.enqueue("jobs", "gone", {.retention = 0ms});
+    std::this_thread::sleep_for(20ms);  // "old" expires before any server reads it
+    server.start();
+    REQUIRE(eventually([&] { return client.get("jobs", bad).state == TaskState::dead; }));
+    CHECK(client.get("jobs", bad).error == "hopeless");
+    REQUIRE(eventually([&] { return client.get("jobs", old).state == TaskState::expired; }));
+    REQUIRE(eventually([&] { return server.stats().succeeded == 1; }));
+    TestConn c(rs.url());
+    CHECK(eventually([&] { return c.cmd({"EXISTS", "streamfleet:{jobs}:task:" + gone}).value().integer() == 0; }));
+    CHECK(client.get("jobs", gone).state == TaskState::unknown);
+    server.shutdown(5s);
+}
+
+TEST_CASE("cancel: delayed and ready tasks never run, a running one stops, finished ones stay") {
+    RedisServer rs;
+    Client client({.redis = rs.url()}, {"jobs"});
+    auto delayed = client.enqueue_tracked("jobs", "delayed", {.delay = 60s});
+    auto ready = client.enqueue_tracked("jobs", "ready");
+    CHECK(client.cancel("jobs", delayed.id()) == CancelResult::delayed);
+    CHECK(client.cancel("jobs", ready.id()) == CancelResult::ready);
+    for (auto* h : {&delayed, &ready}) {
+        auto out = h->wait_for(10s);
+        REQUIRE(out);
+        CHECK(out->status == TaskStatus::canceled);
+    }
+    CHECK(client.get("jobs", delayed.id()).state == TaskState::canceled);
+    CHECK(client.get("jobs", ready.id()).state == TaskState::canceled);
+
+    std::mutex m;
+    std::set<std::string> ran;
+    std::atomic<bool> saw_cancel{false};
+    Server server(server_opts(rs));
+    server.handle("jobs", [&](TaskContext& t) {
+        {
+            std::lock_guard lock(m);
+            ran.insert(std::string(t.data()));
+        }
+        if (t.data() == "long") {
+            auto until = std::chrono::steady_clock::now() + 20s;
+            while (!t.canceled() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(5ms);
+            saw_cancel = t.canceled();
+        }
+    });
+    server.start();
+    auto running = client.enqueue_tracked("jobs", "long");
+    REQUIRE(eventually([&] { return client.get("jobs", running.id()).state == TaskState::active; }));
+    CHECK(client.cancel("jobs", running.id()) == CancelResult::active);
+    auto out = running.wait_for(10s);
+    REQUIRE(out);
+    CHECK(out->status == TaskStatus::canceled);
+    CHECK(saw_cancel);
+    CHECK(client.get("jobs", running.id()).state == TaskState::canceled);
+    CHECK(server.stats().canceled == 1);
+
+    auto quick = client.enqueue_tracked("jobs", "quick");
+    REQUIRE(quick.wait_for(10s));
+    CHECK(client.cancel("jobs", quick.id()) == CancelResult::finished);
+    CHECK(client.get("jobs", quick.id()).state == TaskState::completed);
+    CHECK_THROWS_AS(client.cancel("jobs", "no-such-task"), NotFound);
+
+    std::this_thread::sleep_for(300ms);
+    std::lock_guard l(m);
+    CHECK(ran == std::set<std::string>{"long", "quick"});  // the canceled ones never ran
+    server.shutdown(5s);
+}
+
+TEST_CASE("a task waiting for its retry can be canceled; with track_state off nothing is recorded") {
+    RedisServer rs;
+    std::atomic<int> runs{0};
+    Server server(server_opts(rs));
+    server.handle("jobs", [&](TaskContext&) -> Outcome {
+        ++runs;
+        return Outcome::failure("again");
+    });
+    server.start();
+    Client client({.redis = rs.url()}, {"jobs"});
+    auto h = client.enqueue_tracked("jobs", "x", {.max_retries = 5, .retry_delay = 30s});
+    REQUIRE(eventually([&] { return client.get("jobs", h.id()).state == TaskState::failed; }));
+    CHECK(client.cancel("jobs", h.id()) == CancelResult::delayed);
+    auto out = h.wait_for(10s);
+    REQUIRE(out);
+    CHECK(out->status == TaskStatus::canceled);
+    TestConn c(rs.url());
+    CHECK(c.cmd({"ZCARD", "streamfleet:{jobs}:delayed"}).value().integer() == 0);
+    CHECK(runs == 1);
+
+    Client plain({.redis = rs.url(), .track_state = false}, {"jobs"});
+    auto id = plain.enqueue("jobs", "untracked", {.max_retries = 1});
+    REQUIRE(eventually([&] { return runs == 3; }));
+    CHECK(plain.get("jobs", id).state == TaskState::unknown);
+    CHECK_THROWS_AS(plain.cancel("jobs", id), NotFound);
+    auto keys = c.cmd({"KEYS", "streamfleet:{jobs}:task:*"}).value();
+    CHECK(keys.size() == 1);  // only the tracked task's record
+    server.shutdown(5s);
+}
