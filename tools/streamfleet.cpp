@@ -5,7 +5,9 @@
 //                       [--timeout-ms N] [--max-retries N] [--retry-delay-ms N]
 //                       [--expires-in-ms N] [--delay-ms N | --at UNIX_MS]
 //                       [--backoff fixed|linear|exponential] [--backoff-max-ms N]
-//                       [--run-timeout-ms N]
+//                       [--run-timeout-ms N] [--unique-key K --unique-ttl-ms N]
+//   streamfleet cancel  --redis URL --queue Q --id ID
+//   streamfleet get     --redis URL --queue Q --id ID [--json]
 //   streamfleet worker  --redis URL --queue Q [--queue Q2 ...] --id ID
 //                       [--concurrency N] --exec CMD
 //   streamfleet stats   --redis URL --queue Q [--json]
@@ -46,7 +48,10 @@ constexpr const char* kUsage =
     "  streamfleet enqueue --redis URL --queue Q [--data TEXT] [--lines] [--track]\n"
     "                      [--timeout-ms N] [--max-retries N] [--retry-delay-ms N] [--expires-in-ms N]\n"
     "                      [--delay-ms N | --at UNIX_MS] [--backoff fixed|linear|exponential]\n"
-    "                      [--backoff-max-ms N] [--run-timeout-ms N] [--spool FILE]\n"
+    "                      [--backoff-max-ms N] [--run-timeout-ms N] [--unique-key K --unique-ttl-ms N]\n"
+    "                      [--spool FILE]\n"
+    "  streamfleet cancel  --redis URL --queue Q --id ID\n"
+    "  streamfleet get     --redis URL --queue Q --id ID [--json]\n"
     "  streamfleet worker  --redis URL --queue Q [--queue Q2 ...] --id ID [--concurrency N] --exec CMD\n"
     "                      [--lease-ms N] [--heartbeat-ms N] [--max-deliveries N]\n"
     "  streamfleet stats   --redis URL --queue Q [--json]\n"
@@ -119,7 +124,8 @@ int cmd_enqueue(int argc, char** argv) {
     auto f = Flags::parse(argc, argv, 2,
                           {"--redis", "--queue", "--data", "--timeout-ms", "--max-retries",
                            "--retry-delay-ms", "--expires-in-ms", "--spool", "--delay-ms", "--at",
-                           "--backoff", "--backoff-max-ms", "--run-timeout-ms"},
+                           "--backoff", "--backoff-max-ms", "--run-timeout-ms", "--unique-key",
+                           "--unique-ttl-ms"},
                           {}, {"--lines", "--track"});
     auto redis = f.need("--redis");
     auto queue = f.need("--queue");
@@ -147,6 +153,14 @@ int cmd_enqueue(int argc, char** argv) {
     }
     if (auto n = f.number("--backoff-max-ms")) opts.backoff_max = std::chrono::milliseconds(*n);
     if (auto n = f.number("--run-timeout-ms")) opts.run_timeout = std::chrono::milliseconds(*n);
+    if (f.get("--unique-key").has_value() != f.get("--unique-ttl-ms").has_value()) {
+        throw UsageError("--unique-key and --unique-ttl-ms go together");
+    }
+    if (auto k = f.get("--unique-key")) {
+        opts.unique_key = *k;
+        opts.unique_ttl = std::chrono::milliseconds(*f.number("--unique-ttl-ms"));
+        if (opts.unique_ttl.count() == 0) throw UsageError("--unique-ttl-ms must be positive");
+    }
     auto timeout = f.number("--timeout-ms");
     bool track = f.on("--track");
 
@@ -156,12 +170,19 @@ int cmd_enqueue(int argc, char** argv) {
         {.redis = redis, .full_timeout = std::chrono::hours(24), .spool_path = f.get("--spool").value_or("")},
         {queue});
     std::vector<streamfleet::TaskHandle> handles;
+    int duplicates = 0;
     auto submit = [&](const std::string& data) {
-        if (track) {
-            handles.push_back(client.enqueue_tracked(queue, data, opts));
-            std::cout << handles.back().id() << "\n" << std::flush;
-        } else {
-            std::cout << client.enqueue(queue, data, opts) << "\n" << std::flush;
+        try {
+            if (track) {
+                handles.push_back(client.enqueue_tracked(queue, data, opts));
+                std::cout << handles.back().id() << "\n" << std::flush;
+            } else {
+                std::cout << client.enqueue(queue, data, opts) << "\n" << std::flush;
+            }
+        } catch (const streamfleet::Duplicate& e) {
+            // The rest still go: with --lines, one key refuses every line after the first.
+            std::cerr << "streamfleet enqueue: duplicate of task " << e.existing_id() << "\n";
+            ++duplicates;
         }
     };
     if (auto data = f.get("--data")) {
@@ -174,7 +195,7 @@ int cmd_enqueue(int argc, char** argv) {
         submit(all);
     }
 
-    int rc = 0;
+    int rc = duplicates > 0 ? 1 : 0;
     if (track) {
         auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout.value_or(0));
         for (auto& h : handles) {
@@ -418,6 +439,47 @@ std::string json_str(std::string_view s) {
     return out + "\"";
 }
 
+// ---- cancel / get ----
+
+int cmd_cancel(int argc, char** argv) {
+    auto f = Flags::parse(argc, argv, 2, {"--redis", "--queue", "--id"}, {}, {});
+    auto queue = f.need("--queue");
+    streamfleet::Client client({.redis = f.need("--redis"), .track_state = false}, {queue});
+    try {
+        auto what = client.cancel(queue, f.need("--id"));
+        std::cout << streamfleet::to_string(what) << "\n";
+    } catch (const streamfleet::NotFound& e) {
+        std::cerr << "streamfleet cancel: " << e.what() << "\n";
+        client.close(1s);
+        return 1;
+    }
+    client.close(1s);
+    return 0;
+}
+
+int cmd_get(int argc, char** argv) {
+    auto f = Flags::parse(argc, argv, 2, {"--redis", "--queue", "--id"}, {}, {"--json"});
+    auto queue = f.need("--queue");
+    streamfleet::Client client({.redis = f.need("--redis"), .track_state = false}, {queue});
+    auto t = client.get(queue, f.need("--id"));
+    client.close(1s);
+    if (f.on("--json")) {
+        std::printf("{\"id\":%s,\"state\":\"%s\",\"retries\":%u,\"error\":%s,\"created_ms\":%lld,"
+                    "\"updated_ms\":%lld,\"finished_ms\":%lld,\"run_at_ms\":%lld}\n",
+                    json_str(t.id).c_str(), std::string(streamfleet::to_string(t.state)).c_str(), t.retries,
+                    json_str(t.error).c_str(), static_cast<long long>(t.created_ms),
+                    static_cast<long long>(t.updated_ms), static_cast<long long>(t.finished_ms),
+                    static_cast<long long>(t.run_at_ms));
+    } else {
+        std::printf("id        %s\nstate     %s\nretries   %u\nerror     %s\ncreated   %lld\nupdated   %lld\n"
+                    "finished  %lld\nrun_at    %lld\n",
+                    t.id.c_str(), std::string(streamfleet::to_string(t.state)).c_str(), t.retries, t.error.c_str(),
+                    static_cast<long long>(t.created_ms), static_cast<long long>(t.updated_ms),
+                    static_cast<long long>(t.finished_ms), static_cast<long long>(t.run_at_ms));
+    }
+    return t.state == streamfleet::TaskState::unknown ? 1 : 0;
+}
+
 // ---- dead ----
 
 int cmd_dead(int argc, char** argv) {
@@ -485,6 +547,8 @@ int main(int argc, char** argv) {
         if (sub == "worker") return cmd_worker(argc, argv);
         if (sub == "stats") return cmd_stats(argc, argv);
         if (sub == "dead") return cmd_dead(argc, argv);
+        if (sub == "cancel") return cmd_cancel(argc, argv);
+        if (sub == "get") return cmd_get(argc, argv);
         if (sub == "--help" || sub == "-h" || sub == "help") {
             std::cout << kUsage;
             return 0;

@@ -8,6 +8,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "streamfleet/export.hpp"
 
@@ -86,6 +87,18 @@ public:
 class STREAMFLEET_API NotFound : public Error {
 public:
     using Error::Error;
+};
+
+/// @brief A task with the same `unique_key` was enqueued within its
+/// `unique_ttl`; existing_id() is that task's id.
+class STREAMFLEET_API Duplicate : public Error {
+public:
+    Duplicate(const std::string& what, std::string existing_id)
+        : Error(what), existing_id_(std::move(existing_id)) {}
+    const std::string& existing_id() const noexcept { return existing_id_; }
+
+private:
+    std::string existing_id_;
 };
 
 /// @brief The feature exists in the API but is not available in this build or topology.

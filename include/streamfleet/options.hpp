@@ -75,6 +75,12 @@ struct TaskOptions {
     /// canceled) stays readable with Client::get(); unset = 24 hours; 0 = drop
     /// it as the task finishes.
     std::optional<std::chrono::milliseconds> retention{};
+    /// Uniqueness: a second task of the queue with the same key, enqueued
+    /// within `unique_ttl` of this one, is refused with Duplicate (carrying
+    /// this task's id). Such an enqueue waits for Redis (one round trip).
+    std::string unique_key{};
+    /// The uniqueness window; required (> 0) with `unique_key`.
+    std::chrono::milliseconds unique_ttl{0};
     /// The task expires (is not run) after this instant, when set.
     std::optional<std::chrono::system_clock::time_point> expires_at{};
     /// Or: the task expires this long after enqueue (0 = never). If both are

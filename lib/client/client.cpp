@@ -218,6 +218,10 @@ struct Client::Impl {
         m->run_at_ms = due > now ? due : 0;
         m->timeout_ms = o.run_timeout.count();
         if (o.retention && o.retention->count() < 0) throw InvalidArgument("retention is negative");
+        if (!o.unique_key.empty() && o.unique_ttl.count() <= 0) {
+            throw InvalidArgument("unique_ttl must be positive when unique_key is set");
+        }
+        m->unique = o.unique_key;
         m->state = opts.track_state;
         if (m->state) m->retention_ms = o.retention ? o.retention->count() : kDefaultRetentionMs;
         if (o.backoff) {
@@ -292,6 +296,49 @@ struct Client::Impl {
             if (handle) tracked.erase(handle->id);
             release_locked(batch.size(), bytes);
             throw ClosedError("client " + id + " is closed");
+        }
+    }
+
+    // Claims `key` for task `id` for `ttl`; throws Duplicate naming the holder.
+    void claim_unique(const QueueKeys& keys, const TaskMessage& m, std::chrono::milliseconds ttl) {
+        auto reply = r::call(*rt, *topo,
+                             {"EVAL", std::string(kUniqueScript), "1", keys.unique(m.unique), m.id,
+                              std::to_string(ttl.count())})
+                         .value();
+        if (reply.size() >= 1 && reply[0].integer() == 1) return;
+        std::string holder = reply.size() >= 2 && reply[1].is_string() ? std::string(reply[1].str()) : "";
+        throw Duplicate("a task with unique_key '" + m.unique + "' was enqueued within its unique_ttl: " +
+                            (holder.empty() ? "(window just ended; try again)" : holder),
+                        holder);
+    }
+
+    // Gives a claimed key back when the task it was claimed for was refused.
+    void release_unique(const QueueKeys& keys, const TaskMessage& m) {
+        constexpr std::string_view kRelease =
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+        (void)r::call(*rt, *topo, {"EVAL", std::string(kRelease), "1", keys.unique(m.unique), m.id});
+    }
+
+    // Accepts one task: claims its uniqueness key first (so a duplicate is
+    // refused before anything else happens), then the spool (if any), then
+    // the buffer. A failure after the claim gives the key back.
+    void accept_one(std::string_view queue, const QueueKeys& keys, const TaskMessage& m,
+                    const std::shared_ptr<HandleState>& handle, std::chrono::milliseconds unique_ttl) {
+        if (!m.unique.empty()) claim_unique(keys, m, unique_ttl);
+        try {
+            auto bytes = footprint(m);
+            // With a spool, room is taken before the task is written to it: a
+            // task in the spool must never be one the caller was told was refused.
+            if (spool) {
+                admit(1, bytes);
+                spool_task(queue, m, 1, bytes);
+            }
+            std::vector<std::unique_ptr<Outgoing>> batch;
+            batch.push_back(outgoing(m, keys, bytes));
+            accept(batch, bytes, handle, spool != nullptr);
+        } catch (...) {
+            if (!m.unique.empty()) release_unique(keys, m);
+            throw;
         }
     }
 
@@ -560,16 +607,7 @@ TaskId Client::enqueue(std::string_view queue, std::string_view data, const Task
     auto& im = *impl_;
     const auto& keys = im.keys_for(queue);
     auto m = im.make_message(data, opts, false);
-    auto bytes = Impl::footprint(*m);
-    std::vector<std::unique_ptr<Impl::Outgoing>> batch;
-    batch.push_back(Impl::outgoing(*m, keys, bytes));
-    // With a spool, room is taken before the task is written to it: a task in
-    // the spool must never be one the caller was told was refused.
-    if (im.spool) {
-        im.admit(1, bytes);
-        im.spool_task(queue, *m, 1, bytes);
-    }
-    im.accept(batch, bytes, nullptr, im.spool != nullptr);
+    im.accept_one(queue, keys, *m, nullptr, opts.unique_ttl);
     return m->id;
 }
 
@@ -579,16 +617,9 @@ TaskHandle Client::enqueue_tracked(std::string_view queue, std::string_view data
     const auto& keys = im.keys_for(queue);
     auto m = im.make_message(data, opts, true);
     auto state = std::make_shared<HandleState>(m->id);
-    auto bytes = Impl::footprint(*m);
-    std::vector<std::unique_ptr<Impl::Outgoing>> batch;
-    batch.push_back(Impl::outgoing(*m, keys, bytes));
-    if (im.spool) {
-        im.admit(1, bytes);
-        im.spool_task(queue, *m, 1, bytes);
-    }
     // Registered in the same critical section that queues the XADD: a fast
     // worker's notification must find it.
-    im.accept(batch, bytes, state, im.spool != nullptr);
+    im.accept_one(queue, keys, *m, state, opts.unique_ttl);
     return TaskHandle(state);
 }
 
@@ -596,6 +627,9 @@ std::vector<TaskId> Client::enqueue_many(std::string_view queue, const std::vect
                                          const TaskOptions& opts) {
     auto& im = *impl_;
     const auto& keys = im.keys_for(queue);
+    if (!opts.unique_key.empty()) {
+        throw InvalidArgument("unique_key names one task; enqueue_many would make all but the first duplicates");
+    }
     std::vector<std::shared_ptr<TaskMessage>> msgs;
     msgs.reserve(data.size());
     for (const auto& d : data) msgs.push_back(im.make_message(d, opts, false));

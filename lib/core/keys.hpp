@@ -48,6 +48,9 @@ public:
     const std::string& cancels() const noexcept { return cancels_; }
     /// P{Q}:task: -- prefix of the per-task state hashes P{Q}:task:ID.
     const std::string& task_prefix() const noexcept { return task_prefix_; }
+    /// P{Q}:unique:KEY: holds the id of the task that owns a uniqueness key
+    /// until its window ends (string with a TTL).
+    std::string unique(std::string_view key) const { return stream_ + ":unique:" + std::string(key); }
     /// P{Q}:task:ID: a task's state record (hash).
     std::string task(std::string_view id) const { return task_prefix_ + std::string(id); }
 

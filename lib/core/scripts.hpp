@@ -51,6 +51,14 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100, '*', 'due', ARGV[1])
 return 1
 )lua";
 
+// Claims a uniqueness key for a task, or names the task that holds it.
+// KEYS[1] P{Q}:unique:KEY   ARGV[1] task id   ARGV[2] window ms
+// Returns {1} when claimed, {0, holder id} when taken.
+inline constexpr std::string_view kUniqueScript = R"lua(
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
+return {0, redis.call('GET', KEYS[1])}
+)lua";
+
 // Cancels a task wherever it is.
 // KEYS[1] P{Q}:task:ID   KEYS[2] P{Q}:delayed   KEYS[3] P{Q}   KEYS[4] P{Q}:cancels
 // ARGV[1] now ms   ARGV[2] server group   ARGV[3] task id

@@ -3,7 +3,10 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/wait.h>
+
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -169,4 +172,65 @@ TEST_CASE("a task waiting for its retry can be canceled; with track_state off no
     auto keys = c.cmd({"KEYS", "streamfleet:{jobs}:task:*"}).value();
     CHECK(keys.size() == 1);  // only the tracked task's record
     server.shutdown(5s);
+}
+
+TEST_CASE("unique tasks: a second enqueue inside the window is a Duplicate naming the first") {
+    RedisServer rs;
+    Client client({.redis = rs.url()}, {"jobs"});
+    TaskOptions o{.unique_key = "report:42", .unique_ttl = 400ms};
+    auto first = client.enqueue("jobs", "a", o);
+    try {
+        client.enqueue("jobs", "b", o);
+        FAIL("expected Duplicate");
+    } catch (const Duplicate& e) {
+        CHECK(e.existing_id() == first);
+        CHECK(std::string(e.what()).find("report:42") != std::string::npos);
+    }
+    CHECK_THROWS_AS(client.enqueue_tracked("jobs", "c", o), Duplicate);
+    // Another key is independent; so is the same key after the window.
+    auto other = client.enqueue("jobs", "d", {.unique_key = "report:43", .unique_ttl = 400ms});
+    CHECK(other != first);
+    std::this_thread::sleep_for(500ms);
+    auto again = client.enqueue("jobs", "e", o);
+    CHECK(again != first);
+    CHECK_THROWS_WITH_AS(client.enqueue("jobs", "x", {.unique_key = "k"}), doctest::Contains("unique_ttl"),
+                         InvalidArgument);
+    CHECK_THROWS_AS(client.enqueue_many("jobs", {"1", "2"}, o), InvalidArgument);
+    TestConn c(rs.url());
+    CHECK(c.cmd({"XLEN", "streamfleet:{jobs}"}).value().integer() == 3);  // a, d, e
+}
+
+TEST_CASE("CLI: get --json names the state, cancel reports what it did, unknown ids fail") {
+    RedisServer rs;
+    auto cli = streamfleet::test::cli_path();
+    auto sh = [](const std::string& cmd) {
+        std::string out;
+        FILE* p = popen(cmd.c_str(), "r");
+        REQUIRE(p != nullptr);
+        char buf[4096];
+        while (std::fgets(buf, sizeof buf, p)) out += buf;
+        int status = pclose(p);
+        return std::make_pair(out, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    };
+    auto [id_line, rc] = sh(cli + " enqueue --redis " + rs.url() + " --queue q --data hi --delay-ms 60000");
+    REQUIRE(rc == 0);
+    auto id = id_line.substr(0, id_line.find('\n'));
+    auto [json, rc2] = sh(cli + " get --redis " + rs.url() + " --queue q --id " + id + " --json");
+    CHECK(rc2 == 0);
+    CHECK(json.find("\"state\":\"delayed\"") != std::string::npos);
+    auto [what, rc3] = sh(cli + " cancel --redis " + rs.url() + " --queue q --id " + id);
+    CHECK(rc3 == 0);
+    CHECK(what == "delayed\n");
+    auto [json2, rc4] = sh(cli + " get --redis " + rs.url() + " --queue q --id " + id + " --json");
+    CHECK(json2.find("\"state\":\"canceled\"") != std::string::npos);
+    auto [none, rc5] = sh(cli + " cancel --redis " + rs.url() + " --queue q --id nope 2>&1");
+    CHECK(rc5 == 1);
+    CHECK(none.find("no task 'nope'") != std::string::npos);
+    auto [unk, rc6] = sh(cli + " get --redis " + rs.url() + " --queue q --id nope --json");
+    CHECK(rc6 == 1);
+    CHECK(unk.find("\"state\":\"unknown\"") != std::string::npos);
+    auto [dup, rc7] = sh("printf 'a\\nb\\n' | " + cli + " enqueue --redis " + rs.url() +
+                         " --queue q --lines --unique-key k --unique-ttl-ms 60000 2>&1");
+    CHECK(rc7 == 1);
+    CHECK(dup.find("duplicate of task") != std::string::npos);
 }
