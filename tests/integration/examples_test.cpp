@@ -30,6 +30,11 @@ TEST_CASE("typed_payload round-trips a struct through a task") {
     CHECK(run_example("typed_payload", rs) == 0);
 }
 
+TEST_CASE("order_timeout: the paid order's timeout is canceled, the unpaid one fires") {
+    RedisServer rs;
+    CHECK(run_example("order_timeout", rs) == 0);
+}
+
 TEST_CASE("the benchmark binary runs and reports every key (smoke test, no timing asserted)") {
     RedisServer rs;
     const char* dir = std::getenv("SF_BENCH_DIR");
