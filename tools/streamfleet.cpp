@@ -492,15 +492,17 @@ int cmd_dead(int argc, char** argv) {
         auto letters = inspector.dead_letters(f.need("--queue"), limit);
         for (const auto& d : letters) {
             if (f.on("--json")) {
-                std::string fields;
+                std::string fields, history;
+                for (const auto& h : d.history) history += (history.empty() ? "" : ",") + json_str(h);
                 for (const auto& [k, v] : d.fields) {
+                    if (k == "x_history") continue;  // binary; shown decoded as "history"
                     fields += (fields.empty() ? "" : ",") + json_str(k) + ":" + json_str(v);
                 }
                 std::printf("{\"entry_id\":%s,\"id\":%s,\"error\":%s,\"retries\":%u,\"died_at_ms\":%lld,"
-                            "\"data\":%s,\"fields\":{%s}}\n",
+                            "\"data\":%s,\"history\":[%s],\"fields\":{%s}}\n",
                             json_str(d.entry_id).c_str(), json_str(d.id).c_str(), json_str(d.error).c_str(),
                             d.retries, static_cast<long long>(d.died_at_ms), json_str(d.data).c_str(),
-                            fields.c_str());
+                            history.c_str(), fields.c_str());
             } else {
                 std::printf("%s  %s  retries=%u  %s\n", d.entry_id.c_str(), d.id.c_str(), d.retries,
                             d.error.c_str());

@@ -35,6 +35,8 @@ struct DeadLetter {
     std::string data;      ///< payload
     std::string error;     ///< why it died (x_error): the last error, or the rule it broke
     std::uint32_t retries = 0;  ///< retries it had been through
+    /// Its failed runs, oldest first ("UNIX_MS error"; the last 16).
+    std::vector<std::string> history;
     std::int64_t died_at_ms = 0;
     /// Every field as stored, for what the typed members do not show.
     std::vector<std::pair<std::string, std::string>> fields;

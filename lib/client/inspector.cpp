@@ -5,6 +5,7 @@
 
 #include "core/clock.hpp"
 #include "core/keys.hpp"
+#include "core/wire.hpp"
 #include "redis/streams.hpp"
 #include "redis/sync.hpp"
 #include "redis/topology.hpp"
@@ -53,6 +54,7 @@ DeadLetter to_dead_letter(const r::StreamEntry& e) {
         if (f == "id") d.id = std::string(v);
         else if (f == "data") d.data = std::string(v);
         else if (f == "x_error") d.error = std::string(v);
+        else if (f == "x_history") d.history = history_entries(v);
         else if (f == "retries") d.retries = static_cast<std::uint32_t>(std::strtoul(std::string(v).c_str(), nullptr, 10));
     }
     return d;

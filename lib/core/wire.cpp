@@ -3,6 +3,11 @@
 #include <charconv>
 #include <limits>
 
+#ifndef MSGPACK_NO_BOOST
+#define MSGPACK_NO_BOOST
+#endif
+#include <msgpack.hpp>
+
 namespace streamfleet::detail {
 
 std::string_view to_string(BackoffKind k) noexcept {
@@ -60,6 +65,26 @@ void FieldList::add(std::string_view field, std::int64_t value) {
     }
     overflow_.push_back(std::to_string(value));
     add(field, std::string_view(overflow_.back()));
+}
+
+std::vector<std::string> history_entries(std::string_view packed) {
+    if (packed.empty()) return {};
+    try {
+        auto handle = msgpack::unpack(packed.data(), packed.size());
+        return handle.get().as<std::vector<std::string>>();
+    } catch (const std::exception&) {
+        return {};  // a foreign or damaged history is not worth failing a task over
+    }
+}
+
+std::string history_add(std::string_view packed, std::int64_t at_ms, std::string_view error,
+                        std::size_t keep) {
+    auto entries = history_entries(packed);
+    entries.push_back(std::to_string(at_ms) + " " + std::string(error));
+    if (entries.size() > keep) entries.erase(entries.begin(), entries.end() - static_cast<long>(keep));
+    msgpack::sbuffer buf;
+    msgpack::pack(buf, entries);
+    return std::string(buf.data(), buf.size());
 }
 
 FieldList encode(const TaskMessage& m) {
@@ -187,6 +212,8 @@ Result<TaskMessage> decode_task(std::span<const RawField> fields) {
     SF_TRY_ASSIGN(m.timeout_ms, f.integer<std::int64_t>("x_timeout", false));
     SF_TRY_ASSIGN(m.enqueued_ts, f.integer<std::int64_t>("x_enqueued_ts", false));
     SF_TRY_ASSIGN(m.run_at_ms, f.integer<std::int64_t>("x_run_at", false));
+    SF_TRY_ASSIGN(opt, f.find("x_history"));
+    if (opt) m.history = std::string(*opt);
     SF_TRY_ASSIGN(opt, f.find("x_state"));
     m.state = opt && *opt == "1";
     {

@@ -44,6 +44,7 @@ struct TaskMessage {
     std::int64_t run_at_ms = 0;               // x_run_at: due time of a delayed task
     bool state = false;                       // x_state: a P{Q}:task:ID record exists
     std::int64_t retention_ms = -1;           // x_retention: finished state kept; -1 = default
+    std::string history;                      // x_history: msgpack array of failed runs, see history_add
     std::string unique;                       // x_unique
     std::string error;                        // x_error
 
@@ -118,9 +119,18 @@ void visit_fields(const TaskMessage& m, Add&& add) {
     if (m.run_at_ms != 0) add("x_run_at", m.run_at_ms);
     if (m.state) add("x_state", std::string_view("1"));
     if (m.retention_ms >= 0) add("x_retention", m.retention_ms);
+    if (!m.history.empty()) add("x_history", std::string_view(m.history));
     if (!m.unique.empty()) add("x_unique", std::string_view(m.unique));
     if (!m.error.empty()) add("x_error", std::string_view(m.error));
 }
+
+/// Appends "UNIX_MS error" to a packed x_history (msgpack array of strings,
+/// oldest first), keeping the last `keep` entries, so a dead letter shows
+/// every failed run that led to it, bounded.
+std::string history_add(std::string_view packed, std::int64_t at_ms, std::string_view error,
+                        std::size_t keep = 16);
+/// The entries of a packed x_history; empty when absent or unreadable.
+std::vector<std::string> history_entries(std::string_view packed);
 
 FieldList encode(const TaskMessage& m);
 FieldList encode(const Notification& n);

@@ -1084,6 +1084,7 @@ struct Server::Impl {
                 notify(*job, NotificationType::error, out.error());
                 TaskMessage d = m;
                 d.error = out.error();
+                d.history = history_add(m.history, SystemClock::instance().now_ms(), out.error());
                 auto f = encode(d);
                 move_entry(*job, k.dead(), "xadd", f.views(), "dead-letter " + m.id,
                            StateChange{&m, "dead", out.error(), m.retries});
@@ -1101,6 +1102,7 @@ struct Server::Impl {
         TaskMessage next = job.msg;
         next.retries += 1;
         next.error = error;
+        next.history = history_add(job.msg.history, SystemClock::instance().now_ms(), error);
         thread_local std::mt19937_64 rng(std::random_device{}());
         auto delay = retry_delay_ms(job.msg.backoff, job.msg.retry_delay_ms, job.msg.backoff_max_ms,
                                     job.msg.retries, rng());

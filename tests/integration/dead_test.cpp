@@ -67,6 +67,9 @@ TEST_CASE("dead letters keep their error and retries, and can be requeued one by
         CHECK(d.error == "boom " + d.data);
         CHECK(d.retries == 1);
         CHECK(d.died_at_ms > 0);
+        REQUIRE(d.history.size() == 2);  // both failed runs
+        CHECK(d.history[0].ends_with(" boom " + d.data));
+        CHECK(d.history[1].ends_with(" boom " + d.data));
     }
     CHECK(dead_ids == std::set<std::string>(ids.begin(), ids.end()));
     // Paging.
@@ -89,6 +92,7 @@ TEST_CASE("dead letters keep their error and retries, and can be requeued one by
     CHECK(std::count(json.begin(), json.end(), '\n') == 4);
     CHECK(json.find("\"error\":\"boom t1\"") != std::string::npos);
     CHECK(json.find("\"retries\":1") != std::string::npos);
+    CHECK(json.find("\"history\":[\"") != std::string::npos);
     auto [none, rc2] = run(cli + " dead requeue --redis " + rs.url() + " --queue jobs --id nope 2>&1");
     CHECK(rc2 == 1);
     CHECK(none.find("no dead letter of task nope") != std::string::npos);

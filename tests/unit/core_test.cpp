@@ -227,3 +227,15 @@ TEST_CASE("a moved FieldList keeps its number fields readable") {
     CHECK(v[3] == "text");
     CHECK(v[5] == "-5");
 }
+
+TEST_CASE("x_history keeps the last failed runs, oldest first, and survives garbage") {
+    std::string h;
+    for (int i = 0; i < 20; ++i) h = history_add(h, 1000 + i, "err " + std::to_string(i), 16);
+    auto e = history_entries(h);
+    REQUIRE(e.size() == 16);
+    CHECK(e.front() == "1004 err 4");
+    CHECK(e.back() == "1019 err 19");
+    CHECK(history_entries("not msgpack \xc1").empty());
+    CHECK(history_add("\xc1garbage", 5, "x").size() > 0);
+    CHECK(history_entries(history_add("\xc1garbage", 5, "x")) == std::vector<std::string>{"5 x"});
+}
