@@ -90,6 +90,10 @@ public:
     /// This client's id (its notification stream is `PREFIXreceiver:{id}`).
     const std::string& id() const noexcept;
 
+    /// Tasks accepted by enqueue but not yet confirmed by Redis (the local
+    /// buffer's fill, bounded by max_buffered).
+    std::size_t buffered() const;
+
     /// Notifications received for tasks this client does not track (counted, logged at debug).
     std::uint64_t unknown_notifications() const noexcept;
 

@@ -603,6 +603,11 @@ const std::string& Client::id() const noexcept { return impl_->id; }
 
 std::uint64_t Client::unknown_notifications() const noexcept { return impl_->unknown.load(); }
 
+std::size_t Client::buffered() const {
+    std::lock_guard lock(impl_->mutex);
+    return impl_->buffered;
+}
+
 TaskId Client::enqueue(std::string_view queue, std::string_view data, const TaskOptions& opts) {
     auto& im = *impl_;
     const auto& keys = im.keys_for(queue);

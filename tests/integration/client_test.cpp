@@ -14,12 +14,14 @@
 #include "streamfleet/client.hpp"
 #include "support/redis_server.hpp"
 #include "support/test_conn.hpp"
+#include "support/wait.hpp"
 
 using namespace std::chrono_literals;
 using namespace streamfleet;
 using streamfleet::test::RedisServer;
 using streamfleet::test::TestConn;
 using streamfleet::test::entry_fields;
+using streamfleet::test::eventually;
 namespace d = streamfleet::detail;
 
 namespace {
@@ -212,6 +214,7 @@ TEST_CASE("the local buffer is bounded (QueueFull) and drains when Redis returns
     Client client({.redis = server.url(), .max_buffered = 50, .command_timeout = 30s}, {"q"});
     client.enqueue("q", "warm-up");
     wait_entries(c, "streamfleet:{q}", 1);
+    REQUIRE(eventually([&] { return client.buffered() == 0; }));  // its confirmation is in too
     server.pause();  // nothing confirms now, so the buffer fills
     int accepted = 0;
     bool full = false;
@@ -237,6 +240,7 @@ TEST_CASE("the buffer's byte bound, and waiting for room instead of failing") {
         Client client({.redis = server.url(), .max_buffered_bytes = 4096, .command_timeout = 30s}, {"q"});
         client.enqueue("q", "warm-up");
         wait_entries(c, "streamfleet:{q}", 1);
+        REQUIRE(eventually([&] { return client.buffered() == 0; }));
         server.pause();
         client.enqueue("q", std::string(3000, 'a'));  // fits
         CHECK_THROWS_AS(client.enqueue("q", std::string(3000, 'b')), QueueFull);
