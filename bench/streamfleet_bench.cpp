@@ -3,6 +3,7 @@
 //
 //   streamfleet_bench --redis URL --scenario e2e|enqueue|latency|worker|delayed
 //                     --tasks N --concurrency C [--tracked] [--rate R] [--payload-bytes B]
+//                     [--no-state]   (ClientOptions::track_state = false: no state records)
 //
 // e2e      enqueue N no-op tasks as fast as possible; time until all are handled
 //          (tracked: until every handle resolved).
@@ -53,6 +54,7 @@ struct Args {
     long tasks = 10'000;
     unsigned concurrency = 16;
     bool tracked = false;
+    bool state = true;
     long rate = 0;
     long payload = 16;
 };
@@ -86,6 +88,7 @@ Args parse(int argc, char** argv) {
         else if (f == "--tasks") a.tasks = to_long("--tasks", val());
         else if (f == "--concurrency") a.concurrency = static_cast<unsigned>(to_long("--concurrency", val()));
         else if (f == "--tracked") a.tracked = true;
+        else if (f == "--no-state") a.state = false;
         else if (f == "--rate") a.rate = to_long("--rate", val());
         else if (f == "--payload-bytes") a.payload = to_long("--payload-bytes", val());
         else usage("unknown flag '" + f + "'");
@@ -182,7 +185,11 @@ int main(int argc, char** argv) {
             server->start();
         }
         std::optional<streamfleet::Client> client;
-        if (!worker_only) client.emplace(streamfleet::ClientOptions{.redis = a.redis, .max_buffered = 1'000'000}, std::vector<std::string>{queue});
+        if (!worker_only) {
+            client.emplace(streamfleet::ClientOptions{.redis = a.redis, .max_buffered = 1'000'000,
+                                                      .track_state = a.state},
+                           std::vector<std::string>{queue});
+        }
         std::string payload(static_cast<std::size_t>(a.payload), 'x');
 
         double cpu_before = redis_cpu_us(*admin, rt);
@@ -259,11 +266,12 @@ int main(int argc, char** argv) {
             lat = latencies;
         }
         std::printf(
-            "{\"scenario\":\"%s\",\"tasks\":%ld,\"concurrency\":%u,\"tracked\":%s,\"rate\":%ld,"
+            "{\"scenario\":\"%s\",\"tasks\":%ld,\"concurrency\":%u,\"tracked\":%s,\"state\":%s,\"rate\":%ld,"
             "\"payload_bytes\":%ld,\"seconds\":%.4f,\"tasks_per_s\":%.0f,\"lat_p50_ms\":%.3f,"
             "\"lat_p99_ms\":%.3f,\"max_rss_kb\":%ld,\"redis_cpu_us_per_task\":%.2f,"
             "\"redis_mem_bytes_per_task\":%.1f,\"lat_max_ms\":%.3f,\"early\":%ld}\n",
-            a.scenario.c_str(), a.tasks, a.concurrency, a.tracked ? "true" : "false", a.rate,
+            a.scenario.c_str(), a.tasks, a.concurrency, a.tracked ? "true" : "false",
+            a.state ? "true" : "false", a.rate,
             a.payload, secs, static_cast<double>(a.tasks) / (delayed ? schedule_secs : secs),
             percentile(lat, 0.50),
             percentile(lat, 0.99), ru.ru_maxrss, (cpu_after - cpu_before) / static_cast<double>(a.tasks),
