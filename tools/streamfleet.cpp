@@ -390,6 +390,50 @@ int cmd_worker(int argc, char** argv) {
 
 // ---- stats ----
 
+// True if `s` is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF).
+bool valid_utf8(std::string_view s) {
+    static constexpr std::uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    for (std::size_t i = 0; i < s.size();) {
+        auto c = static_cast<unsigned char>(s[i]);
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        std::size_t n = (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2 : (c >> 3) == 0x1e ? 3 : 0;
+        if (n == 0 || i + n >= s.size()) return false;
+        std::uint32_t cp = c & (0x3fU >> n);
+        for (std::size_t k = 1; k <= n; ++k) {
+            auto cc = static_cast<unsigned char>(s[i + k]);
+            if ((cc >> 6) != 0x2) return false;
+            cp = (cp << 6) | (cc & 0x3fU);
+        }
+        if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+// A JSON string literal. Text that is UTF-8 passes through; otherwise (binary
+// payloads) every byte that is not printable ASCII is escaped as \u00XX, so
+// the JSON stays valid (such bytes read back as Latin-1).
+std::string json_str(std::string_view s) {
+    const bool utf8 = valid_utf8(s);
+    std::string out = "\"";
+    for (unsigned char c : s) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8)) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            out += buf;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out + "\"";
+}
+
 int cmd_stats(int argc, char** argv) {
     auto f = Flags::parse(argc, argv, 2, {"--redis", "--queue"}, {}, {"--json"});
     auto redis = f.need("--redis");
@@ -397,15 +441,10 @@ int cmd_stats(int argc, char** argv) {
     streamfleet::Inspector inspector(redis);
     auto s = inspector.stats(queue);
     if (f.on("--json")) {
-        std::string q;
-        for (char c : s.queue) {
-            if (c == '"' || c == '\\') q += '\\';
-            q += c;
-        }
         std::printf(
-            "{\"queue\":\"%s\",\"stream_length\":%lld,\"pending\":%lld,\"consumers\":%lld,"
+            "{\"queue\":%s,\"stream_length\":%lld,\"pending\":%lld,\"consumers\":%lld,"
             "\"delayed\":%lld,\"dead\":%lld,\"clients\":%lld,\"servers\":%lld}\n",
-            q.c_str(), static_cast<long long>(s.stream_length), static_cast<long long>(s.pending),
+            json_str(s.queue).c_str(), static_cast<long long>(s.stream_length), static_cast<long long>(s.pending),
             static_cast<long long>(s.consumers), static_cast<long long>(s.delayed),
             static_cast<long long>(s.dead), static_cast<long long>(s.clients),
             static_cast<long long>(s.servers));
@@ -418,25 +457,6 @@ int cmd_stats(int argc, char** argv) {
                     static_cast<long long>(s.clients), static_cast<long long>(s.servers));
     }
     return 0;
-}
-
-// A JSON string literal. Bytes that are not printable ASCII are escaped as
-// \u00XX, so binary payloads still give valid JSON (read back as Latin-1).
-std::string json_str(std::string_view s) {
-    std::string out = "\"";
-    for (unsigned char c : s) {
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += static_cast<char>(c);
-        } else if (c < 0x20 || c >= 0x7f) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            out += buf;
-        } else {
-            out += static_cast<char>(c);
-        }
-    }
-    return out + "\"";
 }
 
 // ---- cancel / get ----

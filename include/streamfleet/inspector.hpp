@@ -42,6 +42,24 @@ struct DeadLetter {
     std::vector<std::pair<std::string, std::string>> fields;
 };
 
+/// A task waiting in P{Q}:delayed: scheduled, or between retries.
+struct DelayedTask {
+    std::string id;
+    std::string data;
+    std::int64_t due_ms = 0;    ///< when it will be promoted into the queue
+    std::uint32_t retries = 0;  ///< > 0: it waits out a retry backoff
+    std::string error;          ///< the last run's error, for a retry
+};
+
+/// A task delivered to a server and not yet finished (the group's PEL).
+struct PendingTask {
+    std::string entry_id;        ///< its id in P{Q}
+    std::string id;              ///< task id ("" if the entry is gone or malformed)
+    std::string server;          ///< the consumer (server id) holding it
+    std::int64_t idle_ms = 0;    ///< since it was last delivered or its lease renewed
+    std::uint64_t deliveries = 0;
+};
+
 class STREAMFLEET_API Inspector {
 public:
     /// @throws InvalidArgument for a bad URL or prefix.
@@ -55,6 +73,12 @@ public:
     /// @throws InvalidArgument (queue name), IoError/TimeoutError/AuthError (Redis).
     QueueStats stats(std::string_view queue,
                      std::chrono::milliseconds live_window = std::chrono::seconds(30));
+
+    /// @brief Delayed tasks and retries, earliest due first (up to `limit`).
+    std::vector<DelayedTask> delayed(std::string_view queue, std::size_t limit = 100);
+
+    /// @brief Tasks delivered to servers and not finished, oldest first (up to `limit`).
+    std::vector<PendingTask> pending(std::string_view queue, std::size_t limit = 100);
 
     /// @brief Dead letters, oldest first: up to `limit` of them with entry ids
     /// greater than `after` ("" = from the start), for paging.

@@ -6,6 +6,7 @@
 #include "core/clock.hpp"
 #include "core/keys.hpp"
 #include "core/wire.hpp"
+#include "streamfleet/codec.hpp"
 #include "redis/streams.hpp"
 #include "redis/sync.hpp"
 #include "redis/topology.hpp"
@@ -165,6 +166,62 @@ QueueStats Inspector::stats(std::string_view queue, std::chrono::milliseconds li
     s.clients = replies[4].value().integer();
     s.servers = replies[5].value().integer();
     return s;
+}
+
+std::vector<DelayedTask> Inspector::delayed(std::string_view queue, std::size_t limit) {
+    auto k = impl_->keys(queue);
+    if (limit == 0) return {};
+    auto reply = impl_->call({"ZRANGE", k.delayed(), "0", std::to_string(limit - 1), "WITHSCORES"}).value();
+    std::vector<DelayedTask> out;
+    for (std::size_t i = 0; i + 1 < reply.size(); i += 2) {
+        DelayedTask t;
+        t.due_ms = std::atoll(std::string(reply[i + 1].str()).c_str());
+        // The member is the msgpack field list the promoter will XADD.
+        std::vector<std::string> parts;
+        try {
+            parts = decode_msgpack<std::vector<std::string>>(reply[i].str());
+        } catch (const InvalidArgument&) {
+            // Not ours to judge here: the promoter dead-letters what it cannot use.
+        }
+        for (std::size_t j = 0; j + 1 < parts.size(); j += 2) {
+            const auto& f = parts[j];
+            const auto& v = parts[j + 1];
+            if (f == "id") t.id = v;
+            else if (f == "data") t.data = v;
+            else if (f == "x_error") t.error = v;
+            else if (f == "retries") t.retries = static_cast<std::uint32_t>(std::strtoul(v.c_str(), nullptr, 10));
+        }
+        out.push_back(std::move(t));
+    }
+    return out;
+}
+
+std::vector<PendingTask> Inspector::pending(std::string_view queue, std::size_t limit) {
+    auto k = impl_->keys(queue);
+    if (limit == 0) return {};
+    auto reply = impl_->call({"XPENDING", k.stream(), std::string(kServerGroup), "-", "+", std::to_string(limit)});
+    // NOGROUP: no server ever read this queue, so nothing is pending.
+    if (!reply.ok() && reply.error().message().starts_with("NOGROUP")) return {};
+    auto rows = reply.value();
+    std::vector<PendingTask> out;
+    for (const auto& row : rows.elements()) {
+        if (row.size() < 4) continue;
+        PendingTask p;
+        p.entry_id = std::string(row[0].str());
+        p.server = std::string(row[1].str());
+        p.idle_ms = row[2].integer();
+        p.deliveries = static_cast<std::uint64_t>(row[3].integer());
+        auto entry = impl_->call({"XRANGE", k.stream(), p.entry_id, p.entry_id}).value();
+        if (entry.size() == 1) {
+            if (auto e = r::parse_entry(entry[0])) {
+                for (const auto& [f, v] : e->fields) {
+                    if (f == "id") p.id = std::string(v);
+                }
+            }
+        }
+        out.push_back(std::move(p));
+    }
+    return out;
 }
 
 std::vector<DeadLetter> Inspector::dead_letters(std::string_view queue, std::size_t limit,

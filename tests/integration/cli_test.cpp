@@ -19,10 +19,12 @@
 #include <thread>
 
 #include "support/redis_server.hpp"
+#include "support/test_conn.hpp"
 #include "support/wait.hpp"
 
 using namespace std::chrono_literals;
 using streamfleet::test::RedisServer;
+using streamfleet::test::TestConn;
 
 namespace {
 
@@ -134,6 +136,22 @@ TEST_CASE("enqueue --track with a worker process: outcomes, exit codes, env, std
     std::string all((std::istreambuf_iterator<char>(in)), {});
     CHECK(all.find("q 0 1 a\n") != std::string::npos);
     CHECK(all.find("q 1 1 bad\n") != std::string::npos);  // the retry saw retries=1
+}
+
+TEST_CASE("JSON output keeps UTF-8 text and escapes binary and control bytes") {
+    RedisServer rs;
+    auto cli = streamfleet::test::cli_path();
+    auto s = sh(cli + " stats --redis " + rs.url() + " --queue 'caf\xc3\xa9\"q' --json", rs.dir());
+    CHECK(s.code == 0);
+    CAPTURE(s.out);
+    CHECK(s.out.find("\"queue\":\"caf\xc3\xa9\\\"q\"") != std::string::npos);
+    // A dead letter with a binary payload: still one valid JSON line.
+    TestConn c(rs.url());
+    REQUIRE(c.cmd({"XADD", "streamfleet:{q}:dead", "*", "id", "t1", "data", std::string("\xff\x01z", 3)}).ok());
+    auto d = sh(cli + " dead list --redis " + rs.url() + " --queue q --json", rs.dir());
+    CHECK(d.code == 0);
+    CAPTURE(d.out);
+    CHECK(d.out.find("\"data\":\"\\u00ff\\u0001z\"") != std::string::npos);
 }
 
 TEST_CASE("stdin without --lines is one task; fire-and-forget exits 0 once Redis has it") {

@@ -196,6 +196,7 @@ TEST_CASE("unique tasks: a second enqueue inside the window is a Duplicate namin
     CHECK_THROWS_WITH_AS(client.enqueue("jobs", "x", {.unique_key = "k"}), doctest::Contains("unique_ttl"),
                          InvalidArgument);
     CHECK_THROWS_AS(client.enqueue_many("jobs", {"1", "2"}, o), InvalidArgument);
+    client.close(5s);  // every accepted task is in Redis now
     TestConn c(rs.url());
     CHECK(c.cmd({"XLEN", "streamfleet:{jobs}"}).value().integer() == 3);  // a, d, e
 }
@@ -233,4 +234,39 @@ TEST_CASE("CLI: get --json names the state, cancel reports what it did, unknown 
                          " --queue q --lines --unique-key k --unique-ttl-ms 60000 2>&1");
     CHECK(rc7 == 1);
     CHECK(dup.find("duplicate of task") != std::string::npos);
+}
+
+TEST_CASE("the Inspector lists delayed tasks and retries, and tasks in flight") {
+    RedisServer rs;
+    Client client({.redis = rs.url()}, {"jobs"});
+    Inspector inspector(rs.url());
+    CHECK(inspector.pending("jobs").empty());  // no server ever read: no group, nothing pending
+    auto later = client.enqueue("jobs", "later", {.delay = 60s});
+    auto sooner = client.enqueue("jobs", "sooner", {.delay = 30s});
+    client.close(5s);
+    auto d = inspector.delayed("jobs");
+    REQUIRE(d.size() == 2);
+    CHECK(d[0].id == sooner);  // earliest first
+    CHECK(d[0].data == "sooner");
+    CHECK(d[1].id == later);
+    CHECK(d[0].due_ms < d[1].due_ms);
+    CHECK(d[0].retries == 0);
+    CHECK(inspector.delayed("jobs", 1).size() == 1);
+
+    std::atomic<bool> release{false};
+    Server server(server_opts(rs, "holder"));
+    server.handle("jobs", [&](TaskContext&) {
+        while (!release) std::this_thread::sleep_for(5ms);
+    });
+    server.start();
+    Client c2({.redis = rs.url()}, {"jobs"});
+    auto busy = c2.enqueue("jobs", "busy");
+    REQUIRE(eventually([&] { return inspector.pending("jobs").size() == 1; }));
+    auto p = inspector.pending("jobs");
+    CHECK(p[0].id == busy);
+    CHECK(p[0].server == "holder");
+    CHECK(p[0].deliveries == 1);
+    release = true;
+    REQUIRE(eventually([&] { return inspector.pending("jobs").empty(); }));
+    server.shutdown(5s);
 }
