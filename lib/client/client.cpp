@@ -49,7 +49,9 @@ struct Client::Impl {
     struct Outgoing {
         TaskId id;
         const std::string* stream;
-        std::string cmd;  // the XADD, as RESP
+        std::string cmd;  // the command, as RESP -- or, when batch_args > 0, only
+                          // this task's arguments to kEnqueueScript
+        std::size_t batch_args = 0;
         std::size_t bytes;
         bool sent = false;
         bool done = false;
@@ -58,7 +60,7 @@ struct Client::Impl {
     static std::unique_ptr<Outgoing> outgoing(const TaskMessage& m, const QueueKeys& keys,
                                               std::size_t bytes) {
         const std::string& stream = keys.stream();
-        auto o = std::make_unique<Outgoing>(Outgoing{m.id, &stream, {}, bytes});
+        auto o = std::make_unique<Outgoing>(Outgoing{m.id, &stream, {}, 0, bytes});
         const std::string notify = m.send_notif ? m.client_id : std::string();
         const std::string retention = std::to_string(m.retention_ms);
         if (m.run_at_ms > 0) {
@@ -94,20 +96,20 @@ struct Client::Impl {
             if constexpr (std::is_same_v<decltype(v), std::string_view>) size += v.size();
         });
         if (m.state) {
-            // The XADD and the task's state record together (kEnqueueScript).
-            r::CommandWriter w(o->cmd, nargs - 3 + 8, size + kEnqueueScript.size() + 128);
-            w.arg("EVAL");
-            w.arg(kEnqueueScript);
-            w.arg("2");
-            w.arg(stream);
+            // The XADD and the task's state record together, batched with the
+            // others of its loop turn (kEnqueueScript, see transmit()).
+            o->cmd.reserve(size + 16 * nargs + 128);
+            r::CommandWriter w(o->cmd);
             w.arg(keys.task(m.id));
             w.arg(m.enqueued_ts);
             w.arg(notify);
             w.arg(retention);
+            w.arg(static_cast<std::int64_t>(nargs - 3));
             visit_fields(m, [&w](std::string_view f, auto v) {
                 w.arg(f);
                 w.arg(v);
             });
+            o->batch_args = 5 + (nargs - 3);
             return o;
         }
         r::CommandWriter w(o->cmd, nargs, size);
@@ -348,7 +350,7 @@ struct Client::Impl {
             std::lock_guard lock(mutex);
             batch.swap(incoming);
         }
-        for (auto& o : batch) submit(std::move(o));
+        submit(batch);
     }
 
     void release_locked(std::size_t n, std::size_t bytes) {
@@ -374,25 +376,79 @@ struct Client::Impl {
     // mean an XADD did run; the resend then duplicates that task, which
     // at-least-once delivery allows. Accepted tasks are never dropped.
 
-    void submit(std::unique_ptr<Outgoing> o) {
-        Outgoing* raw = o.get();
-        outbox.push_back(std::move(o));
-        if (!link_down) transmit(raw);
+    void submit(std::vector<std::unique_ptr<Outgoing>>& batch) {
+        std::vector<Outgoing*> fresh;
+        fresh.reserve(batch.size());
+        for (auto& o : batch) {
+            fresh.push_back(o.get());
+            outbox.push_back(std::move(o));
+        }
+        if (!link_down) transmit(fresh);
     }
 
-    void transmit(Outgoing* o) {
-        o->sent = true;
-        topo->send_encoded(r::Route{*o->stream}, o->cmd, [this, o](Result<r::Reply> res) {
+    // Sends `tasks` in order: each plain command on its own, and runs of
+    // batchable ones (same stream) as one kEnqueueScript call each.
+    void transmit(const std::vector<Outgoing*>& tasks) {
+        constexpr std::size_t kMaxBatch = 256;
+        constexpr std::size_t kMaxBatchBytes = std::size_t{1} << 20;
+        std::vector<Outgoing*> run;
+        std::size_t run_bytes = 0;
+        auto flush_run = [&] {
+            if (!run.empty()) send_batch(std::move(run));
+            run.clear();
+            run_bytes = 0;
+        };
+        for (Outgoing* o : tasks) {
+            if (o->batch_args == 0) {
+                flush_run();
+                send(std::vector<Outgoing*>{o}, o->cmd);
+                continue;
+            }
+            if (!run.empty() && (run.front()->stream != o->stream || run.size() >= kMaxBatch ||
+                                 run_bytes + o->cmd.size() > kMaxBatchBytes)) {
+                flush_run();
+            }
+            run.push_back(o);
+            run_bytes += o->cmd.size();
+        }
+        flush_run();
+    }
+
+    void send_batch(std::vector<Outgoing*> run) {
+        std::size_t nargs = 4, bytes = 0;
+        for (auto* o : run) {
+            nargs += o->batch_args;
+            bytes += o->cmd.size();
+        }
+        const std::string& stream = *run.front()->stream;
+        std::string cmd;
+        r::CommandWriter w(cmd, nargs, kEnqueueScript.size() + stream.size() + bytes + 64);
+        w.arg("EVAL");
+        w.arg(kEnqueueScript);
+        w.arg("1");
+        w.arg(stream);
+        for (auto* o : run) cmd += o->cmd;
+        send(std::move(run), cmd);
+    }
+
+    // One command carrying `tasks`: all confirmed by its reply, or all unsent
+    // again (and resent in outbox order once the link is back).
+    void send(std::vector<Outgoing*> tasks, std::string_view cmd) {
+        for (auto* o : tasks) o->sent = true;
+        const std::string& stream = *tasks.front()->stream;
+        topo->send_encoded(r::Route{stream}, cmd, [this, tasks = std::move(tasks)](Result<r::Reply> res) {
             if (res.ok()) {
-                o->done = true;
-                if (spool) spool->confirm(o->id);
-                confirm_n += 1;
-                confirm_bytes += o->bytes;
-                while (!outbox.empty() && outbox.front()->done) outbox.pop_front();  // frees *o
+                for (auto* o : tasks) {
+                    o->done = true;
+                    if (spool) spool->confirm(o->id);
+                    confirm_n += 1;
+                    confirm_bytes += o->bytes;
+                }
+                while (!outbox.empty() && outbox.front()->done) outbox.pop_front();  // frees them
                 if (confirm_flush) confirm_flush->arm();
                 return;
             }
-            o->sent = false;
+            for (auto* o : tasks) o->sent = false;
             if (!link_down) {
                 link_down = true;
                 log().warn("client {}: Redis unreachable, buffering tasks: {}", id, res.error().message());
@@ -404,10 +460,11 @@ struct Client::Impl {
     void resume() {
         if (stopping) return;
         link_down = false;
+        std::vector<Outgoing*> unsent;
         for (auto& o : outbox) {
-            if (link_down) break;  // failed again at once
-            if (!o->sent && !o->done) transmit(o.get());
+            if (!o->sent && !o->done) unsent.push_back(o.get());
         }
+        transmit(unsent);
     }
 
     void beat() {
@@ -567,6 +624,7 @@ Client::Client(ClientOptions options, std::vector<std::string> queue_names)
         im.create_group([&im] { im.listen(); });
         im.beat();
         // What a crashed predecessor left in the spool goes first, in order.
+        std::vector<std::unique_ptr<Impl::Outgoing>> replay;
         for (auto& p : leftovers) {
             auto it = im.queues.find(p.queue);
             const QueueKeys& k = it != im.queues.end() ? it->second : im.spooled_queues.at(p.queue);
@@ -576,8 +634,9 @@ Client::Client(ClientOptions options, std::vector<std::string> queue_names)
                 im.buffered += 1;
                 im.buffered_bytes += bytes;
             }
-            im.submit(Impl::outgoing(p.msg, k, bytes));
+            replay.push_back(Impl::outgoing(p.msg, k, bytes));
         }
+        im.submit(replay);
         im.rt->add_stop_hook([&im] {
             im.stopping = true;
             im.heartbeat.reset();
@@ -734,7 +793,9 @@ TaskInfo Client::get(std::string_view queue, std::string_view id) {
     info.created_ms = to_i64(h["created"]);
     info.updated_ms = to_i64(h["updated"]);
     info.finished_ms = to_i64(h["finished"]);
-    info.run_at_ms = to_i64(h["run_at"]);
+    // Finished records keep their last run_at (not cleared, to save Redis a
+    // command per task): it means something only while the task waits.
+    if (info.state == TaskState::delayed || info.state == TaskState::failed) info.run_at_ms = to_i64(h["run_at"]);
     return info;
 }
 

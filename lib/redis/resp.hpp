@@ -26,6 +26,9 @@ void append_command(std::string& out, std::span<const std::string_view> argv);
 class CommandWriter {
 public:
     CommandWriter(std::string& out, std::size_t nargs, std::size_t size_hint = 0);
+    /// Writes arguments only, no array header: for a part of a command that is
+    /// put together later (the header then counts these arguments too).
+    explicit CommandWriter(std::string& out) : out_(out) {}
     void arg(std::string_view a);
     void arg(std::int64_t n);
 
