@@ -73,12 +73,15 @@ public:
     ///       enqueued it. Waits for Redis (one round trip).
     /// @throws NotFound for an id with no state record (unknown, enqueued with
     ///         track_state = false, or finished longer ago than its retention);
-    ///         UnknownQueue; IoError/TimeoutError when Redis is unreachable.
+    ///         UnknownQueue; IoError/TimeoutError when Redis is unreachable;
+    ///         InvalidArgument when called from an on_done callback (the
+    ///         client's own loop thread, which this call would wait for).
     CancelResult cancel(std::string_view queue, std::string_view id);
 
     /// @brief Where task `id` of `queue` is: state, retries, last error and
     ///        timestamps. `TaskState::unknown` for an id with no state record.
-    /// @throws UnknownQueue; IoError/TimeoutError when Redis is unreachable.
+    /// @throws UnknownQueue; IoError/TimeoutError when Redis is unreachable;
+    ///         InvalidArgument from an on_done callback (as cancel()).
     TaskInfo get(std::string_view queue, std::string_view id);
 
     /// @brief Sends what is buffered within `deadline`, resolves open handles as

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdio>
 #include <chrono>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -268,5 +269,29 @@ TEST_CASE("the Inspector lists delayed tasks and retries, and tasks in flight") 
     CHECK(p[0].deliveries == 1);
     release = true;
     REQUIRE(eventually([&] { return inspector.pending("jobs").empty(); }));
+    server.shutdown(5s);
+}
+
+TEST_CASE("get and cancel from an on_done callback fail with a clear error instead of deadlocking") {
+    RedisServer rs;
+    Server server(server_opts(rs));
+    server.handle("jobs", [](TaskContext&) {});
+    Client client({.redis = rs.url()}, {"jobs"});
+    auto h = client.enqueue_tracked("jobs", "x");
+    std::promise<std::string> seen;
+    // Registered before any server runs, so it is called on the loop thread.
+    h.on_done([&](const TaskOutcome&) {
+        try {
+            client.get("jobs", h.id());
+            seen.set_value("no error");
+        } catch (const InvalidArgument& e) {
+            seen.set_value(e.what());
+        }
+    });
+    server.start();
+    auto fut = seen.get_future();
+    REQUIRE(fut.wait_for(10s) == std::future_status::ready);
+    CHECK(fut.get().find("event-loop thread") != std::string::npos);
+    CHECK(client.get("jobs", h.id()).state == TaskState::completed);  // fine from this thread
     server.shutdown(5s);
 }
