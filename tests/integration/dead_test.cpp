@@ -25,20 +25,7 @@ using streamfleet::test::eventually;
 using streamfleet::test::RedisServer;
 using streamfleet::test::TestConn;
 
-namespace {
-
-// Output and exit status of a shell command.
-std::pair<std::string, int> run(const std::string& cmd) {
-    std::string out;
-    FILE* p = popen(cmd.c_str(), "r");
-    REQUIRE(p != nullptr);
-    char buf[4096];
-    while (std::fgets(buf, sizeof buf, p)) out += buf;
-    int status = pclose(p);
-    return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
-}
-
-}  // namespace
+using streamfleet::test::shell;
 
 TEST_CASE("dead letters keep their error and retries, and can be requeued one by one, all, or purged") {
     RedisServer rs;
@@ -87,18 +74,18 @@ TEST_CASE("dead letters keep their error and retries, and can be requeued one by
 
     // The CLI sees the same letters, as JSON lines.
     auto cli = streamfleet::test::cli_path();
-    auto [json, rc] = run(cli + " dead list --redis " + rs.url() + " --queue jobs --json");
+    auto [json, rc] = shell(cli + " dead list --redis " + rs.url() + " --queue jobs --json");
     CHECK(rc == 0);
     CHECK(std::count(json.begin(), json.end(), '\n') == 4);
     CHECK(json.find("\"error\":\"boom t1\"") != std::string::npos);
     CHECK(json.find("\"retries\":1") != std::string::npos);
     CHECK(json.find("\"history\":[\"") != std::string::npos);
-    auto [none, rc2] = run(cli + " dead requeue --redis " + rs.url() + " --queue jobs --id nope 2>&1");
+    auto [none, rc2] = shell(cli + " dead requeue --redis " + rs.url() + " --queue jobs --id nope 2>&1");
     CHECK(rc2 == 1);
     CHECK(none.find("no dead letter of task nope") != std::string::npos);
-    auto [one, rc3] = run(cli + " dead requeue --redis " + rs.url() + " --queue jobs --id " + ids[1]);
+    auto [one, rc3] = shell(cli + " dead requeue --redis " + rs.url() + " --queue jobs --id " + ids[1]);
     CHECK(rc3 == 0);
-    auto [all, rc4] = run(cli + " dead requeue --redis " + rs.url() + " --queue jobs --all");
+    auto [all, rc4] = shell(cli + " dead requeue --redis " + rs.url() + " --queue jobs --all");
     CHECK(rc4 == 0);
     CHECK(all == "3\n");
     REQUIRE(eventually([&] {
@@ -114,11 +101,11 @@ TEST_CASE("dead letters keep their error and retries, and can be requeued one by
     healed = false;
     for (int i = 0; i < 3; ++i) client.enqueue("jobs", "p" + std::to_string(i), {.max_retries = 1});
     REQUIRE(eventually([&] { return inspector.stats("jobs").dead == 3; }));
-    auto [purged, rc5] = run(cli + " dead purge --redis " + rs.url() + " --queue jobs");
+    auto [purged, rc5] = shell(cli + " dead purge --redis " + rs.url() + " --queue jobs");
     CHECK(rc5 == 0);
     CHECK(purged == "3\n");
     CHECK(inspector.stats("jobs").dead == 0);
-    auto [usage, rc6] = run(cli + " dead requeue --redis " + rs.url() + " --queue jobs 2>&1");
+    auto [usage, rc6] = shell(cli + " dead requeue --redis " + rs.url() + " --queue jobs 2>&1");
     CHECK(rc6 == 2);
     CHECK(usage.find("exactly one of --id ID and --all") != std::string::npos);
     server.shutdown(5s);

@@ -205,15 +205,7 @@ TEST_CASE("unique tasks: a second enqueue inside the window is a Duplicate namin
 TEST_CASE("CLI: get --json names the state, cancel reports what it did, unknown ids fail") {
     RedisServer rs;
     auto cli = streamfleet::test::cli_path();
-    auto sh = [](const std::string& cmd) {
-        std::string out;
-        FILE* p = popen(cmd.c_str(), "r");
-        REQUIRE(p != nullptr);
-        char buf[4096];
-        while (std::fgets(buf, sizeof buf, p)) out += buf;
-        int status = pclose(p);
-        return std::make_pair(out, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-    };
+    auto sh = streamfleet::test::shell;
     auto [id_line, rc] = sh(cli + " enqueue --redis " + rs.url() + " --queue q --data hi --delay-ms 60000");
     REQUIRE(rc == 0);
     auto id = id_line.substr(0, id_line.find('\n'));
