@@ -46,17 +46,25 @@ redis.call('DEL', KEYS[1])
 return n
 )lua";
 
+// The task fields a DeadLetter and a DelayedTask both show, from one
+// field/value pair of a stored task (entry or delayed member). Lenient: the
+// stored task may be malformed, which is often why it is dead.
+template <class Task>
+void take_task_field(Task& t, std::string_view f, std::string_view v) {
+    if (f == "id") t.id = std::string(v);
+    else if (f == "data") t.data = std::string(v);
+    else if (f == "x_error") t.error = std::string(v);
+    else if (f == "retries") t.retries = static_cast<std::uint32_t>(std::strtoul(std::string(v).c_str(), nullptr, 10));
+}
+
 DeadLetter to_dead_letter(const r::StreamEntry& e) {
     DeadLetter d;
     d.entry_id = std::string(e.id);
     d.died_at_ms = std::atoll(d.entry_id.c_str());
     for (const auto& [f, v] : e.fields) {
         d.fields.emplace_back(std::string(f), std::string(v));
-        if (f == "id") d.id = std::string(v);
-        else if (f == "data") d.data = std::string(v);
-        else if (f == "x_error") d.error = std::string(v);
-        else if (f == "x_history") d.history = history_entries(v);
-        else if (f == "retries") d.retries = static_cast<std::uint32_t>(std::strtoul(std::string(v).c_str(), nullptr, 10));
+        take_task_field(d, f, v);
+        if (f == "x_history") d.history = history_entries(v);
     }
     return d;
 }
@@ -183,14 +191,7 @@ std::vector<DelayedTask> Inspector::delayed(std::string_view queue, std::size_t 
         } catch (const InvalidArgument&) {
             // Not ours to judge here: the promoter dead-letters what it cannot use.
         }
-        for (std::size_t j = 0; j + 1 < parts.size(); j += 2) {
-            const auto& f = parts[j];
-            const auto& v = parts[j + 1];
-            if (f == "id") t.id = v;
-            else if (f == "data") t.data = v;
-            else if (f == "x_error") t.error = v;
-            else if (f == "retries") t.retries = static_cast<std::uint32_t>(std::strtoul(v.c_str(), nullptr, 10));
-        }
+        for (std::size_t j = 0; j + 1 < parts.size(); j += 2) take_task_field(t, parts[j], parts[j + 1]);
         out.push_back(std::move(t));
     }
     return out;
