@@ -21,25 +21,10 @@
 using namespace std::chrono_literals;
 using streamfleet::test::cli_path;
 using streamfleet::test::RedisServer;
+using streamfleet::test::kill_group;
+using streamfleet::test::spawn_worker;
 
 namespace {
-
-pid_t spawn_worker(const std::string& args) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        setpgid(0, 0);  // its own group, so a kill takes the task's shell too
-        execl("/bin/sh", "sh", "-c", ("exec " + cli_path() + " worker " + args).c_str(), nullptr);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    return pid;
-}
-
-void kill_group(pid_t pid, int sig) {
-    ::kill(-pid, sig);
-    int status = 0;
-    waitpid(pid, &status, 0);
-}
 
 std::map<std::string, int> tally(const std::string& path) {
     std::ifstream in(path);

@@ -23,29 +23,13 @@
 using namespace std::chrono_literals;
 using namespace streamfleet;
 using streamfleet::test::RedisServer;
+using streamfleet::test::kill_group;
+using streamfleet::test::spawn_worker;
 using streamfleet::test::TestConn;
 using streamfleet::test::eventually;
 using streamfleet::test::entry_fields;
 
 namespace {
-
-// A worker process in its own process group, so a kill takes its children too.
-pid_t spawn_worker(const std::string& args) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        setpgid(0, 0);
-        execl("/bin/sh", "sh", "-c", ("exec " + streamfleet::test::cli_path() + " worker " + args).c_str(), nullptr);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    return pid;
-}
-
-void kill_group(pid_t pid, int sig) {
-    ::kill(-pid, sig);
-    int status = 0;
-    waitpid(pid, &status, 0);
-}
 
 std::vector<std::string> lines(const std::string& path) {
     std::ifstream in(path);

@@ -3,7 +3,9 @@
 // Helpers for tests that wait on other threads or processes, and find the
 // built tools. Waits poll with a generous bound: liveness, not speed.
 
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -32,6 +34,26 @@ inline std::string cli_path() {
     const char* dir = std::getenv("SF_TOOLS_DIR");
     REQUIRE(dir != nullptr);
     return std::string(dir) + "/streamfleet";
+}
+
+/// Starts `streamfleet worker ARGS` in a process group of its own, so a
+/// kill_group() takes the shells its --exec started too.
+inline pid_t spawn_worker(const std::string& args) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        setpgid(0, 0);
+        execl("/bin/sh", "sh", "-c", ("exec " + cli_path() + " worker " + args).c_str(), nullptr);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    return pid;
+}
+
+/// Sends `sig` to the worker's whole process group and reaps the worker.
+inline void kill_group(pid_t pid, int sig) {
+    ::kill(-pid, sig);
+    int status = 0;
+    waitpid(pid, &status, 0);
 }
 
 /// Runs `cmd` with sh; returns its stdout and exit status (-1 if it did not exit).
