@@ -107,7 +107,7 @@ Args parse(int argc, char** argv) {
 // Sum of the named numeric fields of one INFO section.
 double info_sum(r::Topology& t, streamfleet::detail::Runtime& rt, const char* section,
                 std::initializer_list<const char*> keys) {
-    auto info = r::call(rt, t, {"INFO", section}).value();
+    auto info = r::call(rt, t, "", {"INFO", section}).value();
     std::string s(info.str());
     double total = 0;
     for (const char* key : keys) {
@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
         const std::string queue = "bench";
         const bool worker_only = a.scenario == "worker";
         if (!worker_only) {
-            (void)r::call(rt, *admin, {"DEL", "streamfleet:{bench}", "streamfleet:{bench}:dead",
+            (void)r::call(rt, *admin, "streamfleet:{bench}", {"DEL", "streamfleet:{bench}", "streamfleet:{bench}:dead",
                                        "streamfleet:{bench}:delayed", "streamfleet:{bench}:nudge"})
                 .value();
         }
@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
         if (a.scenario == "enqueue") {
             client->close(120s);
         } else if (delayed) {
-            while (r::call(rt, *admin, {"ZCARD", "streamfleet:{bench}:delayed"}).value().integer() +
+            while (r::call(rt, *admin, "streamfleet:{bench}:delayed", {"ZCARD", "streamfleet:{bench}:delayed"}).value().integer() +
                        handled.load() <
                    a.tasks) {
                 std::this_thread::sleep_for(1ms);

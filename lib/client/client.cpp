@@ -17,6 +17,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <type_traits>
 #include <unordered_map>
@@ -25,10 +26,11 @@
 #include "client/spool.hpp"
 #include "core/keys.hpp"
 #include "core/log.hpp"
-#include "core/scripts.hpp"
+#include "core/script_calls.hpp"
 #include "core/uuid.hpp"
 #include "core/wire.hpp"
 #include "redis/resp.hpp"
+#include "redis/script_runner.hpp"
 #include "redis/streams.hpp"
 #include "redis/sync.hpp"
 #include "redis/topology.hpp"
@@ -49,9 +51,14 @@ struct Client::Impl {
     struct Outgoing {
         TaskId id;
         const std::string* stream;
-        std::string cmd;  // the command, as RESP -- or, when batch_args > 0, only
-                          // this task's arguments to kEnqueueScript
+        // How it is sent: a plain XADD (cmd is the whole command, as RESP);
+        // batchable (record_key set: cmd holds only this task's arguments to
+        // scripts::enqueue, batched with the others of its loop turn); or a
+        // script call of its own (delayed tasks, `script`).
+        std::string cmd;
+        std::string record_key;
         std::size_t batch_args = 0;
+        std::optional<ScriptCall> script;
         std::size_t bytes;
         bool sent = false;
         bool done = false;
@@ -60,9 +67,8 @@ struct Client::Impl {
     static std::unique_ptr<Outgoing> outgoing(const TaskMessage& m, const QueueKeys& keys,
                                               std::size_t bytes) {
         const std::string& stream = keys.stream();
-        auto o = std::make_unique<Outgoing>(Outgoing{m.id, &stream, {}, 0, bytes});
+        auto o = std::make_unique<Outgoing>(Outgoing{m.id, &stream, {}, {}, 0, {}, bytes});
         const std::string notify = m.send_notif ? m.client_id : std::string();
-        const std::string retention = std::to_string(m.retention_ms);
         if (m.run_at_ms > 0) {
             // Delayed: into P{Q}:delayed (and a nudge), the same member form
             // the server's retries use, so one promoter serves both.
@@ -72,21 +78,8 @@ struct Client::Impl {
                 if constexpr (std::is_same_v<decltype(v), std::string_view>) parts.emplace_back(v);
                 else parts.push_back(std::to_string(v));
             });
-            auto member = encode_msgpack(parts);
-            r::CommandWriter w(o->cmd, m.state ? 11 : 7, kScheduleScript.size() + member.size() + 128);
-            w.arg("EVAL");
-            w.arg(kScheduleScript);
-            w.arg(m.state ? "3" : "2");
-            w.arg(keys.delayed());
-            w.arg(keys.nudge());
-            if (m.state) w.arg(keys.task(m.id));
-            w.arg(m.run_at_ms);
-            w.arg(member);
-            if (m.state) {
-                w.arg(m.enqueued_ts);
-                w.arg(notify);
-                w.arg(retention);
-            }
+            calls::Record rec{m.id, m.enqueued_ts, notify, m.retention_ms};
+            o->script = calls::schedule(keys, m.run_at_ms, encode_msgpack(parts), m.state ? &rec : nullptr);
             return o;
         }
         std::size_t nargs = 3, size = stream.size();
@@ -97,19 +90,19 @@ struct Client::Impl {
         });
         if (m.state) {
             // The XADD and the task's state record together, batched with the
-            // others of its loop turn (kEnqueueScript, see transmit()).
+            // others of its loop turn (scripts::enqueue, see transmit()).
+            o->record_key = keys.task(m.id);
             o->cmd.reserve(size + 16 * nargs + 128);
             r::CommandWriter w(o->cmd);
-            w.arg(keys.task(m.id));
             w.arg(m.enqueued_ts);
             w.arg(notify);
-            w.arg(retention);
+            w.arg(m.retention_ms);
             w.arg(static_cast<std::int64_t>(nargs - 3));
             visit_fields(m, [&w](std::string_view f, auto v) {
                 w.arg(f);
                 w.arg(v);
             });
-            o->batch_args = 5 + (nargs - 3);
+            o->batch_args = 4 + (nargs - 3);
             return o;
         }
         r::CommandWriter w(o->cmd, nargs, size);
@@ -303,10 +296,7 @@ struct Client::Impl {
 
     // Claims `key` for task `id` for `ttl`; throws Duplicate naming the holder.
     void claim_unique(const QueueKeys& keys, const TaskMessage& m, std::chrono::milliseconds ttl) {
-        auto reply = r::call(*rt, *topo,
-                             {"EVAL", std::string(kUniqueScript), "1", keys.unique(m.unique), m.id,
-                              std::to_string(ttl.count())})
-                         .value();
+        auto reply = r::call(*rt, *topo, calls::unique_claim(keys, m.unique, m.id, ttl.count())).value();
         if (reply.size() >= 1 && reply[0].integer() == 1) return;
         std::string holder = reply.size() >= 2 && reply[1].is_string() ? std::string(reply[1].str()) : "";
         throw Duplicate("a task with unique_key '" + m.unique + "' was enqueued within its unique_ttl: " +
@@ -316,9 +306,7 @@ struct Client::Impl {
 
     // Gives a claimed key back when the task it was claimed for was refused.
     void release_unique(const QueueKeys& keys, const TaskMessage& m) {
-        constexpr std::string_view kRelease =
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
-        (void)r::call(*rt, *topo, {"EVAL", std::string(kRelease), "1", keys.unique(m.unique), m.id});
+        (void)r::call(*rt, *topo, calls::unique_release(keys, m.unique, m.id));
     }
 
     // Accepts one task: claims its uniqueness key first (so a duplicate is
@@ -386,22 +374,22 @@ struct Client::Impl {
         if (!link_down) transmit(fresh);
     }
 
-    // Sends `tasks` in order: each plain command on its own, and runs of
-    // batchable ones (same stream) as one kEnqueueScript call each.
+    // Sends `tasks` in order: each plain command or script call on its own,
+    // and runs of batchable ones (same stream) as one scripts::enqueue call each.
     void transmit(const std::vector<Outgoing*>& tasks) {
         constexpr std::size_t kMaxBatch = 256;
         constexpr std::size_t kMaxBatchBytes = std::size_t{1} << 20;
         std::vector<Outgoing*> run;
         std::size_t run_bytes = 0;
         auto flush_run = [&] {
-            if (!run.empty()) send_batch(std::move(run));
+            if (!run.empty()) send(std::move(run), false);
             run.clear();
             run_bytes = 0;
         };
         for (Outgoing* o : tasks) {
             if (o->batch_args == 0) {
                 flush_run();
-                send(std::vector<Outgoing*>{o}, o->cmd);
+                send(std::vector<Outgoing*>{o}, false);
                 continue;
             }
             if (!run.empty() && (run.front()->stream != o->stream || run.size() >= kMaxBatch ||
@@ -414,29 +402,40 @@ struct Client::Impl {
         flush_run();
     }
 
-    void send_batch(std::vector<Outgoing*> run) {
-        std::size_t nargs = 4, bytes = 0;
-        for (auto* o : run) {
-            nargs += o->batch_args;
-            bytes += o->cmd.size();
+    // The command that carries `tasks`: one plain XADD, one script call, or
+    // one scripts::enqueue call for a run of batchable tasks. `by_body`: EVAL
+    // instead of EVALSHA, after a NOSCRIPT.
+    static std::string command_for(const std::vector<Outgoing*>& tasks, bool by_body) {
+        const Outgoing& first = *tasks.front();
+        if (first.script) {
+            std::string cmd;
+            r::append_command(cmd, first.script->argv(by_body));
+            return cmd;
         }
-        const std::string& stream = *run.front()->stream;
+        if (first.batch_args == 0) return first.cmd;
+        std::size_t nargs = 0, bytes = 0;
+        for (auto* o : tasks) {
+            nargs += o->batch_args;
+            bytes += o->cmd.size() + o->record_key.size() + 16;
+        }
         std::string cmd;
-        r::CommandWriter w(cmd, nargs, kEnqueueScript.size() + stream.size() + bytes + 64);
-        w.arg("EVAL");
-        w.arg(kEnqueueScript);
-        w.arg("1");
-        w.arg(stream);
-        for (auto* o : run) cmd += o->cmd;
-        send(std::move(run), cmd);
+        cmd.reserve(bytes + first.stream->size() + 128 + (by_body ? scripts::enqueue.body.size() : 0));
+        r::append_script_head(cmd, scripts::enqueue, by_body, 1 + tasks.size(), nargs);
+        r::CommandWriter w(cmd);
+        w.arg(*first.stream);
+        for (auto* o : tasks) w.arg(o->record_key);
+        for (auto* o : tasks) cmd += o->cmd;
+        return cmd;
     }
 
     // One command carrying `tasks`: all confirmed by its reply, or all unsent
     // again (and resent in outbox order once the link is back).
-    void send(std::vector<Outgoing*> tasks, std::string_view cmd) {
+    void send(std::vector<Outgoing*> tasks, bool by_body) {
         for (auto* o : tasks) o->sent = true;
         const std::string& stream = *tasks.front()->stream;
-        topo->send_encoded(r::Route{stream}, cmd, [this, tasks = std::move(tasks)](Result<r::Reply> res) {
+        auto cmd = command_for(tasks, by_body);
+        r::Route route{tasks.front()->script ? tasks.front()->script->route_key() : std::string_view(stream)};
+        topo->send_encoded(route, cmd, [this, tasks = std::move(tasks), by_body](Result<r::Reply> res) mutable {
             if (res.ok()) {
                 for (auto* o : tasks) {
                     o->done = true;
@@ -446,6 +445,12 @@ struct Client::Impl {
                 }
                 while (!outbox.empty() && outbox.front()->done) outbox.pop_front();  // frees them
                 if (confirm_flush) confirm_flush->arm();
+                return;
+            }
+            if (!by_body && res.error().is(reply_errc::noscript)) {
+                // This node has not seen the script yet (or restarted empty):
+                // EVAL it once, which caches it there for the EVALSHAs after.
+                send(std::move(tasks), true);
                 return;
             }
             for (auto* o : tasks) o->sent = false;
@@ -739,11 +744,7 @@ TaskState parse_state(std::string_view s) {
 CancelResult Client::cancel(std::string_view queue, std::string_view id) {
     auto& im = *impl_;
     const auto& keys = im.keys_for(queue);
-    auto now = std::to_string(SystemClock::instance().now_ms());
-    auto reply = r::call(*im.rt, *im.topo,
-                         {"EVAL", std::string(kCancelScript), "4", keys.task(id), keys.delayed(), keys.stream(),
-                          keys.cancels(), now, std::string(kServerGroup), std::string(id)})
-                     .value();
+    auto reply = r::call(*im.rt, *im.topo, calls::cancel(keys, id, SystemClock::instance().now_ms())).value();
     if (!reply.is_array() || reply.size() < 1) {
         throw ProtoError("cancel: unexpected reply " + reply.debug_string());
     }
@@ -764,7 +765,7 @@ CancelResult Client::cancel(std::string_view queue, std::string_view id) {
         auto key = receiver_key(im.opts.prefix, detail);
         std::vector<std::string> argv{"XADD", key, "*"};
         for (auto v : f.views()) argv.emplace_back(v);
-        if (auto sent = r::call(*im.rt, *im.topo, std::move(argv)); !sent) {
+        if (auto sent = r::call(*im.rt, *im.topo, key, std::move(argv)); !sent) {
             log().warn("client {}: canceled task {} but could not notify its client {}: {}", im.id, id, detail,
                        sent.error().message());
         }
@@ -775,10 +776,7 @@ CancelResult Client::cancel(std::string_view queue, std::string_view id) {
 TaskInfo Client::get(std::string_view queue, std::string_view id) {
     auto& im = *impl_;
     const auto& keys = im.keys_for(queue);
-    auto reply = r::call(*im.rt, *im.topo,
-                         {"EVAL", std::string(kGetScript), "2", keys.task(id), keys.stream(),
-                          std::string(kServerGroup)})
-                     .value();
+    auto reply = r::call(*im.rt, *im.topo, calls::get(keys, id)).value();
     TaskInfo info;
     info.id = std::string(id);
     if (reply.is_nil()) return info;

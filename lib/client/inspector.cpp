@@ -5,6 +5,7 @@
 
 #include "core/clock.hpp"
 #include "core/keys.hpp"
+#include "core/script_calls.hpp"
 #include "core/wire.hpp"
 #include "streamfleet/codec.hpp"
 #include "redis/streams.hpp"
@@ -19,32 +20,6 @@ using namespace detail;
 namespace r = detail::redis;
 
 namespace {
-
-// KEYS[1] P{Q}:dead   KEYS[2] P{Q}   ARGV: dead-letter entry ids
-// Moves each entry still present back into the stream with retries = 0, then
-// deletes it from the dead letters, in one atomic step per call.
-constexpr std::string_view kRequeueScript = R"lua(
-local n = 0
-for i = 1, #ARGV do
-  local e = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
-  if #e == 1 then
-    local f = e[1][2]
-    for j = 1, #f - 1, 2 do
-      if f[j] == 'retries' then f[j + 1] = '0' end
-    end
-    redis.call('XADD', KEYS[2], '*', unpack(f))
-    redis.call('XDEL', KEYS[1], ARGV[i])
-    n = n + 1
-  end
-end
-return n
-)lua";
-
-constexpr std::string_view kPurgeScript = R"lua(
-local n = redis.call('XLEN', KEYS[1])
-redis.call('DEL', KEYS[1])
-return n
-)lua";
 
 // The task fields a DeadLetter and a DelayedTask both show, from one
 // field/value pair of a stored task (entry or delayed member). Lenient: the
@@ -77,7 +52,12 @@ struct Inspector::Impl {
     // Declared last: destroyed first, closing the topology's connections.
     std::unique_ptr<Runtime> rt;
 
-    Result<r::Reply> call(std::vector<std::string> argv) { return r::call(*rt, *topo, std::move(argv)); }
+    // Every command the inspector sends names one key, second (XRANGE key ...),
+    // which routes it.
+    Result<r::Reply> call(std::vector<std::string> argv) {
+        auto route = argv.size() > 1 ? argv[1] : std::string();
+        return r::call(*rt, *topo, std::move(route), std::move(argv));
+    }
 
     QueueKeys keys(std::string_view queue) const {
         if (auto st = validate_queue_name(queue); !st) throw_error(st.error());
@@ -97,9 +77,8 @@ struct Inspector::Impl {
     }
 
     std::size_t requeue(const QueueKeys& k, const std::vector<std::string>& entry_ids) {
-        std::vector<std::string> argv{"EVAL", std::string(kRequeueScript), "2", k.dead(), k.stream()};
-        argv.insert(argv.end(), entry_ids.begin(), entry_ids.end());
-        return static_cast<std::size_t>(call(std::move(argv)).value().integer());
+        auto reply = r::call(*rt, *topo, calls::requeue_dead(k, entry_ids));
+        return static_cast<std::size_t>(reply.value().integer());
     }
 };
 
@@ -268,7 +247,7 @@ std::size_t Inspector::requeue_all_dead(std::string_view queue) {
 std::size_t Inspector::purge_dead(std::string_view queue) {
     auto k = impl_->keys(queue);
     return static_cast<std::size_t>(
-        impl_->call({"EVAL", std::string(kPurgeScript), "1", k.dead()}).value().integer());
+        r::call(*impl_->rt, *impl_->topo, calls::purge_dead(k)).value().integer());
 }
 
 }  // namespace v1

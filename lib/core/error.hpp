@@ -7,6 +7,7 @@
 
 #include <cassert>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -30,8 +31,40 @@ enum class errc {
 
 const std::error_category& streamfleet_category() noexcept;
 
+/// What an error reply from Redis means, read from its first word once, where
+/// the reply arrives (redis/reply_error.cpp), so no caller compares reply text.
+/// Every one of these is also an errc::reply_error (Error::is).
+enum class reply_errc {
+    other = 1,    // ERR and anything not listed
+    noscript,     // EVALSHA of a script this node does not have
+    nogroup,      // the stream or its consumer group does not exist
+    busygroup,    // XGROUP CREATE of a group that exists
+    moved,        // Cluster: the slot lives on another node
+    ask,          // Cluster: the slot is migrating; ask the other node once
+    tryagain,     // Cluster: a multi-key command during a slot migration
+    clusterdown,  // Cluster: the cluster cannot serve the slot right now
+    crossslot,    // Cluster: the keys of one command span slots
+    readonly,     // a replica (after a failover) refused a write
+    masterdown,   // a replica lost its master
+    loading,      // the server is loading its data set
+    busy,         // a script is running too long
+    noperm,       // the ACL user may not run the command or touch the key
+    noauth,       // authentication required
+    oom,          // maxmemory reached with a no-eviction policy
+    wrongtype,    // the key holds another type
+    script,       // a script raised an error of its own
+};
+
+const std::error_category& reply_category() noexcept;
+
+/// The reply_errc of an error reply's text ("NOGROUP No such key ...").
+reply_errc classify_reply(std::string_view text) noexcept;
+
 inline std::error_code make_error_code(errc e) noexcept {
     return {static_cast<int>(e), streamfleet_category()};
+}
+inline std::error_code make_error_code(reply_errc e) noexcept {
+    return {static_cast<int>(e), reply_category()};
 }
 
 /// A failure with a code to branch on and a message for humans that names the
@@ -45,7 +78,22 @@ public:
 
     const std::error_code& code() const noexcept { return code_; }
     const std::string& message() const noexcept { return message_; }
-    bool is(errc e) const noexcept { return code_ == make_error_code(e); }
+    /// errc::reply_error matches every error reply, whatever its reply_errc.
+    bool is(errc e) const noexcept {
+        if (e == errc::reply_error && code_.category() == reply_category()) return true;
+        return code_ == make_error_code(e);
+    }
+    bool is(reply_errc e) const noexcept { return code_ == make_error_code(e); }
+    /// The reply's kind; reply_errc{} (0) when this is not an error reply.
+    reply_errc reply() const noexcept {
+        return code_.category() == reply_category() ? static_cast<reply_errc>(code_.value())
+                                                    : reply_errc{};
+    }
+
+    /// A link problem: the command may succeed if sent again later, once the
+    /// connection, the node or the cluster is back (DESIGN.md "Redis usage").
+    /// Everything else is a refusal, which resending will not change.
+    bool is_transient() const noexcept;
 
     /// The same error with context prepended: "ctx: message".
     Error with_context(std::string_view ctx) const {
@@ -119,3 +167,5 @@ using Status = Result<Ok>;
 
 template <>
 struct std::is_error_code_enum<streamfleet::detail::errc> : std::true_type {};
+template <>
+struct std::is_error_code_enum<streamfleet::detail::reply_errc> : std::true_type {};

@@ -34,10 +34,6 @@ std::uint64_t ceil_ms(Clock::duration d) {
     return ms < 1 ? 1 : static_cast<std::uint64_t>(ms);
 }
 
-bool starts_with_any(std::string_view s, std::initializer_list<std::string_view> prefixes) {
-    return std::any_of(prefixes.begin(), prefixes.end(),
-                       [&](std::string_view p) { return s.starts_with(p); });
-}
 
 }  // namespace
 
@@ -273,11 +269,13 @@ void Connection::handshake_reply(std::uint64_t generation, std::string_view step
         if (!r.error().is(errc::reply_error)) return;  // the link failed; handled there
         // A loading or busy server will accept us shortly; anything else (bad
         // password, unknown user, bad DB index) will not fix itself.
-        bool transient = starts_with_any(msg, {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN"});
+        auto kind = r.error().reply();
+        bool transient = kind == reply_errc::loading || kind == reply_errc::busy ||
+                         kind == reply_errc::masterdown || kind == reply_errc::tryagain;
         std::string text = std::string(step) + " rejected by " + where();
         if (step == "AUTH") text += " (user '" + (server_.username.empty() ? std::string("default") : server_.username) + "')";
         text += ": " + msg;
-        if (msg.starts_with("NOAUTH")) {
+        if (kind == reply_errc::noauth) {
             text += " — the server requires a password: redis://[user]:password@host:port";
         }
         fail_connection(Error(transient ? errc::connect_failed : errc::auth_failed, std::move(text)),
@@ -476,7 +474,8 @@ void Connection::dispatch(std::unique_ptr<Reply> reply) {
     auto entry = std::move(inflight_.front());
     inflight_.pop_front();
     if (reply->is_error()) {
-        run_callback(entry.cb, Error(errc::reply_error, std::move(reply->mutable_str())));
+        auto kind = classify_reply(reply->error_text());
+        run_callback(entry.cb, Error(kind, std::move(reply->mutable_str())));
     } else {
         run_callback(entry.cb, std::move(*reply));
     }

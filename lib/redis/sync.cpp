@@ -2,12 +2,15 @@
 
 #include <future>
 
+#include "redis/script_runner.hpp"
+
 namespace streamfleet::detail::redis {
 
 namespace {
 
-template <class Send>
-Result<Reply> call_with(Runtime& rt, std::vector<std::string> argv, Send send) {
+// Runs `start(reply_callback)` on the loop thread and waits for the reply.
+template <class Start>
+Result<Reply> wait_for(Runtime& rt, Start start) {
     if (rt.in_loop_thread()) {
         // Waiting here would block the very loop that has to send the command.
         return Error(errc::invalid_argument,
@@ -16,11 +19,8 @@ Result<Reply> call_with(Runtime& rt, std::vector<std::string> argv, Send send) {
     }
     auto promise = std::make_shared<std::promise<Result<Reply>>>();
     auto future = promise->get_future();
-    auto args = std::make_shared<std::vector<std::string>>(std::move(argv));
-    bool posted = rt.post([promise, args, send] {
-        std::vector<std::string_view> views(args->begin(), args->end());
-        send(std::span<const std::string_view>(views),
-             [promise](Result<Reply> r) { promise->set_value(std::move(r)); });
+    bool posted = rt.post([promise, start = std::move(start)]() mutable {
+        start([promise](Result<Reply> r) { promise->set_value(std::move(r)); });
     });
     if (!posted) return Error(errc::closed, "runtime '" + rt.name() + "' is stopped");
     return future.get();
@@ -28,17 +28,26 @@ Result<Reply> call_with(Runtime& rt, std::vector<std::string> argv, Send send) {
 
 }  // namespace
 
-Result<Reply> call(Runtime& rt, Topology& topology, std::vector<std::string> argv,
-                   CommandOptions opts) {
-    return call_with(rt, std::move(argv), [&topology, opts](auto argv, ReplyCallback cb) {
-        topology.send(Route{}, argv, std::move(cb), opts);
+Result<Reply> call(Runtime& rt, Topology& topology, std::string route_key,
+                   std::vector<std::string> argv, CommandOptions opts) {
+    return wait_for(rt, [&topology, route_key = std::move(route_key), argv = std::move(argv),
+                         opts](ReplyCallback cb) {
+        std::vector<std::string_view> views(argv.begin(), argv.end());
+        topology.send(Route{route_key}, views, std::move(cb), opts);
+    });
+}
+
+Result<Reply> call(Runtime& rt, Topology& topology, ScriptCall script, CommandOptions opts) {
+    return wait_for(rt, [&topology, script = std::move(script), opts](ReplyCallback cb) mutable {
+        run_script(topology, std::move(script), std::move(cb), opts);
     });
 }
 
 Result<Reply> call(Runtime& rt, const std::shared_ptr<Connection>& conn,
                    std::vector<std::string> argv, CommandOptions opts) {
-    return call_with(rt, std::move(argv), [conn, opts](auto argv, ReplyCallback cb) {
-        conn->send(argv, std::move(cb), opts);
+    return wait_for(rt, [conn, argv = std::move(argv), opts](ReplyCallback cb) {
+        std::vector<std::string_view> views(argv.begin(), argv.end());
+        conn->send(views, std::move(cb), opts);
     });
 }
 

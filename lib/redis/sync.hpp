@@ -8,14 +8,20 @@
 #include <string>
 #include <vector>
 
+#include "core/scripts.hpp"
 #include "redis/connection.hpp"
 #include "redis/topology.hpp"
 
 namespace streamfleet::detail::redis {
 
-/// Sends `argv` through `topology` and waits for the reply. Not from the loop thread.
-Result<Reply> call(Runtime& rt, Topology& topology, std::vector<std::string> argv,
-                   CommandOptions opts = {});
+/// Sends `argv` to the node holding `route_key` and waits for the reply. An
+/// empty `route_key` is for keyless commands any node answers (INFO, PING).
+/// Not from the loop thread.
+Result<Reply> call(Runtime& rt, Topology& topology, std::string route_key,
+                   std::vector<std::string> argv, CommandOptions opts = {});
+
+/// Runs a script call (EVALSHA, NOSCRIPT fallback) and waits for the reply.
+Result<Reply> call(Runtime& rt, Topology& topology, ScriptCall script, CommandOptions opts = {});
 
 /// Sends `argv` on `conn` and waits for the reply. Not from the loop thread.
 Result<Reply> call(Runtime& rt, const std::shared_ptr<Connection>& conn,

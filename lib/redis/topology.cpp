@@ -1,5 +1,7 @@
 #include "redis/topology.hpp"
 
+#include "redis/slot.hpp"
+
 namespace streamfleet::detail::redis {
 
 namespace {
@@ -13,7 +15,23 @@ public:
     }
     ~Standalone() override { close(); }
 
-    void start() override { main_->start(); }
+    void start() override {
+        main_->on_state([this](ConnState st, const Error*) {
+            if (st == ConnState::ready && !known_ && !probing_) probe();
+        });
+        main_->start();
+        probe();
+    }
+
+    void when_ready(std::function<void()> cb) override {
+        if (known_) {
+            cb();
+            return;
+        }
+        waiting_.push_back(std::move(cb));
+    }
+
+    int shard(std::string_view key) const override { return cluster_ ? key_slot(key) : 0; }
 
     void send(const Route&, std::span<const std::string_view> argv, ReplyCallback cb,
               CommandOptions opts) override {
@@ -27,7 +45,10 @@ public:
 
     std::shared_ptr<Connection> dedicated(const Route&, std::string_view purpose) override {
         auto opts = options_;
-        if (!opts.client_name.empty()) opts.client_name += ":" + std::string(purpose);
+        if (!opts.client_name.empty()) {
+            opts.client_name += ':';  // not `+= ":" + std::string(...)`: g++ 12 -O3 -Wrestrict false positive
+            opts.client_name += purpose;
+        }
         auto conn = Connection::create(rt_, server_config(), std::move(opts));
         conn->start();
         return conn;
@@ -35,11 +56,36 @@ public:
 
     void on_state(StateCallback cb) override { main_->on_state(std::move(cb)); }
 
-    void close() override { main_->close(); }
+    void close() override {
+        waiting_.clear();
+        main_->close();
+    }
 
     std::string describe() const override { return address_.redacted(); }
 
 private:
+    // Learns whether the server is a cluster node. The probe is the first
+    // command on the shared connection, so its reply comes before that of
+    // anything sent after it. A server that refuses INFO (an ACL) is taken
+    // for a plain one; a link failure asks again on the next connect.
+    void probe() {
+        probing_ = true;
+        main_->send({"INFO", "cluster"}, [this](Result<Reply> res) {
+            probing_ = false;
+            if (known_) return;
+            if (!res.ok() && res.error().is_transient()) return;  // asked again once connected
+            if (!res.ok() && res.error().is(errc::closed)) return;
+            if (res.ok()) {
+                auto text = res->as_string().value_or("");
+                cluster_ = text.find("cluster_enabled:1") != std::string_view::npos;
+            }
+            known_ = true;
+            auto waiting = std::move(waiting_);
+            waiting_.clear();
+            for (auto& cb : waiting) cb();
+        });
+    }
+
     ServerConfig server_config() const {
         return ServerConfig{address_.endpoints.front(), address_.username, address_.password,
                             address_.db};
@@ -49,6 +95,10 @@ private:
     Address address_;
     ConnectionOptions options_;
     std::shared_ptr<Connection> main_;
+    bool known_ = false;    // the probe has answered
+    bool probing_ = false;  // a probe is in flight
+    bool cluster_ = false;  // the server is a cluster node: shard by slot
+    std::vector<std::function<void()>> waiting_;
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 // and a Sentinel setup will follow failovers — without the caller changing.
 // Loop thread only.
 
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -50,6 +51,18 @@ public:
     /// Listener for the shared link's ready/down/closed edges.
     virtual void on_state(StateCallback cb) = 0;
 
+    /// Runs `cb` (loop thread) once the topology knows how keys are laid out,
+    /// so shard() answers for good: at once if it does already. Components
+    /// that group keys by shard (the readers) plan in here.
+    virtual void when_ready(std::function<void()> cb) = 0;
+
+    /// Keys with the same shard may be named together in one multi-key
+    /// command (one XREADGROUP or XREAD over several streams); keys of
+    /// different shards never are. One plain Redis: every key has shard 0. A
+    /// cluster node (even one holding every slot): the key's hash slot, since
+    /// Redis refuses a command whose keys span slots (CROSSSLOT).
+    virtual int shard(std::string_view key) const = 0;
+
     /// Closes every connection it made (except dedicated ones, which their
     /// owners close). Pending commands fail with errc::closed.
     virtual void close() = 0;
@@ -58,8 +71,11 @@ public:
     virtual std::string describe() const = 0;
 };
 
-/// Builds the topology for `address`. rediss://, redis-sentinel:// and
-/// redis-cluster:// parse but are not implemented yet: errc::unsupported.
+/// Builds the topology for `address`. redis:// and unix:// name one server;
+/// when that server is a cluster node it must hold every slot (a one-node
+/// cluster), and keys are grouped by slot (shard()). rediss://,
+/// redis-sentinel:// and redis-cluster:// parse but are not implemented yet:
+/// errc::unsupported.
 Result<std::unique_ptr<Topology>> make_topology(Runtime& rt, const Address& address,
                                                 ConnectionOptions options = {});
 

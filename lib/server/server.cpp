@@ -13,7 +13,7 @@
 //   dead     : [notify error] → move { XADD P{Q}:dead ; then XACK ; XDEL }
 //   expired  : [notify expired] → XACK → XDEL
 //   malformed: move { XADD P{Q}:dead (raw fields + x_error) ; then XACK ; XDEL }
-// where "move" is one Lua script (kMoveScript) that acks only after the write
+// where "move" is one Lua script (lib/scripts/move.lua) that acks only after the write
 // succeeded.
 // A crash between the steps can duplicate a notification or a run; it can
 // never lose the task, because the entry stays in the PEL until its XACK.
@@ -42,9 +42,10 @@
 #include "core/backoff.hpp"
 #include "core/clock.hpp"
 #include "core/keys.hpp"
-#include "core/scripts.hpp"
+#include "core/script_calls.hpp"
 #include "core/log.hpp"
 #include "core/wire.hpp"
+#include "redis/script_runner.hpp"
 #include "redis/streams.hpp"
 #include "redis/topology.hpp"
 #include "runtime/runtime.hpp"
@@ -80,124 +81,8 @@ std::optional<std::chrono::system_clock::time_point> TaskContext::deadline() con
 namespace {
 
 
-// KEYS[1] -> P{Q}:delayed, KEYS[2] -> P{Q}
-// ARGV[1] -> now (unix ms), ARGV[2] -> most members to move
-// Output: { moved, score of the earliest remaining member or -1 }
-// Members are msgpack arrays of alternating field/value strings (a task
-// entry); each due one becomes a stream entry and leaves the set, atomically.
-constexpr std::string_view kPromoteScript = R"lua(
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, m in ipairs(due) do
-  local f = cmsgpack.unpack(m)
-  local eid = redis.call('XADD', KEYS[2], '*', unpack(f))
-  redis.call('ZREM', KEYS[1], m)
-  local id, tracked
-  for j = 1, #f - 1, 2 do
-    if f[j] == 'id' then id = f[j + 1] elseif f[j] == 'x_state' then tracked = f[j + 1] == '1' end
-  end
-  if tracked and id then
-    -- same hash tag as KEYS (P{Q}:task:ID), so the same slot
-    local tk = ARGV[3] .. id
-    redis.call('HSET', tk, 'state', 'ready', 'entry', eid, 'updated', ARGV[1])
-    redis.call('HDEL', tk, 'member', 'run_at')
-  end
-end
-local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #nxt == 0 then return {#due, -1} end
-return {#due, tonumber(nxt[2])}
-)lua";
-
-// KEYS[1] -> destination: a stream (XADD) or P{Q}:delayed (ZADD)
-// KEYS[2] -> P{Q}, the stream the entry was read from
-// KEYS[3] -> P{Q}:nudge: a retry that became the earliest delayed task wakes
-//            the other servers' promoters, as a client's schedule does
-// KEYS[4] -> P{Q}:task:ID, the task's state record (when ARGV[4] is not '')
-// ARGV[4] -> new state: '' (untracked) | 'failed' (zadd) | 'ready' (xadd to
-//            P{Q}) | 'dead' (xadd to P{Q}:dead); ARGV[5] now, ARGV[6] error,
-//            ARGV[7] retries, ARGV[8] retention ms (for 'dead')
-// ARGV[1] -> consumer group, ARGV[2] -> entry id, ARGV[3] -> 'xadd' | 'zadd'
-// ARGV[9..] -> the XADD field/value pairs | score, member
-// Output: 1, or 0 when the entry was no longer pending (already moved). The task is written first and the entry acked and deleted only
-// after: redis.call raises on any error, which ends the script before the ack,
-// so a failed write (WRONGTYPE, OOM) leaves the entry pending instead of losing
-// it. MULTI/EXEC would ack even if the write inside it failed.
-constexpr std::string_view kMoveScript = R"lua(
--- A resend after a lost reply must not write the task twice: act only while
--- the entry is still pending.
-if #redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then return 0 end
-local eid
-if ARGV[3] == 'zadd' then
-  redis.call('ZADD', KEYS[1], ARGV[9], ARGV[10])
-  if redis.call('ZRANGE', KEYS[1], 0, 0)[1] == ARGV[10] then
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100, '*', 'due', ARGV[9])
-  end
-else
-  eid = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 9))
-end
-redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[2], ARGV[2])
-local st = ARGV[4]
-if st ~= '' then
-  redis.call('HSET', KEYS[4], 'state', st, 'updated', ARGV[5], 'error', ARGV[6], 'retries', ARGV[7])
-  if st == 'failed' then
-    redis.call('HSET', KEYS[4], 'member', ARGV[10], 'run_at', ARGV[9])
-    redis.call('HDEL', KEYS[4], 'entry')
-  elseif st == 'ready' then
-    redis.call('HSET', KEYS[4], 'entry', eid)
-  else
-    local ttl = tonumber(ARGV[8])
-    if ttl == 0 then
-      redis.call('DEL', KEYS[4])
-    else
-      redis.call('HSET', KEYS[4], 'finished', ARGV[5])
-      redis.call('HDEL', KEYS[4], 'entry', 'member', 'run_at')
-      redis.call('PEXPIRE', KEYS[4], ttl)
-    end
-  end
-end
-return 1
-)lua";
-
-// KEYS[1] -> P{Q}
-// ARGV[1] -> group, ARGV[2] -> this server's consumer name, ARGV[3..] -> entry ids
-// Output: the ids whose lease was renewed. An entry is renewed only while this
-// server still owns it: a plain XCLAIM would steal back an entry a peer took
-// over after our lease lapsed, and then both would run it.
-constexpr std::string_view kKeepScript = R"lua(
-local kept = {}
-for i = 3, #ARGV do
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if #p == 1 and p[1][2] == ARGV[2] then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
-    kept[#kept + 1] = ARGV[i]
-  end
-end
-return kept
-)lua";
-
-// Final states of tasks finished in one loop turn (completed, expired,
-// canceled), written before their batch's XACK.
-// KEYS[1] -> P{Q} (routing only; the records share its hash tag)
-// ARGV[1] -> now; then per task: record key, state, error, retries, retention ms
-constexpr std::string_view kFinishScript = R"lua(
-for i = 2, #ARGV - 4, 5 do
-  local k = ARGV[i]
-  local ttl = tonumber(ARGV[i + 4])
-  if ttl == 0 then
-    redis.call('DEL', k)
-  else
-    -- entry/member/run_at stay: readers look at them only in the states that
-    -- own them, and leaving them saves a command per task on the hot path
-    redis.call('HSET', k, 'state', ARGV[i + 1], 'updated', ARGV[1], 'finished', ARGV[1],
-               'error', ARGV[i + 2], 'retries', ARGV[i + 3])
-    redis.call('PEXPIRE', k, ttl)
-  end
-end
-return 1
-)lua";
-
 // A state change riding along in the move script when `msg` has a state
-// record: `state` is 'failed', 'ready' or 'dead' (see kMoveScript).
+// record: `state` is 'failed', 'ready' or 'dead' (see lib/scripts/move.lua).
 struct StateChange {
     const TaskMessage* msg = nullptr;
     std::string_view state{};
@@ -228,7 +113,7 @@ struct Server::Impl {
         std::string nudge_id = "0-0";   // last P{Q}:nudge entry seen
         std::string cancel_id;          // last P{Q}:cancels entry seen
         std::vector<std::string> acks;  // entry ids to ack at the end of this turn
-        std::vector<std::string> states;  // kFinishScript args for those acks
+        std::optional<calls::FinishBatch> states;  // final states of those tasks
     };
 
     struct Job {
@@ -249,12 +134,13 @@ struct Server::Impl {
         std::unique_ptr<Timer> run_timer;  // loop thread; set when x_timeout is
     };
 
-    // An outcome write, kept (and resent) until Redis has it.
+    // An outcome write, kept (and resent) until Redis has it: a plain
+    // command (route + argv) or a script call.
     struct Durable {
         std::string route;
         std::vector<std::string> argv;
         std::string what;
-        std::string_view script{};  // "" = a plain command; else argv are this script's KEYS/ARGV
+        std::optional<ScriptCall> script{};
     };
 
     ServerOptions opts;
@@ -332,8 +218,7 @@ struct Server::Impl {
         auto done = [this, d](Result<r::Reply> res) {
             if (!res.ok()) {
                 const auto& e = res.error();
-                bool link = !e.is(errc::reply_error) && !e.is(errc::protocol) && !e.is(errc::closed);
-                if (link) {
+                if (e.is_transient()) {
                     retry_writes.push_back(d);
                     if (retry_writes.size() == 1) {
                         log().warn("server {}: Redis unreachable; keeping outcomes until it returns: {}",
@@ -351,8 +236,8 @@ struct Server::Impl {
             --writes_outstanding;
             publish();
         };
-        if (d->script.empty()) topo->send(r::Route{d->route}, argv, std::move(done));
-        else run_script(script_for(d->script), r::Route{d->route}, std::move(argv), std::move(done));
+        if (!d->script) topo->send(r::Route{d->route}, argv, std::move(done));
+        else r::run_script(*topo, *d->script, std::move(done));
     }
 
     void flush_write_retries() {
@@ -364,90 +249,31 @@ struct Server::Impl {
     void write(const r::Route& route, std::span<const std::string_view> argv, std::string what) {
         ++writes_outstanding;
         durable(std::make_shared<Durable>(
-            Durable{std::string(route.key), {argv.begin(), argv.end()}, std::move(what), {}}));
-    }
-
-    // Runs a Lua script by SHA (loaded at start), falling back to EVAL when the
-    // server does not know it (not loaded yet, or Redis restarted empty).
-    struct Script {
-        std::string_view body;
-        std::string sha;
-    };
-    Script move_script{kMoveScript, {}};
-    Script promote_script{kPromoteScript, {}};
-    Script keep_script{kKeepScript, {}};
-    Script finish_script{kFinishScript, {}};
-
-    Script& script_for(std::string_view body) {
-        for (auto* sc : {&move_script, &promote_script, &keep_script, &finish_script}) {
-            if (sc->body.data() == body.data()) return *sc;
-        }
-        return move_script;  // unreachable: Durable only ever names these
+            Durable{std::string(route.key), {argv.begin(), argv.end()}, std::move(what)}));
     }
 
     static std::int64_t retention_of(const TaskMessage& m) {
         return m.retention_ms >= 0 ? m.retention_ms : kDefaultRetentionMs;
     }
 
-    void load_script(Script& sc) {
-        topo->send(r::Route{}, {"SCRIPT", "LOAD", sc.body}, [&sc](Result<r::Reply> res) {
-            if (res.ok()) {
-                if (auto sha = res->as_string()) sc.sha = std::string(*sha);
-            }
-        });
-    }
-
-    void run_script(Script& sc, const r::Route& route, std::vector<std::string_view> argv,
-                    r::ReplyCallback cb) {
-        // argv is "KEYS-count keys... args..."; prepend EVALSHA sha or EVAL body.
-        if (sc.sha.empty()) {
-            argv.insert(argv.begin(), {"EVAL", sc.body});
-            topo->send(route, argv, std::move(cb));
-            return;
-        }
-        argv.insert(argv.begin(), {"EVALSHA", sc.sha});
-        auto retry = std::make_shared<std::vector<std::string>>(argv.begin() + 2, argv.end());
-        topo->send(route, argv, [this, &sc, route_key = std::string(route.key), retry,
-                                 cb = std::move(cb)](Result<r::Reply> res) mutable {
-            if (!res.ok() && res.error().message().starts_with("NOSCRIPT")) {
-                sc.sha.clear();
-                load_script(sc);
-                std::vector<std::string_view> again{"EVAL", sc.body};
-                again.insert(again.end(), retry->begin(), retry->end());
-                topo->send(r::Route{route_key}, again, std::move(cb));
-                return;
-            }
-            cb(std::move(res));
-        });
-    }
-
     // Writes the task to `dest` (XADD fields, or ZADD score member), then acks
-    // and deletes the entry, atomically and in that order (kMoveScript).
+    // and deletes the entry, atomically and in that order (lib/scripts/move.lua).
     void move_entry(const Job& job, const std::string& dest, std::string_view mode,
                     std::span<const std::string_view> payload, std::string what, StateChange sc = {}) {
         const auto& k = job.queue->keys;
         bool tracked = sc.msg && sc.msg->state && !sc.state.empty();
-        auto task_key = tracked ? k.task(sc.msg->id) : k.task_prefix();
-        auto now = std::to_string(SystemClock::instance().now_ms());
-        auto retries = std::to_string(sc.retries);
-        auto retention = std::to_string(tracked ? retention_of(*sc.msg) : 0);
-        std::vector<std::string_view> argv{"4",
-                                           dest,
-                                           k.stream(),
-                                           k.nudge(),
-                                           task_key,
-                                           kServerGroup,
-                                           job.entry_id,
-                                           mode,
-                                           tracked ? sc.state : std::string_view(),
-                                           now,
-                                           sc.error,
-                                           retries,
-                                           retention};
-        argv.insert(argv.end(), payload.begin(), payload.end());
+        calls::Move m{.dest = dest,
+                      .to = mode == "zadd" ? calls::Move::To::delayed : calls::Move::To::stream,
+                      .entry_id = job.entry_id,
+                      .payload = payload,
+                      .task_id = tracked ? std::string_view(sc.msg->id) : std::string_view(),
+                      .state = tracked ? sc.state : std::string_view(),
+                      .now_ms = SystemClock::instance().now_ms(),
+                      .error = sc.error,
+                      .retries = sc.retries,
+                      .retention_ms = tracked ? retention_of(*sc.msg) : 0};
         ++writes_outstanding;
-        durable(std::make_shared<Durable>(
-            Durable{k.stream(), {argv.begin(), argv.end()}, std::move(what), kMoveScript}));
+        durable(std::make_shared<Durable>(Durable{k.stream(), {}, std::move(what), calls::move(k, m)}));
     }
 
     // ---- start ----
@@ -492,10 +318,6 @@ struct Server::Impl {
         reader->send({"CLIENT", "ID"}, [this](Result<r::Reply> res) {
             if (res.ok()) reader_client_id = res->as_integer().value_or(-1);
         });
-        load_script(move_script);
-        load_script(promote_script);
-        load_script(keep_script);
-        load_script(finish_script);
         // A restarted server with the same id first takes back what its
         // previous life left pending, and only then reads new work: a read
         // racing this claim would make fresh deliveries look stale.
@@ -594,10 +416,8 @@ struct Server::Impl {
         std::map<Queue*, std::vector<std::string>> ids;
         for (const auto& [_, job] : running) ids[job->queue].push_back(job->entry_id);
         for (auto& [q, list] : ids) {
-            std::vector<std::string_view> argv{"1", q->keys.stream(), kServerGroup, opts.id};
-            argv.insert(argv.end(), list.begin(), list.end());
             auto asked = list.size();
-            run_script(keep_script, r::Route{q->keys.stream()}, std::move(argv),
+            r::run_script(*topo, calls::keep(q->keys, opts.id, list),
                        [this, asked](Result<r::Reply> res) {
                            if (!res.ok()) {
                                log().warn("server {}: keeping leases failed: {}", opts.id,
@@ -802,7 +622,9 @@ struct Server::Impl {
     void unblock_reader() {
         if (reading && reader_client_id >= 0) {
             auto id = std::to_string(reader_client_id);
-            topo->send(r::Route{}, {"CLIENT", "UNBLOCK", id}, [](Result<r::Reply>) {});
+            // The reader's node: the one holding the stream it was opened for.
+            topo->send(r::Route{order.front()->keys.stream()}, {"CLIENT", "UNBLOCK", id},
+                       [](Result<r::Reply>) {});
         }
     }
 
@@ -949,17 +771,14 @@ struct Server::Impl {
     // turn is acked by one XACK and deleted by one XDEL with all their ids,
     // written after the turn's notifications (same connection, so in order).
     // `state`: the final state to record ('completed', 'expired', 'canceled')
-    // for a task with a state record; written by kFinishScript before the ack.
+    // for a task with a state record; written by lib/scripts/finish.lua before the ack.
     void ack_and_delete(const Job& job, std::string_view state = {}, std::string_view error = {}) {
         auto& q = *job.queue;
         if (q.acks.empty()) queues_to_ack.push_back(&q);
         q.acks.push_back(job.entry_id);
         if (!state.empty() && job.msg.state) {
-            q.states.push_back(q.keys.task(job.msg.id));
-            q.states.emplace_back(state);
-            q.states.emplace_back(error);
-            q.states.push_back(std::to_string(job.msg.retries));
-            q.states.push_back(std::to_string(retention_of(job.msg)));
+            if (!q.states) q.states.emplace(q.keys);
+            q.states->add(job.msg.id, state, error, job.msg.retries, retention_of(job.msg));
         }
         ++acks_unflushed;  // counts as a pending write until flushed: shutdown waits for it
         ack_flush->arm();
@@ -970,14 +789,10 @@ struct Server::Impl {
         queues_to_ack.clear();
         for (auto* q : batch) {
             const auto& s = q->keys.stream();
-            if (!q->states.empty()) {
-                auto now = std::to_string(SystemClock::instance().now_ms());
-                std::vector<std::string_view> argv{"1", s, now};
-                argv.insert(argv.end(), q->states.begin(), q->states.end());
+            if (q->states && !q->states->empty()) {
                 ++writes_outstanding;
-                durable(std::make_shared<Durable>(
-                    Durable{s, {argv.begin(), argv.end()}, "task states", kFinishScript}));
-                q->states.clear();
+                durable(std::make_shared<Durable>(Durable{
+                    s, {}, "task states", q->states->take(SystemClock::instance().now_ms())}));
             }
             std::vector<std::string_view> ack{"XACK", s, kServerGroup};
             std::vector<std::string_view> del{"XDEL", s};
@@ -1161,10 +976,7 @@ struct Server::Impl {
         q.promote_due = -1;
         if (stopping) return;
         q.promoting = true;
-        auto now = std::to_string(SystemClock::instance().now_ms());
-        const auto& k = q.keys;
-        run_script(promote_script, r::Route{k.stream()},
-                   {"2", k.delayed(), k.stream(), now, "256", k.task_prefix()},
+        r::run_script(*topo, calls::promote(q.keys, SystemClock::instance().now_ms(), 256),
                    [this, &q](Result<r::Reply> res) {
                        if (stopping) return;
                        std::int64_t next = -1;

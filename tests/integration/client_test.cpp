@@ -251,6 +251,9 @@ TEST_CASE("the buffer's byte bound, and waiting for room instead of failing") {
                    {"q"});
     waiting.enqueue("q", "warm-up");
     wait_entries(c, "streamfleet:{q}", 3);
+    // The warm-up must be confirmed too, or it holds one of the five places
+    // and the loop below blocks before the thaw thread exists.
+    REQUIRE(eventually([&] { return waiting.buffered() == 0; }));
     server.pause();
     for (int i = 0; i < 5; ++i) waiting.enqueue("q", "t" + std::to_string(i));
     std::thread thaw([&] {

@@ -317,7 +317,7 @@ TEST_CASE("a topology routes commands and hands out dedicated connections") {
         return t;
     });
     CHECK(topo->describe() == server.url());
-    REQUIRE(call(rt, *topo, {"SET", "a", "1"}).ok());
+    REQUIRE(call(rt, *topo, "a", {"SET", "a", "1"}).ok());
     auto blocking = rt.call([&] { return topo->dedicated(Route{"q"}, "reader"); });
     auto list = call(rt, blocking, {"CLIENT", "GETNAME"}).value();
     CHECK(list.str() == "sf-test:reader");
@@ -327,8 +327,8 @@ TEST_CASE("a topology routes commands and hands out dedicated connections") {
         blocking->send({"BLPOP", "wake", "5"}, [&](Result<Reply> r) { blocked.set_value(std::move(r)); },
                        CommandOptions{.block = std::chrono::seconds(5)});
     });
-    CHECK(call(rt, *topo, {"GET", "a"}).value().str() == "1");
-    REQUIRE(call(rt, *topo, {"RPUSH", "wake", "now"}).ok());
+    CHECK(call(rt, *topo, "a", {"GET", "a"}).value().str() == "1");
+    REQUIRE(call(rt, *topo, "wake", {"RPUSH", "wake", "now"}).ok());
     auto woke = blocked.get_future().get();
     REQUIRE(woke.ok());
     CHECK(woke->elements()[1].str() == "now");

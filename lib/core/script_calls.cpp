@@ -1,0 +1,102 @@
+#include "core/script_calls.hpp"
+
+namespace streamfleet::detail::calls {
+
+ScriptCall schedule(const QueueKeys& k, std::int64_t due_ms, std::string_view member,
+                    const Record* record) {
+    ScriptCall c(scripts::schedule);
+    c.key(k.delayed()).key(k.nudge());
+    if (record) c.key(k.task(record->task_id));
+    c.arg(due_ms).arg(member);
+    if (record) c.arg(record->created_ms).arg(record->notify).arg(record->retention_ms);
+    return c;
+}
+
+ScriptCall unique_claim(const QueueKeys& k, std::string_view unique_key, std::string_view task_id,
+                        std::int64_t window_ms) {
+    ScriptCall c(scripts::unique_claim);
+    c.key(k.unique(unique_key)).arg(task_id).arg(window_ms);
+    return c;
+}
+
+ScriptCall unique_release(const QueueKeys& k, std::string_view unique_key, std::string_view task_id) {
+    ScriptCall c(scripts::unique_release);
+    c.key(k.unique(unique_key)).arg(task_id);
+    return c;
+}
+
+ScriptCall cancel(const QueueKeys& k, std::string_view task_id, std::int64_t now_ms) {
+    ScriptCall c(scripts::cancel);
+    c.key(k.task(task_id)).key(k.delayed()).key(k.stream()).key(k.cancels());
+    c.arg(now_ms).arg(kServerGroup).arg(task_id);
+    return c;
+}
+
+ScriptCall get(const QueueKeys& k, std::string_view task_id) {
+    ScriptCall c(scripts::get);
+    c.key(k.task(task_id)).key(k.stream()).arg(kServerGroup);
+    return c;
+}
+
+ScriptCall promote(const QueueKeys& k, std::int64_t now_ms, std::int64_t limit) {
+    ScriptCall c(scripts::promote);
+    c.key(k.delayed()).key(k.stream()).key(k.task_prefix()).arg(now_ms).arg(limit);
+    return c;
+}
+
+ScriptCall keep(const QueueKeys& k, std::string_view consumer, std::span<const std::string> entry_ids) {
+    ScriptCall c(scripts::keep);
+    c.key(k.stream()).arg(kServerGroup).arg(consumer).args(entry_ids);
+    return c;
+}
+
+ScriptCall move(const QueueKeys& k, const Move& m) {
+    bool record = !m.task_id.empty() && !m.state.empty();
+    ScriptCall c(scripts::move);
+    // KEYS[4] is named even without a record: the script reads it only when
+    // ARGV[4] is set, and the prefix keeps the call in the queue's slot.
+    c.key(m.dest).key(k.stream()).key(k.nudge()).key(record ? k.task(m.task_id) : k.task_prefix());
+    c.arg(kServerGroup).arg(m.entry_id).arg(m.to == Move::To::delayed ? "zadd" : "xadd");
+    c.arg(record ? m.state : std::string_view()).arg(m.now_ms).arg(m.error);
+    c.arg(static_cast<std::int64_t>(m.retries)).arg(record ? m.retention_ms : 0);
+    c.args(m.payload);
+    return c;
+}
+
+FinishBatch::FinishBatch(const QueueKeys& k) : keys_(&k), call_(scripts::finish) {
+    call_.key(k.stream());
+}
+
+void FinishBatch::add(std::string_view task_id, std::string_view state, std::string_view error,
+                      std::uint32_t retries, std::int64_t retention_ms) {
+    call_.key(keys_->task(task_id));
+    args_.emplace_back(state);
+    args_.emplace_back(error);
+    args_.push_back(std::to_string(retries));
+    args_.push_back(std::to_string(retention_ms));
+    ++n_;
+}
+
+ScriptCall FinishBatch::take(std::int64_t now_ms) {
+    ScriptCall out = std::move(call_);
+    out.arg(now_ms).args(args_);
+    call_ = ScriptCall(scripts::finish);
+    call_.key(keys_->stream());
+    args_.clear();
+    n_ = 0;
+    return out;
+}
+
+ScriptCall requeue_dead(const QueueKeys& k, std::span<const std::string> entry_ids) {
+    ScriptCall c(scripts::requeue_dead);
+    c.key(k.dead()).key(k.stream()).args(entry_ids);
+    return c;
+}
+
+ScriptCall purge_dead(const QueueKeys& k) {
+    ScriptCall c(scripts::purge_dead);
+    c.key(k.dead());
+    return c;
+}
+
+}  // namespace streamfleet::detail::calls

@@ -1,0 +1,80 @@
+#pragma once
+
+// Typed builders for every script call (lib/scripts/*.lua): the names of the
+// parts in, a ScriptCall with KEYS and ARGV in the order the script's contract
+// gives out. Pure: no I/O, so each can be checked alone.
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/keys.hpp"
+#include "core/scripts.hpp"
+
+namespace streamfleet::detail::calls {
+
+/// A delayed task's state record, written with its schedule.
+struct Record {
+    std::string_view task_id;
+    std::int64_t created_ms = 0;
+    std::string_view notify;  // the tracking client's id, "" when untracked
+    std::int64_t retention_ms = kDefaultRetentionMs;
+};
+
+/// schedule.lua: `member` due at `due_ms`, with its record when `record` is set.
+ScriptCall schedule(const QueueKeys& k, std::int64_t due_ms, std::string_view member,
+                    const Record* record);
+
+ScriptCall unique_claim(const QueueKeys& k, std::string_view unique_key, std::string_view task_id,
+                        std::int64_t window_ms);
+ScriptCall unique_release(const QueueKeys& k, std::string_view unique_key, std::string_view task_id);
+
+ScriptCall cancel(const QueueKeys& k, std::string_view task_id, std::int64_t now_ms);
+ScriptCall get(const QueueKeys& k, std::string_view task_id);
+
+ScriptCall promote(const QueueKeys& k, std::int64_t now_ms, std::int64_t limit);
+ScriptCall keep(const QueueKeys& k, std::string_view consumer, std::span<const std::string> entry_ids);
+
+/// move.lua: where a read entry goes, and the state its record takes.
+struct Move {
+    enum class To { stream, delayed };
+    /// The destination key: P{Q}, P{Q}:dead (To::stream) or P{Q}:delayed (To::delayed).
+    std::string_view dest;
+    To to = To::stream;
+    std::string_view entry_id;
+    /// The XADD field/value pairs (To::stream), or {score, member} (To::delayed).
+    std::span<const std::string_view> payload;
+    /// The task whose record changes; "" (or an empty state) leaves records alone.
+    std::string_view task_id{};
+    std::string_view state{};  // 'failed' | 'ready' | 'dead'
+    std::int64_t now_ms = 0;
+    std::string_view error{};
+    std::uint32_t retries = 0;
+    std::int64_t retention_ms = 0;
+};
+ScriptCall move(const QueueKeys& k, const Move& m);
+
+/// finish.lua: the final states of one loop turn's finished tasks of a queue.
+class FinishBatch {
+public:
+    explicit FinishBatch(const QueueKeys& k);
+    void add(std::string_view task_id, std::string_view state, std::string_view error,
+             std::uint32_t retries, std::int64_t retention_ms);
+    bool empty() const noexcept { return n_ == 0; }
+    std::size_t size() const noexcept { return n_; }
+    /// The call, stamped `now_ms`; the batch is empty afterwards.
+    ScriptCall take(std::int64_t now_ms);
+
+private:
+    const QueueKeys* keys_;
+    ScriptCall call_;
+    std::vector<std::string> args_;
+    std::size_t n_ = 0;
+};
+
+ScriptCall requeue_dead(const QueueKeys& k, std::span<const std::string> entry_ids);
+ScriptCall purge_dead(const QueueKeys& k);
+
+}  // namespace streamfleet::detail::calls

@@ -1,0 +1,46 @@
+-- cancel: cancels a task wherever it is.
+--
+-- KEYS[1] P{Q}:task:ID   KEYS[2] P{Q}:delayed   KEYS[3] P{Q}   KEYS[4] P{Q}:cancels
+-- ARGV[1] now ms   ARGV[2] server group   ARGV[3] task id
+-- Returns {'unknown'}; {'delayed'|'ready', notify id} when the task was
+-- removed before any server had it; {'active', ''} when servers were asked
+-- to stop it (the one running it sends the notification); {'finished',
+-- state} when it was too late.
+--
+-- Atomic because a task moves between the set, the stream and the group's
+-- PEL: checked and removed in one step it cannot both run and be reported
+-- canceled.
+
+-- Delivered = in the group's PEL; no group yet (no server ever started) means
+-- nothing was delivered.
+local function delivered(stream, group, e)
+  local p = redis.pcall('XPENDING', stream, group, e, e, 1)
+  return type(p) == 'table' and not p.err and #p == 1
+end
+local h = redis.call('HMGET', KEYS[1], 'state', 'member', 'entry', 'notify', 'retention')
+local st = h[1]
+if not st then return {'unknown'} end
+local function canceled()
+  local ttl = tonumber(h[5] or '86400000')
+  if ttl == 0 then
+    redis.call('DEL', KEYS[1])
+  else
+    redis.call('HSET', KEYS[1], 'state', 'canceled', 'updated', ARGV[1], 'finished', ARGV[1])
+    redis.call('HDEL', KEYS[1], 'member', 'entry', 'run_at')
+    redis.call('PEXPIRE', KEYS[1], ttl)
+  end
+end
+if (st == 'delayed' or st == 'failed') and h[2] and redis.call('ZREM', KEYS[2], h[2]) == 1 then
+  canceled()
+  return {'delayed', h[4] or ''}
+end
+if st == 'ready' then
+  local e = h[3]
+  if e and not delivered(KEYS[3], ARGV[2], e) and redis.call('XDEL', KEYS[3], e) == 1 then
+    canceled()
+    return {'ready', h[4] or ''}
+  end
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000, '*', 'id', ARGV[3])
+  return {'active', ''}
+end
+return {'finished', st}

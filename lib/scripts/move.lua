@@ -1,0 +1,54 @@
+-- move: writes a read task somewhere else (retry, dead letter, return to the
+-- stream), then acks and deletes the entry it was read as.
+--
+-- KEYS[1] destination: a stream (XADD) or P{Q}:delayed (ZADD)
+-- KEYS[2] P{Q}, the stream the entry was read from
+-- KEYS[3] P{Q}:nudge: a retry that became the earliest delayed task wakes
+--         the other servers' promoters, as a client's schedule does
+-- KEYS[4] P{Q}:task:ID, the task's state record (used when ARGV[4] is not '')
+-- ARGV[1] consumer group     ARGV[2] entry id     ARGV[3] 'xadd' | 'zadd'
+-- ARGV[4] new state: '' (no record) | 'failed' (zadd) | 'ready' (xadd to
+--         P{Q}) | 'dead' (xadd to P{Q}:dead)
+-- ARGV[5] now ms   ARGV[6] error   ARGV[7] retries   ARGV[8] retention ms
+-- ARGV[9..] the XADD field/value pairs | score, member
+-- Returns 1, or 0 when the entry was no longer pending (already moved).
+--
+-- Atomic and ordered: the task is written first and the entry acked only
+-- after. redis.call raises on any error, which ends the script before the
+-- ack, so a refused write (WRONGTYPE, OOM) leaves the entry pending instead
+-- of losing it. MULTI/EXEC would ack even if the write inside it failed.
+
+-- A resend after a lost reply must not write the task twice: act only while
+-- the entry is still pending.
+if #redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then return 0 end
+local eid
+if ARGV[3] == 'zadd' then
+  redis.call('ZADD', KEYS[1], ARGV[9], ARGV[10])
+  if redis.call('ZRANGE', KEYS[1], 0, 0)[1] == ARGV[10] then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100, '*', 'due', ARGV[9])
+  end
+else
+  eid = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 9))
+end
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[2], ARGV[2])
+local st = ARGV[4]
+if st ~= '' then
+  redis.call('HSET', KEYS[4], 'state', st, 'updated', ARGV[5], 'error', ARGV[6], 'retries', ARGV[7])
+  if st == 'failed' then
+    redis.call('HSET', KEYS[4], 'member', ARGV[10], 'run_at', ARGV[9])
+    redis.call('HDEL', KEYS[4], 'entry')
+  elseif st == 'ready' then
+    redis.call('HSET', KEYS[4], 'entry', eid)
+  else
+    local ttl = tonumber(ARGV[8])
+    if ttl == 0 then
+      redis.call('DEL', KEYS[4])
+    else
+      redis.call('HSET', KEYS[4], 'finished', ARGV[5])
+      redis.call('HDEL', KEYS[4], 'entry', 'member', 'run_at')
+      redis.call('PEXPIRE', KEYS[4], ttl)
+    end
+  end
+end
+return 1
