@@ -1,0 +1,39 @@
+// `streamfleet stats`: one queue's counters, as a table or one JSON line.
+#include <cstdio>
+#include <streamfleet/inspector.hpp>
+
+#include "commands.hpp"
+#include "json.hpp"
+
+namespace cli {
+
+int cmd_stats(const Flags& f) {
+    auto redis = f.need("--redis");
+    auto queue = f.need("--queue");
+    streamfleet::Inspector inspector(redis);
+    auto s = inspector.stats(queue);
+    if (f.on("--json")) {
+        std::puts(JsonObject()
+                      .str("queue", s.queue)
+                      .num("stream_length", s.stream_length)
+                      .num("pending", s.pending)
+                      .num("consumers", s.consumers)
+                      .num("delayed", s.delayed)
+                      .num("dead", s.dead)
+                      .num("clients", s.clients)
+                      .num("servers", s.servers)
+                      .text()
+                      .c_str());
+    } else {
+        std::printf(
+            "queue          %s\nstream length  %lld\npending        %lld\nconsumers      %lld\n"
+            "delayed        %lld\ndead           %lld\nlive clients   %lld\nlive servers   %lld\n",
+            s.queue.c_str(), static_cast<long long>(s.stream_length),
+            static_cast<long long>(s.pending), static_cast<long long>(s.consumers),
+            static_cast<long long>(s.delayed), static_cast<long long>(s.dead),
+            static_cast<long long>(s.clients), static_cast<long long>(s.servers));
+    }
+    return 0;
+}
+
+}  // namespace cli
