@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <random>
 
 #include "core/backoff.hpp"
 #include "core/log.hpp"
@@ -536,8 +535,9 @@ void Connection::fail_connection(Error reason, bool config_error) {
 }
 
 void Connection::schedule_reconnect() {
-    thread_local std::minstd_rand rng(std::random_device{}());
-    auto delay = reconnect_delay(attempt_++, opts_.reconnect_min, opts_.reconnect_max, rng());
+    static SeededRandom shared;
+    Random& rng = opts_.random ? *opts_.random : shared;
+    auto delay = reconnect_delay(attempt_++, opts_.reconnect_min, opts_.reconnect_max, rng.next());
     retry_timer_.start(static_cast<std::uint64_t>(delay.count()), [this] { begin_connect(); });
 }
 

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/random.hpp"
 #include "redis/reply.hpp"
 #include "redis/resp.hpp"
 #include "redis/url.hpp"
@@ -60,6 +61,9 @@ struct ConnectionOptions {
     bool offline_queue = true;
     /// CLIENT SETNAME on every connect, when not empty (visible in CLIENT LIST).
     std::string client_name{};
+    /// The reconnect jitter's source; null: the process-wide one. Tests set
+    /// it to fix the draws.
+    Random* random = nullptr;
 };
 
 struct CommandOptions {

@@ -51,7 +51,41 @@ bool answers_ping(std::uint16_t port) {
     return ok;
 }
 
+// Sends `commands` (inline form, one per line) on a fresh socket, after AUTH
+// when `password` is set, and returns what arrived within a second.
+std::string raw_commands(std::uint16_t port, const std::string& password, const std::string& commands) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return {};
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval tv{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string out;
+    std::string send = (password.empty() ? "" : "AUTH " + password + "\r\n") + commands;
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+        write(fd, send.data(), send.size()) == static_cast<ssize_t>(send.size())) {
+        char buf[4096];
+        ssize_t n;
+        // One read per reply is enough for these short answers; stop at the
+        // first timeout.
+        while ((n = read(fd, buf, sizeof buf)) > 0) {
+            out.append(buf, static_cast<std::size_t>(n));
+            if (out.find("cluster_state:") != std::string::npos || out.size() > 8192) break;
+            if (commands.find("CLUSTER INFO") == std::string::npos) break;
+        }
+    }
+    close(fd);
+    return out;
+}
+
 }  // namespace
+
+bool RedisServerOptions::cluster_by_default() {
+    const char* mode = std::getenv("SF_TEST_REDIS");
+    return mode && std::string_view(mode) == "cluster";
+}
 
 std::uint16_t free_port() {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -74,10 +108,15 @@ RedisServer::RedisServer(RedisServerOptions options)
     // bind; try a few ports before giving up.
     for (int attempt = 0;; ++attempt) {
         port_ = free_port();
+        if (options_.cluster) bus_port_ = free_port();
         write_config();
         try {
             spawn();
             wait_ready();
+            if (options_.cluster) {
+                raw_commands(port_, options_.password, "CLUSTER ADDSLOTSRANGE 0 16383\r\n");
+                wait_cluster_ok();
+            }
             return;
         } catch (const std::exception&) {
             reap(SIGKILL);
@@ -113,7 +152,27 @@ void RedisServer::write_config() const {
              << " ~* &* +@all\n";
     }
     if (options_.unix_socket) conf << "unixsocket " << dir_ << "/redis.sock\nunixsocketperm 700\n";
+    if (options_.cluster) {
+        // The bus would listen on port + 10000 by default, which may not be
+        // free (or may not exist above 55535): give it a free port of its own.
+        conf << "cluster-enabled yes\n"
+             << "cluster-config-file " << dir_ << "/nodes.conf\n"
+             << "cluster-port " << bus_port_ << "\n";
+    }
     for (const auto& line : options_.extra_config) conf << line << "\n";
+}
+
+void RedisServer::wait_cluster_ok() {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (raw_commands(port_, options_.password, "CLUSTER INFO\r\n").find("cluster_state:ok") !=
+            std::string::npos) {
+            return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    throw std::runtime_error("the one-node cluster did not reach cluster_state:ok in 20 s; log:\n" +
+                             log_tail());
 }
 
 void RedisServer::spawn() {
@@ -187,6 +246,8 @@ void RedisServer::restart() {
     reap(SIGTERM);
     spawn();
     wait_ready();
+    // nodes.conf kept the slots; the node needs a moment to call itself ok.
+    if (options_.cluster) wait_cluster_ok();
 }
 
 std::string RedisServer::log_tail() const {

@@ -26,6 +26,13 @@ struct RedisServerOptions {
     bool unix_socket = false;
     /// More redis.conf lines.
     std::vector<std::string> extra_config{};
+    /// A one-node Redis Cluster: cluster-enabled, every slot assigned to this
+    /// node, its bus on a free port of its own. Any command whose keys span
+    /// hash slots then fails with CROSSSLOT, which is what the cluster runs
+    /// of the suite check. Defaults to on when SF_TEST_REDIS=cluster.
+    bool cluster = cluster_by_default();
+
+    static bool cluster_by_default();
 };
 
 class RedisServer {
@@ -66,11 +73,13 @@ private:
     void write_config() const;
     void spawn();
     void wait_ready();
+    void wait_cluster_ok();
     void reap(int sig);
 
     RedisServerOptions options_;
     std::string dir_;
     std::uint16_t port_ = 0;
+    std::uint16_t bus_port_ = 0;  // cluster bus (cluster mode only)
     pid_t pid_ = -1;
 };
 
