@@ -77,7 +77,8 @@ struct Inspector::Impl {
     }
 
     std::size_t requeue(const QueueKeys& k, const std::vector<std::string>& entry_ids) {
-        auto reply = r::call(*rt, *topo, calls::requeue_dead(k, entry_ids));
+        auto reply =
+            r::call(*rt, *topo, calls::requeue_dead(k, entry_ids, SystemClock::instance().now_ms()));
         return static_cast<std::size_t>(reply.value().integer());
     }
 };

@@ -87,9 +87,9 @@ ScriptCall FinishBatch::take(std::int64_t now_ms) {
     return out;
 }
 
-ScriptCall requeue_dead(const QueueKeys& k, std::span<const std::string> entry_ids) {
+ScriptCall requeue_dead(const QueueKeys& k, std::span<const std::string> entry_ids, std::int64_t now_ms) {
     ScriptCall c(scripts::requeue_dead);
-    c.key(k.dead()).key(k.stream()).args(entry_ids);
+    c.key(k.dead()).key(k.stream()).key(k.task_prefix()).arg(now_ms).args(entry_ids);
     return c;
 }
 

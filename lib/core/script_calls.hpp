@@ -74,7 +74,8 @@ private:
     std::size_t n_ = 0;
 };
 
-ScriptCall requeue_dead(const QueueKeys& k, std::span<const std::string> entry_ids);
+/// requeue_dead.lua: tracked tasks' records become "ready" again, stamped `now_ms`.
+ScriptCall requeue_dead(const QueueKeys& k, std::span<const std::string> entry_ids, std::int64_t now_ms);
 ScriptCall purge_dead(const QueueKeys& k);
 
 }  // namespace streamfleet::detail::calls

@@ -831,15 +831,39 @@ void check_requeue_dead(Env& e) {
     const Flat dead = {e.xadd(e.k.dead(), a), e.xadd(e.k.dead(), b), e.xadd(e.k.dead(), c)};
 
     // Ids no longer there are skipped.
-    CHECK(e.ok(calls::requeue_dead(e.k, Flat{dead[0], dead[2], "1-1"})) == I(2));
+    CHECK(e.ok(calls::requeue_dead(e.k, Flat{dead[0], dead[2], "1-1"}, kNow)) == I(2));
     const Flat a0 = {"id", "a", "data", "x", "retries", "0", "x_error", "boom"};
     CHECK(show(e.stream(e.k.stream())) == show(std::vector<Flat>{a0, c}));
     CHECK(e.xrange(e.k.dead()).first == Flat{dead[1]});
 
     // Requeued ones are gone from the dead letters: a second requeue does nothing.
-    CHECK(e.ok(calls::requeue_dead(e.k, Flat{dead[0]})) == I(0));
+    CHECK(e.ok(calls::requeue_dead(e.k, Flat{dead[0]}, kNow)) == I(0));
     CHECK(e.stream(e.k.stream()).size() == 2);
-    CHECK(e.ok(calls::requeue_dead(e.k, Flat{})) == I(0));
+    CHECK(e.ok(calls::requeue_dead(e.k, Flat{}, kNow)) == I(0));
+
+    // A tracked task's record is "ready" again, on its new entry, kept until
+    // it finishes; one whose record is gone (retention 0) gets none back.
+    e.hset(e.k.task("t"), {{"state", "dead"},
+                           {"retries", "4"},
+                           {"error", "boom"},
+                           {"finished", "5"},
+                           {"created", "1"},
+                           {"updated", "5"}});
+    e.cmd({"PEXPIRE", e.k.task("t"), "100000"});
+    const Flat tracked = {"id", "t", "retries", "4", "x_state", "1"};
+    const Flat gone = {"id", "g", "retries", "1", "x_state", "1"};
+    const Flat again = {e.xadd(e.k.dead(), tracked), e.xadd(e.k.dead(), gone)};
+    CHECK(e.ok(calls::requeue_dead(e.k, again, kNow + 7)) == I(2));
+    auto entries = e.xrange(e.k.stream());
+    REQUIRE(entries.first.size() == 4);
+    CHECK(e.hash(e.k.task("t")) == Fields{{"state", "ready"},
+                                          {"retries", "0"},
+                                          {"error", "boom"},
+                                          {"created", "1"},
+                                          {"updated", std::to_string(kNow + 7)},
+                                          {"entry", entries.first[2]}});
+    CHECK(e.pttl(e.k.task("t")) == -1);
+    CHECK_FALSE(e.exists(e.k.task("g")));
 }
 
 void check_purge_dead(Env& e) {
