@@ -1,7 +1,7 @@
 // Client: wires the client components together and carries out the public Client methods.
 //
 // The parts, each in its own file pair under lib/client/:
-//   caller's thread: TaskBuilder (validate, stamp) → encode() (the wire form)
+//   caller's thread: TaskBuilder (validate, stamp) → encode_outgoing() (wire form)
 //                    → Admission (bounded buffer; hands tasks to the loop);
 //                    TaskOps (cancel, get, uniqueness: calls that wait);
 //   loop thread:     Outbox (send in order, confirm, resend after outages),
@@ -184,7 +184,7 @@ void Client::Impl::replay(std::vector<Spool::Pending>& leftovers) {
     for (const auto& p : leftovers) {
         auto it = ctx->queues.find(p.queue);
         const QueueKeys& k = it != ctx->queues.end() ? it->second : replayed_queues.at(p.queue);
-        batch.push_back(encode(p.msg, k, Admission::footprint(p.msg)));
+        batch.push_back(encode_outgoing(p.msg, k, Admission::footprint(p.msg)));
         bytes += batch.back().bytes;
     }
     admission->count_in(batch.size(), bytes);
@@ -217,7 +217,7 @@ void Client::Impl::accept(std::string_view queue, const QueueKeys& keys, const T
             admission->reserve(1, bytes);
             spool_append(queue, m, 1, bytes);
         }
-        auto out = encode(m, keys, bytes);
+        auto out = encode_outgoing(m, keys, bytes);
         out.handle = std::move(handle);
         admission->hand_off(std::move(out), spool != nullptr);
     } catch (...) {
@@ -311,7 +311,7 @@ std::vector<TaskId> Client::enqueue_many(std::string_view queue,
     batch.reserve(msgs.size());
     for (auto& m : msgs) {
         out.push_back(m.id);
-        batch.push_back(encode(m, keys, Admission::footprint(m)));
+        batch.push_back(encode_outgoing(m, keys, Admission::footprint(m)));
     }
     // One hand-off: the loop issues every command in one turn, so they leave in one write.
     im.admission->hand_off(batch, im.spool != nullptr);

@@ -20,15 +20,8 @@ namespace {
 // one promoter serves both.
 void encode_delayed(Outgoing& o, const TaskMessage& m, const QueueKeys& keys,
                     std::string_view notify) {
-    std::vector<std::string> parts;
-    visit_fields(m, [&parts](std::string_view f, auto v) {
-        parts.emplace_back(f);
-        if constexpr (std::is_same_v<decltype(v), std::string_view>) {
-            parts.emplace_back(v);
-        } else {
-            parts.push_back(std::to_string(v));
-        }
-    });
+    auto fields = encode(m);  // the wire codec's field list
+    std::vector<std::string> parts(fields.views().begin(), fields.views().end());
     calls::Record rec{m.id, m.enqueued_ts, notify, m.retention_ms};
     o.form = Outgoing::Form::script;
     o.script = calls::schedule(keys, m.run_at_ms, encode_msgpack(parts), m.state ? &rec : nullptr);
@@ -36,7 +29,7 @@ void encode_delayed(Outgoing& o, const TaskMessage& m, const QueueKeys& keys,
 
 }  // namespace
 
-Outgoing encode(const TaskMessage& m, const QueueKeys& keys, std::size_t bytes) {
+Outgoing encode_outgoing(const TaskMessage& m, const QueueKeys& keys, std::size_t bytes) {
     Outgoing o;
     o.id = m.id;
     o.stream = &keys.stream();

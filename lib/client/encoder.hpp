@@ -18,7 +18,7 @@ namespace streamfleet::detail::client {
 /// one calls::schedule; a task with a state record is a batched
 /// scripts::enqueue part (the XADD and the record written together); any other
 /// is one plain XADD to P{Q}. `keys` must outlive the result.
-Outgoing encode(const TaskMessage& m, const QueueKeys& keys, std::size_t bytes);
+Outgoing encode_outgoing(const TaskMessage& m, const QueueKeys& keys, std::size_t bytes);
 
 /// The key that routes the command carrying `task`.
 std::string_view route_key(const Outgoing& task);

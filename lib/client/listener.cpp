@@ -11,6 +11,21 @@ using namespace std::chrono_literals;
 
 namespace {
 constexpr std::uint64_t kRetryMs = 200;
+
+TaskStatus status_of(NotificationType t) {
+    switch (t) {
+        case NotificationType::completed:
+            return TaskStatus::completed;
+        case NotificationType::error:
+            return TaskStatus::error;
+        case NotificationType::expired:
+            return TaskStatus::expired;
+        case NotificationType::canceled:
+            return TaskStatus::canceled;
+    }
+    return TaskStatus::error;
+}
+
 }  // namespace
 
 Listener::Listener(ClientContext& ctx)
@@ -105,20 +120,7 @@ void Listener::handle_entry(const redis::StreamEntry& entry) {
     auto handle = std::move(it->second);
     tracked_.erase(it);
     TaskOutcome out;
-    switch (n->type) {
-        case NotificationType::completed:
-            out.status = TaskStatus::completed;
-            break;
-        case NotificationType::error:
-            out.status = TaskStatus::error;
-            break;
-        case NotificationType::expired:
-            out.status = TaskStatus::expired;
-            break;
-        case NotificationType::canceled:
-            out.status = TaskStatus::canceled;
-            break;
-    }
+    out.status = status_of(n->type);
     out.error = std::move(n->err_msg);
     handle->resolve(std::move(out));
 }

@@ -103,7 +103,8 @@ struct OutboxUnderTest {
     void submit(int from, int to, TaskOptions o = {}) {
         std::vector<Outgoing> batch;
         for (int i = from; i < to; ++i) {
-            batch.push_back(encode(builder.build("t" + std::to_string(i), o, false), h.keys(), 1));
+            batch.push_back(
+                encode_outgoing(builder.build("t" + std::to_string(i), o, false), h.keys(), 1));
         }
         h.rt.call([&] { outbox->submit(batch); });
     }

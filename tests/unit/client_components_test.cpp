@@ -50,18 +50,10 @@ std::vector<std::string> parse_command(std::string_view resp) {
     return out;
 }
 
-// The task's fields in wire order, as visit_fields gives them.
+// The task's fields in wire order, as the wire codec writes them.
 std::vector<std::string> fields_of(const TaskMessage& m) {
-    std::vector<std::string> out;
-    visit_fields(m, [&out](std::string_view f, auto v) {
-        out.emplace_back(f);
-        if constexpr (std::is_same_v<decltype(v), std::string_view>) {
-            out.emplace_back(v);
-        } else {
-            out.push_back(std::to_string(v));
-        }
-    });
-    return out;
+    auto f = encode(m);
+    return {f.views().begin(), f.views().end()};
 }
 
 std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b) {
@@ -298,7 +290,7 @@ TEST_CASE("encoder: a plain task is one XADD to P{Q}") {
     Builder b({.track_state = false});
     QueueKeys keys("sf:", "mail");
     auto m = b.builder.build("hello", {.max_retries = 2}, false);
-    auto o = encode(m, keys, 123);
+    auto o = encode_outgoing(m, keys, 123);
     CHECK(o.form == Outgoing::Form::xadd);
     CHECK(o.id == m.id);
     CHECK(o.bytes == 123);
@@ -317,8 +309,8 @@ TEST_CASE("encoder: a tracked task with a state record is batched into scripts::
     QueueKeys keys("sf:", "mail");
     auto m1 = b.builder.build("one", {}, true);
     auto m2 = b.builder.build("two", {.retention = 5s}, false);
-    auto o1 = encode(m1, keys, 10);
-    auto o2 = encode(m2, keys, 10);
+    auto o1 = encode_outgoing(m1, keys, 10);
+    auto o2 = encode_outgoing(m2, keys, 10);
     CHECK(o1.form == Outgoing::Form::batched);
     CHECK(o1.record_key == "sf:{mail}:task:" + m1.id);
     CHECK(route_key(o1) == "sf:{mail}");
@@ -347,7 +339,7 @@ TEST_CASE("encoder: a tracked task with a state record is batched into scripts::
                  part(m2, "", "5000")));
 
     QueueKeys other("sf:", "other");
-    auto o3 = encode(m2, other, 10);
+    auto o3 = encode_outgoing(m2, other, 10);
     CHECK_FALSE(joins_batch(o1, 1, 0, o3));  // another stream
     CHECK_FALSE(joins_batch(o1, kMaxBatch, 0, o2));
     CHECK_FALSE(joins_batch(o1, 1, kMaxBatchBytes, o2));
@@ -357,7 +349,7 @@ TEST_CASE("encoder: a delayed task is one calls::schedule into P{Q}:delayed") {
     Builder b;
     QueueKeys keys("sf:", "mail");
     auto m = b.builder.build("later", {.delay = 30s}, true);
-    auto o = encode(m, keys, 10);
+    auto o = encode_outgoing(m, keys, 10);
     CHECK(o.form == Outgoing::Form::script);
     REQUIRE(o.script);
     CHECK(route_key(o) == "sf:{mail}:delayed");
@@ -372,7 +364,7 @@ TEST_CASE("encoder: a delayed task is one calls::schedule into P{Q}:delayed") {
     CHECK_FALSE(joins_batch(o, 1, 0, o));
 
     Builder stateless({.track_state = false});
-    auto bare = encode(stateless.builder.build("later", {.delay = 30s}, false), keys, 10);
+    auto bare = encode_outgoing(stateless.builder.build("later", {.delay = 30s}, false), keys, 10);
     REQUIRE(bare.script);
     CHECK(bare.script->keys().size() == 2);  // no record to write
 }
