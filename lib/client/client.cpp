@@ -17,11 +17,12 @@
 //   1. check the options and queue names, make the client id, open the spool
 //      (learning what a crashed predecessor left in it);
 //   2. start the loop thread;
-//   3. on the loop: the topology (connecting in the background) → the outbox,
-//      wired to the link's ready edge → the listener (creates stream and
-//      group, then reads) → the heartbeat (first beat now) → the spool's
-//      leftovers, counted into the buffer and sent first, in their order →
-//      the stop hook.
+//   3. on the loop: the stop hook (first, so a start that fails part-way
+//      still closes what it made) → the topology (connecting in the
+//      background) → the outbox, wired to the link's ready edge → the
+//      listener (creates stream and group, then reads) → the heartbeat (first
+//      beat now) → the spool's leftovers, counted into the buffer and sent
+//      first, in their order.
 //   Only then does the constructor return, so no enqueue can overtake the
 //   leftovers, and a tracked task's handle always finds its listener.
 //
@@ -118,8 +119,9 @@ void Client::Impl::open(ClientOptions options, const std::vector<std::string>& q
     auto receiver = receiver_key(options.prefix, id);
     auto leftovers = open_spool(options);
     for (const auto& p : leftovers) {
-        if (!queues.count(p.queue))
+        if (!queues.count(p.queue)) {
             replayed_queues.emplace(p.queue, QueueKeys(options.prefix, p.queue));
+        }
     }
     if (!leftovers.empty()) {
         log().info("client {}: sending {} task(s) left in spool {}", id, leftovers.size(),
@@ -155,6 +157,14 @@ std::vector<Spool::Pending> Client::Impl::open_spool(const ClientOptions& option
 }
 
 void Client::Impl::start_loop(std::vector<Spool::Pending>& leftovers) {
+    // The stop hook comes first, so a start that fails part-way still closes
+    // what it made.
+    rt->add_stop_hook([this] {
+        if (heartbeat) heartbeat->close();
+        if (outbox) outbox->close();
+        if (listener) listener->close();
+        topo->close();
+    });
     topo->start();
     outbox = std::make_unique<Outbox>(*ctx, spool.get(), [this](std::size_t n, std::size_t bytes) {
         admission->release(n, bytes);
@@ -167,12 +177,6 @@ void Client::Impl::start_loop(std::vector<Spool::Pending>& leftovers) {
     heartbeat = std::make_unique<Heartbeat>(*ctx);
     heartbeat->start();
     replay(leftovers);
-    rt->add_stop_hook([this] {
-        heartbeat->close();
-        outbox->close();
-        listener->close();
-        topo->close();
-    });
 }
 
 // What a crashed predecessor left in the spool goes first, in its order. It
