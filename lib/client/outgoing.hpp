@@ -8,7 +8,6 @@
 
 #include <cstddef>
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "client/handle_state.hpp"
@@ -35,7 +34,9 @@ struct Outgoing {
     std::string record_key;
     /// How many arguments `cmd` holds, for Form::batched.
     std::size_t batch_args = 0;
-    std::optional<ScriptCall> script;
+    /// For Form::script. Behind a pointer: tasks are moved twice on their way
+    /// to the outbox, and delayed ones are the rare kind.
+    std::unique_ptr<ScriptCall> script;
     /// What the task holds of the local buffer (Admission::footprint).
     std::size_t bytes = 0;
     /// Set for a tracked task. The listener registers it on the loop thread
