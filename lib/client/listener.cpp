@@ -1,0 +1,145 @@
+// Listener: reads this client's notification stream and resolves the tracked task handles.
+#include "client/listener.hpp"
+
+#include "core/keys.hpp"
+#include "core/log.hpp"
+#include "core/wire.hpp"
+
+namespace streamfleet::detail::client {
+
+using namespace std::chrono_literals;
+
+namespace {
+constexpr std::uint64_t kRetryMs = 200;
+
+TaskStatus status_of(NotificationType t) {
+    switch (t) {
+        case NotificationType::completed:
+            return TaskStatus::completed;
+        case NotificationType::error:
+            return TaskStatus::error;
+        case NotificationType::expired:
+            return TaskStatus::expired;
+        case NotificationType::canceled:
+            return TaskStatus::canceled;
+    }
+    return TaskStatus::error;
+}
+
+}  // namespace
+
+Listener::Listener(ClientContext& ctx)
+    : ctx_(ctx),
+      conn_(ctx.topo.dedicated(redis::Route{ctx.receiver}, "notifications")),
+      retry_(std::make_unique<Timer>(ctx.rt.loop())) {}
+
+void Listener::start() { create_group(); }
+
+void Listener::track(std::shared_ptr<HandleState> handle) {
+    auto id = handle->id;
+    tracked_.emplace(std::move(id), std::move(handle));
+}
+
+std::vector<std::shared_ptr<HandleState>> Listener::take_open() {
+    std::vector<std::shared_ptr<HandleState>> open;
+    open.reserve(tracked_.size());
+    for (auto& [_, h] : tracked_) open.push_back(std::move(h));
+    tracked_.clear();
+    return open;
+}
+
+void Listener::create_group() {
+    redis::ensure_group(ctx_.topo, ctx_.receiver, kClientGroup, "0", [this](Status st) {
+        if (!st) log().debug("client {}: creating group failed: {}", ctx_.id, st.error().message());
+        if (!stopping_) read();
+    });
+}
+
+void Listener::read() {
+    if (stopping_) return;
+    conn_->send(
+        {"XREADGROUP", "GROUP", kClientGroup, ctx_.id, "COUNT", "256", "BLOCK", "5000", "STREAMS",
+         ctx_.receiver, ">"},
+        [this](Result<redis::Reply> res) { on_read(std::move(res)); },
+        redis::CommandOptions{.timeout = 0ms, .block = 5000ms});
+}
+
+void Listener::on_read(Result<redis::Reply> res) {
+    if (stopping_) return;
+    if (!res.ok()) {
+        const auto& e = res.error();
+        if (e.is(reply_errc::nogroup)) {
+            // The stream or group vanished (deleted, or Redis restarted
+            // without persistence): recreate both and read on.
+            create_group();
+            return;
+        }
+        if (e.is(errc::closed)) return;
+        log().debug("client {}: notification read failed: {}", ctx_.id, e.message());
+        retry_->start(kRetryMs, [this] { read(); });
+        return;
+    }
+    std::vector<std::string_view> ack{"XACK", ctx_.receiver, kClientGroup};
+    std::string_view last;
+    // Every entry is acked, readable or not: a broken notification must not
+    // be read again forever.
+    redis::for_each_entry(*res, [&](std::string_view, const redis::StreamEntry& e) {
+        ack.push_back(e.id);
+        last = e.id;
+        handle_entry(e);
+    });
+    if (!last.empty()) {
+        // Trim what has been read. This client is the stream's only reader
+        // and reads it in order, so everything up to `last` is done with: one
+        // XTRIM MINID drops it by whole nodes, where XDEL would search the
+        // stream once per id.
+        redis::Route route{ctx_.receiver};
+        ctx_.topo.send(route, ack, [](Result<redis::Reply>) {});
+        if (auto after = redis::next_stream_id(last)) {
+            ctx_.topo.send(route, {"XTRIM", ctx_.receiver, "MINID", *after},
+                           [](Result<redis::Reply>) {});
+        }
+    }
+    read();
+}
+
+void Listener::handle_entry(const redis::StreamEntry& entry) {
+    auto n = decode_notification(entry.fields);
+    if (!n) {
+        log().warn("client {}: malformed notification {} dropped: {}", ctx_.id, entry.id,
+                   n.error().message());
+        unknown_.fetch_add(1);
+        return;
+    }
+    auto it = tracked_.find(n->task_id);
+    if (it == tracked_.end()) {
+        unknown_.fetch_add(1);
+        log().debug("client {}: notification for unknown task {}", ctx_.id, n->task_id);
+        return;
+    }
+    auto handle = std::move(it->second);
+    tracked_.erase(it);
+    TaskOutcome out;
+    out.status = status_of(n->type);
+    out.error = std::move(n->err_msg);
+    handle->resolve(std::move(out));
+}
+
+void Listener::stop() {
+    stopping_ = true;
+    if (retry_) retry_->stop();
+}
+
+void Listener::delete_stream(redis::CommandOptions opts, std::function<void()> done) {
+    ctx_.topo.send(
+        redis::Route{ctx_.receiver}, {"DEL", ctx_.receiver},
+        [done = std::move(done)](Result<redis::Reply>) { done(); }, opts);
+}
+
+void Listener::close() {
+    stop();
+    retry_.reset();
+    if (conn_) conn_->close();
+}
+
+}  // namespace streamfleet::detail::client

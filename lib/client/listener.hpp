@@ -1,0 +1,65 @@
+// Listener: reads this client's notification stream and resolves the tracked task handles.
+#pragma once
+
+// A dedicated connection runs XREADGROUP ... BLOCK 5000 on PREFIXreceiver:{id}
+// (its own connection, so the blocking read never holds up the shared
+// pipeline). Read entries are XACKed and trimmed; NOGROUP (stream deleted,
+// Redis restarted empty) recreates stream and group; a notification for a
+// task this client does not track is counted and logged at debug.
+//
+// The tracked handles live on the loop thread alone: they are registered
+// there before their task is sent, and notifications are read there too, so
+// no lock guards them. Loop thread only, except unknown().
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "client/context.hpp"
+#include "client/handle_state.hpp"
+#include "redis/connection.hpp"
+#include "redis/streams.hpp"
+
+namespace streamfleet::detail::client {
+
+class Listener {
+public:
+    /// On the loop thread; reads nothing until start().
+    explicit Listener(ClientContext& ctx);
+
+    /// Creates the stream and group (if need be), then reads.
+    void start();
+    /// Resolves `handle` when its notification comes.
+    void track(std::shared_ptr<HandleState> handle);
+    /// The handles not resolved yet; the listener forgets them.
+    std::vector<std::shared_ptr<HandleState>> take_open();
+
+    /// Stops reading: a reply that arrives later is dropped.
+    void stop();
+    /// Deletes the notification stream (its group goes with it); `done` runs
+    /// once with the reply.
+    void delete_stream(redis::CommandOptions opts, std::function<void()> done);
+    /// Stops and closes the dedicated connection and the retry timer.
+    void close();
+
+    /// Notifications for tasks not tracked (or unreadable). Any thread.
+    std::uint64_t unknown() const noexcept { return unknown_.load(); }
+
+private:
+    void read();
+    void on_read(Result<redis::Reply> res);
+    void handle_entry(const redis::StreamEntry& entry);
+    void create_group();
+
+    ClientContext& ctx_;
+    std::shared_ptr<redis::Connection> conn_;
+    std::unique_ptr<Timer> retry_;
+    bool stopping_ = false;
+    std::unordered_map<std::string, std::shared_ptr<HandleState>> tracked_;
+    std::atomic<std::uint64_t> unknown_{0};
+};
+
+}  // namespace streamfleet::detail::client

@@ -1,0 +1,52 @@
+// Outgoing: one accepted task on its way to Redis, already in its wire form.
+#pragma once
+
+// Made on the caller's thread by the encoder (formatting is most of the
+// per-task work, and the loop thread, which also reads every reply, is the one
+// that must not be the bottleneck), carried to the loop by Admission, owned by
+// the Outbox until Redis confirms it.
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "client/handle_state.hpp"
+#include "core/scripts.hpp"
+#include "streamfleet/task.hpp"
+
+namespace streamfleet::detail::client {
+
+struct Outgoing {
+    /// How the task travels.
+    enum class Form {
+        xadd,     // `cmd` is one whole XADD, as RESP
+        batched,  // `cmd` holds this task's arguments to scripts::enqueue, sent
+                  // in one call with the other batched tasks of its stream and turn
+        script,   // a script call of its own (`script`): a delayed task
+    };
+
+    TaskId id;
+    Form form = Form::xadd;
+    /// P{Q}. Points into a QueueKeys that outlives the task.
+    const std::string* stream = nullptr;
+    std::string cmd;
+    /// P{Q}:task:ID, for Form::batched.
+    std::string record_key;
+    /// How many arguments `cmd` holds, for Form::batched.
+    std::size_t batch_args = 0;
+    /// For Form::script. Behind a pointer: tasks are moved twice on their way
+    /// to the outbox, and delayed ones are the rare kind.
+    std::unique_ptr<ScriptCall> script;
+    /// What the task holds of the local buffer (Admission::footprint).
+    std::size_t bytes = 0;
+    /// Set for a tracked task. The listener registers it on the loop thread
+    /// before the task is sent, so even an instant notification finds it.
+    std::shared_ptr<HandleState> handle;
+
+    // Outbox bookkeeping, loop thread only. `sent`: a command carrying the
+    // task is in flight or confirmed. `done`: Redis confirmed it.
+    bool sent = false;
+    bool done = false;
+};
+
+}  // namespace streamfleet::detail::client

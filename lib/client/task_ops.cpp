@@ -1,0 +1,104 @@
+// TaskOps: the client's calls that wait for Redis: cancel, get, and claiming a uniqueness key.
+#include "client/task_ops.hpp"
+
+#include <cstdlib>
+#include <map>
+
+#include "core/keys.hpp"
+#include "core/log.hpp"
+#include "core/script_calls.hpp"
+#include "redis/sync.hpp"
+
+namespace streamfleet::detail::client {
+
+namespace r = redis;
+
+namespace {
+
+std::int64_t to_i64(const std::string& s) { return std::strtoll(s.c_str(), nullptr, 10); }
+
+TaskState parse_state(std::string_view s) {
+    for (auto st : {TaskState::delayed, TaskState::ready, TaskState::active, TaskState::completed,
+                    TaskState::failed, TaskState::dead, TaskState::expired, TaskState::canceled}) {
+        if (to_string(st) == s) return st;
+    }
+    return TaskState::unknown;
+}
+
+}  // namespace
+
+CancelResult TaskOps::cancel(std::string_view queue, std::string_view id) {
+    const auto& keys = ctx_.keys_for(queue);
+    auto reply = r::call(ctx_.rt, ctx_.topo, calls::cancel(keys, id, ctx_.clock.now_ms())).value();
+    if (!reply.is_array() || reply.size() < 1) {
+        throw ProtoError("cancel: unexpected reply " + reply.debug_string());
+    }
+    auto what = std::string(reply[0].str());
+    if (what == "unknown") {
+        throw NotFound("no task '" + std::string(id) + "' in queue '" + std::string(queue) +
+                       "' (never enqueued with state tracking, or finished longer ago than its "
+                       "retention)");
+    }
+    auto tracker = reply.size() > 1 ? std::string(reply[1].str()) : std::string();
+    CancelResult result = what == "delayed"  ? CancelResult::delayed
+                          : what == "ready"  ? CancelResult::ready
+                          : what == "active" ? CancelResult::active
+                                             : CancelResult::finished;
+    if ((result == CancelResult::delayed || result == CancelResult::ready) && !tracker.empty()) {
+        // Nobody else will tell the tracking client: no server has the task.
+        Notification n{std::string(id), NotificationType::canceled, {}, {}, {}};
+        auto f = encode(n);
+        auto key = receiver_key(ctx_.options.prefix, tracker);
+        std::vector<std::string> argv{"XADD", key, "*"};
+        for (auto v : f.views()) argv.emplace_back(v);
+        if (auto sent = r::call(ctx_.rt, ctx_.topo, key, std::move(argv)); !sent) {
+            log().warn("client {}: canceled task {} but could not notify its client {}: {}",
+                       ctx_.id, id, tracker, sent.error().message());
+        }
+    }
+    return result;
+}
+
+TaskInfo TaskOps::get(std::string_view queue, std::string_view id) {
+    const auto& keys = ctx_.keys_for(queue);
+    auto reply = r::call(ctx_.rt, ctx_.topo, calls::get(keys, id)).value();
+    TaskInfo info;
+    info.id = std::string(id);
+    if (reply.is_nil()) return info;
+    std::map<std::string, std::string, std::less<>> h;
+    for (std::size_t i = 0; i + 1 < reply.size(); i += 2) {
+        h[std::string(reply[i].str())] = std::string(reply[i + 1].str());
+    }
+    info.state = parse_state(h["state"]);
+    if (h.count("active")) info.state = TaskState::active;
+    info.retries = static_cast<std::uint32_t>(to_i64(h["retries"]));
+    info.error = h["error"];
+    info.created_ms = to_i64(h["created"]);
+    info.updated_ms = to_i64(h["updated"]);
+    info.finished_ms = to_i64(h["finished"]);
+    // Finished records keep their last run_at (not cleared, to save Redis a
+    // command per task): it means something only while the task waits.
+    if (info.state == TaskState::delayed || info.state == TaskState::failed) {
+        info.run_at_ms = to_i64(h["run_at"]);
+    }
+    return info;
+}
+
+void TaskOps::claim_unique(const QueueKeys& keys, const TaskMessage& m,
+                           std::chrono::milliseconds ttl) {
+    auto reply =
+        r::call(ctx_.rt, ctx_.topo, calls::unique_claim(keys, m.unique, m.id, ttl.count())).value();
+    if (reply.size() >= 1 && reply[0].integer() == 1) return;
+    std::string holder =
+        reply.size() >= 2 && reply[1].is_string() ? std::string(reply[1].str()) : "";
+    throw Duplicate("a task with unique_key '" + m.unique +
+                        "' was enqueued within its unique_ttl: " +
+                        (holder.empty() ? "(window just ended; try again)" : holder),
+                    holder);
+}
+
+void TaskOps::release_unique(const QueueKeys& keys, const TaskMessage& m) {
+    (void)r::call(ctx_.rt, ctx_.topo, calls::unique_release(keys, m.unique, m.id));
+}
+
+}  // namespace streamfleet::detail::client
