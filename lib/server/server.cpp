@@ -49,7 +49,7 @@
 #include "redis/streams.hpp"
 #include "redis/topology.hpp"
 #include "runtime/runtime.hpp"
-#include "server/pool.hpp"
+#include "runtime/handler_pool.hpp"
 
 namespace streamfleet {
 inline namespace v1 {
