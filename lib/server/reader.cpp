@@ -141,8 +141,9 @@ void Reader::read_next(bool gathered) {
 }
 
 // Picks up to `free` streams of idle groups, round-robin over every queue, and shares the free
-// slots among them. A group whose last read found nothing gets one slot per stream while others
-// have work: otherwise it would sit for a whole BLOCK on slots a busy group could use.
+// slots among them. A group whose last read found nothing gets one slot per stream while another
+// group has work: otherwise it would sit for a whole BLOCK on slots the busy group could use. With
+// one group this is the plain split: free / streams picked.
 std::vector<Reader::Pick> Reader::pick() {
     std::size_t n = queues_.size();
     std::vector<Pick> picks;
@@ -156,17 +157,15 @@ std::vector<Reader::Pick> Reader::pick() {
     }
     if (picks.empty()) return picks;
     rr_ = (rr_ + last + 1) % n;
-    auto quiet = static_cast<unsigned>(
-        std::count_if(picks.begin(), picks.end(), [](const Pick& p) { return p.link->quiet; }));
-    auto k = static_cast<unsigned>(picks.size());
-    unsigned free = slots_.free();
-    for (auto& p : picks) {
-        if (quiet == 0 || quiet == k) {
-            p.count = free / k;
-        } else {
-            p.count = p.link->quiet ? 1 : (free - quiet) / (k - quiet);
-        }
-    }
+    bool busy = std::any_of(links_.begin(), links_.end(), [](const auto& l) { return !l->quiet; });
+    auto limited =
+        busy ? static_cast<unsigned>(std::count_if(picks.begin(), picks.end(),
+                                                   [](const Pick& p) { return p.link->quiet; }))
+             : 0u;
+    // picks.size() <= free, so every stream not limited gets at least one slot.
+    unsigned share =
+        (slots_.free() - limited) / std::max(1u, static_cast<unsigned>(picks.size()) - limited);
+    for (auto& p : picks) p.count = busy && p.link->quiet ? 1 : share;
     return picks;
 }
 
