@@ -4,15 +4,12 @@
 
 #include "core/backoff.hpp"
 #include "core/log.hpp"
-#include "redis/script_runner.hpp"
 
 namespace streamfleet::detail {
 
 namespace r = redis;
 
 namespace {
-
-constexpr std::uint64_t kResendMs = 250;
 
 std::int64_t retention_of(const TaskMessage& m) {
     return m.retention_ms >= 0 ? m.retention_ms : kDefaultRetentionMs;
@@ -25,70 +22,17 @@ OutcomeWriter::OutcomeWriter(ServerContext& ctx, Queues queues, Hooks hooks)
       queues_(queues),
       hooks_(std::move(hooks)),
       batches_(queues.size()),
-      resend_timer_(ctx.rt.loop()),
+      writes_(ctx, hooks_.changed),
       flusher_(ctx.rt.loop(), [this] { flush_acks(); }) {}
 
 void OutcomeWriter::stop() {
-    stopped_ = true;
-    resend_timer_.close();
+    writes_.stop();
     flusher_.close();
 }
 
 void OutcomeWriter::tick() {
     flush_acks();
-    resend();
-}
-
-// While Redis is unreachable the outcome waits here (and is resent every 250 ms) instead of being
-// dropped: a finished task whose ack was merely delayed must not run again. A refusal (WRONGTYPE,
-// OOM, a script error) is never resent: the entry stays pending and is delivered again, so it is
-// not lost either.
-void OutcomeWriter::send(std::shared_ptr<Durable> d) {
-    auto done = [this, d](Result<r::Reply> res) {
-        if (!res.ok()) {
-            const auto& e = res.error();
-            if (e.is_transient() && !stopped_) {
-                kept_.push_back(d);
-                if (kept_.size() == 1) {
-                    log().warn(
-                        "server {}: Redis unreachable; keeping outcomes until it returns: {}",
-                        ctx_.consumer, e.message());
-                }
-                if (!resend_timer_.active()) resend_timer_.start(kResendMs, [this] { resend(); });
-                return;  // still outstanding
-            }
-            log().error("server {}: {} failed: {}", ctx_.consumer, d->what, e.message());
-        } else if (d->then) {
-            d->then();  // before the count drops, so pending() never reads 0 in between
-        }
-        --outstanding_;
-        if (hooks_.changed) hooks_.changed();
-    };
-    if (d->script) {
-        r::run_script(ctx_.topo, *d->script, std::move(done));
-        return;
-    }
-    std::vector<std::string_view> argv(d->argv.begin(), d->argv.end());
-    ctx_.topo.send(r::Route{d->route}, argv, std::move(done));
-}
-
-void OutcomeWriter::resend() {
-    auto batch = std::move(kept_);
-    kept_.clear();
-    for (auto& d : batch) send(d);
-}
-
-void OutcomeWriter::write(Argv argv, std::string what) {
-    ++outstanding_;
-    auto route = argv[1];
-    send(std::make_shared<Durable>(Durable{std::move(route), std::move(argv), std::move(what)}));
-}
-
-void OutcomeWriter::write(ScriptCall call, std::string what, Done then) {
-    ++outstanding_;
-    auto route = std::string(call.route_key());
-    send(std::make_shared<Durable>(
-        Durable{std::move(route), {}, std::move(what), std::move(call), std::move(then)}));
+    writes_.resend();
 }
 
 // Writes the task to `dest` (XADD fields, or ZADD score member), then acks and deletes the entry,
@@ -108,8 +52,9 @@ void OutcomeWriter::move(const Job& job, const std::string& dest, calls::Move::T
                   .retries = sc.retries,
                   .retention_ms = tracked ? retention_of(*sc.msg) : 0};
     Done then;
-    if (!note.empty()) then = [this, note = std::move(note)] { write(note, "notification"); };
-    write(calls::move(job.queue->keys, m), std::move(what), std::move(then));
+    if (!note.empty())
+        then = [this, note = std::move(note)] { writes_.write(note, "notification"); };
+    writes_.write(calls::move(job.queue->keys, m), std::move(what), std::move(then));
 }
 
 OutcomeWriter::Argv OutcomeWriter::notification(const TaskMessage& msg, NotificationType type,
@@ -136,7 +81,7 @@ void OutcomeWriter::finish(const Job& job, NotificationType type, std::string_vi
         b.states->add(job.msg.id, state, {}, job.msg.retries, retention_of(job.msg));
         if (!note.empty()) b.notes.push_back(std::move(note));
     } else if (!note.empty()) {
-        write(std::move(note), "notification");
+        writes_.write(std::move(note), "notification");
     }
     ++unflushed_;  // a pending write until flushed: shutdown waits for it
     flusher_.arm();
@@ -152,10 +97,11 @@ void OutcomeWriter::flush_acks() {
         if (b.states && !b.states->empty()) {
             // The acks wait for the states: a resent call (NOSCRIPT, a lost link) would otherwise
             // land after them, and a refused one would leave acked tasks with no final state.
-            write(b.states->take(ctx_.clock.now_ms()), "task states", [this, i, ids, notes] {
-                for (const auto& n : notes) write(n, "notification");
-                write_acks(queues_[i], ids);
-            });
+            writes_.write(b.states->take(ctx_.clock.now_ms()), "task states",
+                          [this, i, ids, notes] {
+                              for (const auto& n : notes) writes_.write(n, "notification");
+                              write_acks(queues_[i], ids);
+                          });
         } else {
             write_acks(queues_[i], ids);
         }
@@ -170,8 +116,8 @@ void OutcomeWriter::write_acks(const QueueContext& q, const std::vector<std::str
     Argv del{"XDEL", s};
     ack.insert(ack.end(), ids.begin(), ids.end());
     del.insert(del.end(), ids.begin(), ids.end());
-    write(std::move(ack), "XACK");
-    write(std::move(del), "XDEL");
+    writes_.write(std::move(ack), "XACK");
+    writes_.write(std::move(del), "XDEL");
 }
 
 void OutcomeWriter::completed(const Job& job) {

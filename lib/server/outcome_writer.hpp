@@ -1,8 +1,8 @@
 #pragma once
 
 // Outcome writer: responsible for making each task's outcome durable in Redis before its entry is
-// acknowledged, batching the acks of one loop turn, and keeping (and resending) every outcome
-// write while Redis is unreachable.
+// acknowledged (completion, retry, dead letter, return) and for batching the acks of one loop
+// turn. Every write goes through DurableWrites, which keeps it while Redis is unreachable.
 //
 // Durability order per outcome. A notification ([notify ...], only when the client listens) goes
 // out once the outcome is in Redis, so a client that hears of it finds the task's state final:
@@ -20,9 +20,7 @@
 // because the entry stays in the PEL until its XACK.
 
 #include <cstddef>
-#include <deque>
 #include <functional>
-#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -30,6 +28,7 @@
 #include <vector>
 
 #include "core/script_calls.hpp"
+#include "server/durable_writes.hpp"
 #include "server/job.hpp"
 
 namespace streamfleet::detail {
@@ -46,14 +45,14 @@ public:
     OutcomeWriter(ServerContext& ctx, Queues queues, Hooks hooks);
 
     void start() {}
-    /// Closes the turn-end flusher and the resend timer; kept writes are given up (they stay in
-    /// the PEL and another server reclaims them). Loop thread; idempotent.
+    /// Closes the turn-end flusher and the resend timer; kept writes are given up (their entries
+    /// stay in the PEL and are delivered again). Loop thread; idempotent.
     void stop();
     /// Writes this turn's batched acks and final states now, and resends kept writes.
     void tick();
 
     /// Writes issued and not yet answered, plus acks batched and not yet flushed.
-    std::size_t pending() const noexcept { return outstanding_ + unflushed_; }
+    std::size_t pending() const noexcept { return writes_.outstanding() + unflushed_; }
 
     void completed(const Job& job);
     void canceled(const Job& job);
@@ -70,15 +69,6 @@ public:
     void poison(const Job& job, std::uint64_t deliveries);
 
 private:
-    // An outcome write, kept (and resent) until Redis has it: a plain command (route + argv) or
-    // a script call.
-    struct Durable {
-        std::string route;
-        std::vector<std::string> argv;
-        std::string what;
-        std::optional<ScriptCall> script{};
-        Done then{};  // once Redis has it
-    };
     // A state change riding along in the move script when the task has a state record: `state`
     // is 'failed', 'ready' or 'dead' (see lib/scripts/move.lua).
     struct StateChange {
@@ -96,10 +86,6 @@ private:
 
     using Argv = std::vector<std::string>;
 
-    void send(std::shared_ptr<Durable> d);
-    void resend();
-    void write(Argv argv, std::string what);  // routed by argv[1], the key
-    void write(ScriptCall call, std::string what, Done then = {});
     void move(const Job& job, const std::string& dest, calls::Move::To to,
               std::span<const std::string_view> payload, std::string what, StateChange sc,
               Argv note = {});
@@ -113,13 +99,10 @@ private:
     ServerContext& ctx_;
     Queues queues_;
     Hooks hooks_;
-    bool stopped_ = false;
-    std::size_t outstanding_ = 0;  // writes sent (or kept) and not answered
-    std::size_t unflushed_ = 0;    // acks batched, not yet written
-    std::vector<Batch> batches_;   // by QueueContext::index
+    std::size_t unflushed_ = 0;   // acks batched, not yet written
+    std::vector<Batch> batches_;  // by QueueContext::index
     std::vector<std::size_t> to_flush_;
-    std::deque<std::shared_ptr<Durable>> kept_;  // transient failures, resent every 250 ms
-    Timer resend_timer_;
+    DurableWrites writes_;  // after hooks_, whose `changed` it calls
     TurnEnd flusher_;
 };
 
