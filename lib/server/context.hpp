@@ -1,7 +1,9 @@
 #pragma once
 
-// Server context: responsible for what every server component shares -- options, loop, topology,
-// clock, randomness, counters -- and for the per-queue record (keys, handler) they all name.
+// Server context: responsible for what every server component shares, and the queues they name.
+//
+// It holds options, loop, topology, clock, randomness and counters; QueueContext holds a queue's
+// keys and handler.
 //
 // Components receive a ServerContext& and the queues at construction and keep no other link to
 // each other than the callbacks they are given, so a test can build any one of them alone with a

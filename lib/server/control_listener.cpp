@@ -1,3 +1,5 @@
+// Control listener: blocking XREADs of nudges and cancels, one connection per shard group.
+
 #include "server/control_listener.hpp"
 
 #include <algorithm>

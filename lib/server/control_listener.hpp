@@ -1,8 +1,9 @@
 #pragma once
 
-// Control listener: responsible for hearing the other processes of a queue -- nudges (P{Q}:nudge:
-// "a delayed task became due earlier", for the promoter) and cancel requests (P{Q}:cancels: "stop
-// the run of task ID", for the dispatcher) -- with blocking XREADs, so nobody polls.
+// Control listener: responsible for hearing nudges (for the promoter) and cancels (for runs).
+//
+// Nudges (P{Q}:nudge) say "a delayed task became due earlier"; cancel requests (P{Q}:cancels) say
+// "stop the run of task ID". Both are read with blocking XREADs, so nobody polls.
 //
 // Plain XREAD, not a group: every server sees every nudge and every cancel. P{Q}:nudge and
 // P{Q}:cancels share their queue's hash tag; queues are grouped by shard (as the reader does) and

@@ -1,3 +1,5 @@
+// Dispatcher: delivered entries → handler runs on the pool → outcomes (see dispatcher.hpp).
+
 #include "server/dispatcher.hpp"
 
 #include "core/log.hpp"

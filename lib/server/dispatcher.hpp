@@ -1,9 +1,10 @@
 #pragma once
 
-// Dispatcher: responsible for turning delivered entries into handler runs -- decode, poison and
-// expiry checks, the run timer (x_timeout), the hand-off to the handler pool -- and for turning
-// each handler's result into an outcome for the outcome writer. It never blocks the loop: handlers
-// run on the pool's threads and their results come back in batches.
+// Dispatcher: responsible for turning delivered entries into handler runs and outcomes.
+//
+// It decodes, checks poison (max_deliveries) and expiry, arms the run timer (x_timeout) and hands
+// the task to the handler pool; each handler's result becomes a call of the outcome writer. It
+// never blocks the loop: handlers run on the pool's threads and their results come back in batches.
 
 #include <cstddef>
 #include <functional>

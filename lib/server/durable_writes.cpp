@@ -1,3 +1,5 @@
+// Durable writes: send, keep on link failures, resend every 250 ms (see durable_writes.hpp).
+
 #include "server/durable_writes.hpp"
 
 #include "core/log.hpp"

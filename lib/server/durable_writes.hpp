@@ -1,9 +1,11 @@
 #pragma once
 
-// Durable writes: responsible for getting each outcome write into Redis -- sent at once, kept and
-// resent every 250 ms while the failure is a link problem (Error::is_transient: Redis restarting,
-// a lost connection, a failover), given up and logged when Redis refuses it (WRONGTYPE, OOM, a
-// script error), because a refusal resent is refused again and would block the writes behind it.
+// Durable writes: responsible for getting each outcome write into Redis, resent while away.
+//
+// A write is sent at once, kept and resent every 250 ms while the failure is a link problem
+// (Error::is_transient: Redis restarting, a lost connection, a failover), and given up and logged
+// when Redis refuses it (WRONGTYPE, OOM, a script error): a refusal resent is refused again and
+// would block the writes behind it.
 
 #include <cstddef>
 #include <deque>

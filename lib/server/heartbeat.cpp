@@ -1,3 +1,5 @@
+// Heartbeat: ZADD (and, on shutdown, ZREM) of this server in every queue's P{Q}:servers.
+
 #include "server/heartbeat.hpp"
 
 #include <string>

@@ -1,8 +1,9 @@
 #pragma once
 
-// Heartbeat: responsible for this server's entry in every queue's P{Q}:servers (score = the last
-// beat, unix ms), which peers read to tell a dead server from a slow one, and for removing it on
-// a clean shutdown.
+// Heartbeat: responsible for this server's entry in every queue's P{Q}:servers.
+//
+// The score is the last beat (unix ms), which peers read to tell a dead server from a slow one; a
+// clean shutdown removes the entry.
 
 #include "server/context.hpp"
 

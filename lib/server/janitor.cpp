@@ -1,3 +1,5 @@
+// Janitor: orphaned client streams and dead-letter retention (see janitor.hpp).
+
 #include "server/janitor.hpp"
 
 #include <algorithm>

@@ -1,8 +1,9 @@
 #pragma once
 
-// Janitor: responsible for what nobody else cleans up -- the notification streams (and heartbeat
-// entries) of clients silent for longer than orphan_timeout, and dead letters past their
-// retention (dead_max entries, dead_max_age).
+// Janitor: responsible for orphaned client notification streams and dead-letter retention.
+//
+// Clients silent for longer than orphan_timeout lose their notification stream and heartbeat entry;
+// dead letters are kept to dead_max entries and dead_max_age.
 
 #include "server/context.hpp"
 

@@ -1,8 +1,9 @@
 #pragma once
 
-// Job and slots: responsible for the record of one delivered entry on its way from a read (or a
-// claim) through a handler to its outcome, and for the count of handler slots that bounds how
-// many such records a server holds.
+// Job and slots: responsible for one delivered entry's record and the slots that bound them.
+//
+// A Job carries an entry from a read (or a claim) through a handler to its outcome; Slots count the
+// handler slots, so a server never holds more jobs than it can run.
 
 #include <cstdint>
 #include <deque>

@@ -1,3 +1,5 @@
+// Lease keeper: lib/scripts/keep.lua over the running entries, every lease/3.
+
 #include "server/lease_keeper.hpp"
 
 #include <algorithm>

@@ -1,8 +1,10 @@
 #pragma once
 
-// Lease keeper: responsible for keeping this server's in-flight entries from looking idle. Every
-// lease/3 each one it still owns is re-claimed by its owner (JUSTID: the delivery count stays), so
-// no peer takes over a long task on a live server; one a peer already took is left to the peer.
+// Lease keeper: responsible for renewing the leases of this server's running entries.
+//
+// Every lease/3 each entry it still owns is re-claimed by its owner (JUSTID: the delivery count
+// stays), so no peer takes over a long task on a live server; one a peer already took is left to
+// the peer.
 
 #include <functional>
 #include <string>

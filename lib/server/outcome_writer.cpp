@@ -1,3 +1,5 @@
+// Outcome writer: outcomes made durable, then acked in batches (see outcome_writer.hpp).
+
 #include "server/outcome_writer.hpp"
 
 #include <utility>

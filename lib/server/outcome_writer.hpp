@@ -1,8 +1,9 @@
 #pragma once
 
-// Outcome writer: responsible for making each task's outcome durable in Redis before its entry is
-// acknowledged (completion, retry, dead letter, return) and for batching the acks of one loop
-// turn. Every write goes through DurableWrites, which keeps it while Redis is unreachable.
+// Outcome writer: responsible for making each outcome durable before its entry is acked.
+//
+// Outcomes are completion, retry, dead letter and return; the acks of one loop turn are batched.
+// Every write goes through DurableWrites, which keeps it while Redis is unreachable.
 //
 // Durability order per outcome. A notification ([notify ...], only when the client listens) goes
 // out once the outcome is in Redis, so a client that hears of it finds the task's state final:

@@ -1,3 +1,5 @@
+// Promoter: lib/scripts/promote.lua per queue, then a timer until the earliest due task.
+
 #include "server/promoter.hpp"
 
 #include <algorithm>

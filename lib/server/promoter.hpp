@@ -1,9 +1,10 @@
 #pragma once
 
-// Promoter: responsible for moving due delayed tasks and retries from P{Q}:delayed into the stream
-// (lib/scripts/promote.lua, atomic, so any number of promoters never move a task twice), and for
-// sleeping on a uv timer until the earliest due time it knows of -- never polling faster than
-// needed, never later than a second.
+// Promoter: responsible for moving due delayed tasks and retries into their stream.
+//
+// One lib/scripts/promote.lua call per queue (atomic, so any number of promoters never move a task
+// twice); then a uv timer sleeps until the earliest due time it knows of -- never polling faster
+// than needed, never later than a second.
 
 #include <cstdint>
 #include <memory>

@@ -1,3 +1,5 @@
+// Reader: XREADGROUP BLOCK per shard group into the shared free slots (see reader.hpp).
+
 #include "server/reader.hpp"
 
 #include <algorithm>

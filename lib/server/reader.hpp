@@ -1,7 +1,8 @@
 #pragma once
 
-// Reader: responsible for fetching new entries (XREADGROUP ... BLOCK) into free handler slots and
-// for waking its own blocked reads (CLIENT UNBLOCK) when the slots are needed elsewhere.
+// Reader: responsible for reading new entries (XREADGROUP BLOCK) into free handler slots.
+//
+// It also wakes its own blocked reads (CLIENT UNBLOCK) when the slots are needed elsewhere.
 //
 // Shards: one XREADGROUP may only name streams that share a shard (Topology::shard: one plain
 // Redis is one shard; a cluster node shards by hash slot). So once the topology knows its layout

@@ -1,3 +1,5 @@
+// Reclaimer: claims of dead servers', idle and own leftover entries (see reclaimer.hpp).
+
 #include "server/reclaimer.hpp"
 
 #include <algorithm>

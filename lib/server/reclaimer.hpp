@@ -1,10 +1,11 @@
 #pragma once
 
-// Reclaimer: responsible for taking over pending entries whose consumer will not finish them --
-// entries of servers whose heartbeat is older than dead_after (at once), any entry idle longer
-// than the lease (a safety net, every lease/2 with jitter), and this server's own leftovers from
-// a previous life (on start, before the first read) -- and for forgetting dead consumers that
-// own nothing any more.
+// Reclaimer: responsible for taking over pending entries whose consumer will not finish them.
+//
+// Those are the entries of servers whose heartbeat is older than dead_after (at once), any entry
+// idle longer than the lease (a safety net, every lease/2 with jitter), and this server's own
+// leftovers from a previous life (on start, before the first read). Dead consumers that own
+// nothing any more are forgotten.
 //
 // A claim is XPENDING (ids and delivery counts, taking nothing) then XCLAIM with the same min-idle
 // (taking only entries still idle, so two servers racing for one entry cannot both win), then the

@@ -1,9 +1,11 @@
-// Server: responsible for wiring the server's components together and for the public Server
-// methods (option checks, start, shutdown, stats). The work itself is done by the components,
-// one file pair each:
+// Server: responsible for wiring the components together and for the public Server methods.
+//
+// The Server methods check options, start, shut down and report stats. The work itself is done by
+// the components, one file pair each:
 //   reader            XREADGROUP BLOCK into free slots, one connection per shard group
 //   dispatcher        decode, expiry and poison checks, run timer, hand-off to the handler pool
-//   outcome_writer    outcome durable first, then acks batched per loop turn; resent while away
+//   outcome_writer    outcome durable first, then acks batched per loop turn
+//   durable_writes    each outcome write into Redis: kept and resent while Redis is away
 //   lease_keeper      renews the leases of running entries every lease/3
 //   reclaimer         takes over entries of dead servers, idle entries, own leftovers
 //   heartbeat         ZADD P{Q}:servers
