@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "server/pool.hpp"
+#include "runtime/handler_pool.hpp"
 
 using namespace streamfleet::detail;
 using namespace std::chrono_literals;

@@ -1,6 +1,6 @@
 #pragma once
 
-// HandlerPool: the threads that run handlers, fed by the server's loop thread.
+// HandlerPool: responsible for the threads that run handlers, fed by a loop thread.
 //
 // Why not one condition-variable wake per task: with no-op or short handlers
 // the wake-up (a futex call plus two context switches) costs more than the
@@ -54,6 +54,10 @@ public:
         if (wake) cv_.notify_one();
     }
 
+    /// True when called from one of this pool's threads (a handler that would
+    /// wait for the pool to drain would wait for itself).
+    bool on_own_thread() const noexcept { return current_ == this; }
+
     /// Removes and returns every item no thread has taken yet.
     std::deque<T> take_unstarted() {
         std::lock_guard lock(mutex_);
@@ -91,6 +95,7 @@ private:
     }
 
     void work() {
+        current_ = this;
         std::unique_lock lock(mutex_);
         bool spinning = false;
         for (;;) {
@@ -139,15 +144,18 @@ private:
         if (spinning) --spinners_;
     }
 
+    // The pool whose work() runs on this thread, if any.
+    static inline thread_local const HandlerPool* current_ = nullptr;
+
     Run run_;
     std::mutex mutex_;
     std::condition_variable cv_;
-    std::deque<T> queue_;              // guarded by mutex_
+    std::deque<T> queue_;               // guarded by mutex_
     std::atomic<std::size_t> size_{0};  // queue_.size(), for spinners to poll
-    int spinners_ = 0;                 // guarded by mutex_
-    int parked_ = 0;                   // guarded by mutex_; threads in cv_.wait
-    int tokens_ = 0;                   // guarded by mutex_; wakes not yet taken
-    bool stop_ = false;                // guarded by mutex_
+    int spinners_ = 0;                  // guarded by mutex_
+    int parked_ = 0;                    // guarded by mutex_; threads in cv_.wait
+    int tokens_ = 0;                    // guarded by mutex_; wakes not yet taken
+    bool stop_ = false;                 // guarded by mutex_
     std::vector<std::thread> threads_;
 };
 

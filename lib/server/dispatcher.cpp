@@ -1,0 +1,194 @@
+// Dispatcher: delivered entries → handler runs on the pool → outcomes (see dispatcher.hpp).
+
+#include "server/dispatcher.hpp"
+
+#include "core/log.hpp"
+
+namespace streamfleet {
+inline namespace v1 {
+
+const TaskId& TaskContext::id() const noexcept { return d_.msg->id; }
+const std::string& TaskContext::queue() const noexcept { return *d_.queue; }
+std::string_view TaskContext::data() const noexcept { return d_.msg->data; }
+std::uint32_t TaskContext::retries() const noexcept { return d_.msg->retries; }
+std::uint64_t TaskContext::deliveries() const noexcept { return d_.deliveries; }
+std::stop_token TaskContext::cancel_token() const noexcept { return d_.token; }
+std::optional<std::chrono::system_clock::time_point> TaskContext::deadline() const noexcept {
+    if (d_.msg->expires_ts == 0) return std::nullopt;
+    return std::chrono::system_clock::time_point(std::chrono::milliseconds(d_.msg->expires_ts));
+}
+
+}  // namespace v1
+}  // namespace streamfleet
+
+namespace streamfleet::detail {
+
+Dispatcher::Dispatcher(ServerContext& ctx, Slots& slots, OutcomeWriter& writer, Hooks hooks)
+    : ctx_(ctx), slots_(slots), writer_(writer), hooks_(std::move(hooks)) {}
+
+void Dispatcher::start() {
+    pool_.start(ctx_.opts.concurrency, [this](JobPtr& job) { run(job); });
+}
+
+void Dispatcher::stop() {
+    stopped_ = true;
+    for (auto& job : pool_.take_unstarted()) {
+        running_.erase(job.get());
+        slots_.give(1);
+        writer_.returned(*job);
+    }
+    if (hooks_.changed) hooks_.changed();
+}
+
+void Dispatcher::interrupt() {
+    for (auto& [_, job] : running_) {
+        job->interrupted = true;
+        job->stop.request_stop();
+    }
+}
+
+void Dispatcher::close() {
+    stopped_ = true;
+    for (auto& [_, job] : running_) job->run_timer.reset();
+}
+
+bool Dispatcher::accept(QueueContext& q, const std::shared_ptr<const redis::Reply>& source,
+                        const redis::StreamEntry& entry, std::uint64_t deliveries) {
+    auto job = std::make_shared<Job>();
+    job->queue = &q;
+    job->entry_id = std::string(entry.id);
+    job->source = source;
+    job->raw = entry.fields;
+
+    if (deliveries > ctx_.opts.max_deliveries) {
+        // A task that keeps killing (or hanging) its servers: stop the cycle.
+        writer_.poison(*job, deliveries);
+        return false;
+    }
+    auto decoded = decode_task(job->raw);
+    if (!decoded.ok()) {
+        writer_.malformed(*job, decoded.error().message());
+        return false;
+    }
+    job->msg = std::move(*decoded);
+    if (stopped_) {
+        writer_.returned(*job);
+        return false;
+    }
+    if (job->msg.expires_ts != 0 && ctx_.clock.now_ms() > job->msg.expires_ts) {
+        writer_.expired(*job);
+        return false;
+    }
+    job->ctx.msg = &job->msg;
+    job->ctx.queue = &q.keys.queue();
+    job->ctx.deliveries = deliveries;
+    job->ctx.token = job->stop.get_token();
+    if (job->msg.timeout_ms > 0) {
+        job->run_timer = std::make_unique<Timer>(ctx_.rt.loop());
+        job->run_timer->start(delay_ms(job->msg.timeout_ms), [j = job.get()] {
+            // Still running (finish() closes this timer): cancel the run, which then counts as a
+            // failure whatever the handler returns.
+            j->timed_out = true;
+            j->stop.request_stop();
+        });
+    }
+    running_.emplace(job.get(), job);
+    to_run_.push_back(std::move(job));  // pushed by dispatch(), with its batch
+    return true;
+}
+
+void Dispatcher::dispatch() { pool_.push(to_run_); }
+
+std::vector<std::string> Dispatcher::running_entries(const QueueContext& q) const {
+    std::vector<std::string> ids;
+    for (const auto& [_, job] : running_) {
+        if (job->queue == &q) ids.push_back(job->entry_id);
+    }
+    return ids;
+}
+
+bool Dispatcher::is_running(const QueueContext& q, std::string_view entry_id) const {
+    for (const auto& [_, job] : running_) {
+        if (job->queue == &q && job->entry_id == entry_id) return true;
+    }
+    return false;
+}
+
+void Dispatcher::cancel(const QueueContext& q, std::string_view task_id) {
+    for (auto& [_, job] : running_) {
+        if (job->queue == &q && job->msg.id == task_id && !job->canceled) {
+            log().info("server {}: canceling running task {}", ctx_.consumer, task_id);
+            job->canceled = true;
+            job->stop.request_stop();
+        }
+    }
+}
+
+void Dispatcher::run(JobPtr& job) {
+    TaskContext tc(job->ctx);
+    try {
+        job->outcome = job->queue->handler(tc);
+    } catch (const std::exception& e) {
+        job->outcome = Outcome::failure(e.what());
+    } catch (...) {
+        job->outcome = Outcome::failure("handler threw a non-standard exception");
+    }
+    bool first;
+    {
+        std::lock_guard lock(done_mutex_);
+        first = done_.empty();
+        done_.push_back(std::move(job));
+    }
+    // Only the first finisher of a batch wakes the loop; the drain takes every job that finished
+    // until it runs.
+    if (first && !ctx_.rt.post([this] { tick(); })) {
+        log().error("server {}: a task finished after the loop stopped; it stays pending",
+                    ctx_.consumer);
+    }
+}
+
+void Dispatcher::tick() {
+    {
+        std::lock_guard lock(done_mutex_);
+        done_batch_.swap(done_);
+    }
+    for (auto& job : done_batch_) finish(job);
+    done_batch_.clear();
+    if (hooks_.slots_freed) hooks_.slots_freed();
+}
+
+void Dispatcher::finish(const JobPtr& job) {
+    running_.erase(job.get());
+    slots_.give(1);
+    job->run_timer.reset();
+    if (job->canceled && !job->interrupted) {
+        // Canceled while it ran: whatever the handler returned, the caller of cancel() was told
+        // the run would stop.
+        writer_.canceled(*job);
+    } else {
+        if (job->timed_out && !job->interrupted) {
+            job->outcome = Outcome::failure("run timed out after " +
+                                            std::to_string(job->msg.timeout_ms) + " ms");
+        }
+        const Outcome& out = *job->outcome;
+        const auto& m = job->msg;
+        if (out.kind() == Outcome::Kind::success) {
+            writer_.completed(*job);
+        } else if (job->interrupted) {
+            // Shutdown cut the run short: not the task's fault, so it goes back as it was,
+            // without spending a retry.
+            writer_.returned(*job);
+        } else {
+            ++ctx_.counters.failed;
+            bool retries_left = m.max_retries == 0 || m.retries < m.max_retries;
+            if (out.kind() == Outcome::Kind::failure && retries_left) {
+                writer_.retry(*job, out.error());
+            } else {
+                writer_.dead(*job, out.error());
+            }
+        }
+    }
+    if (hooks_.changed) hooks_.changed();
+}
+
+}  // namespace streamfleet::detail

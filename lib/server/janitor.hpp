@@ -1,0 +1,33 @@
+#pragma once
+
+// Janitor: responsible for orphaned client notification streams and dead-letter retention.
+//
+// Clients silent for longer than orphan_timeout lose their notification stream and heartbeat entry;
+// dead letters are kept to dead_max entries and dead_max_age.
+
+#include "server/context.hpp"
+
+namespace streamfleet::detail {
+
+class Janitor {
+public:
+    Janitor(ServerContext& ctx, Queues queues);
+
+    /// Sweeps now and every orphan_timeout/2 (between 100 ms and a minute).
+    void start();
+    void stop();
+    /// One sweep of orphaned clients and one trim of dead letters; `done` once every reply to
+    /// them is in.
+    void tick(Done done = {});
+
+private:
+    void sweep_orphans(const std::shared_ptr<Join>& join);
+    void trim_dead_letters(const std::shared_ptr<Join>& join);
+
+    ServerContext& ctx_;
+    Queues queues_;
+    bool stopped_ = false;
+    Timer timer_;
+};
+
+}  // namespace streamfleet::detail
