@@ -129,6 +129,7 @@ void Reclaimer::claim(QueueContext& q, std::optional<std::string> consumer, long
                 auto id = p[0].as_string();
                 auto n = p[3].as_integer();
                 if (!id || !n || hooks_.is_running(q, *id)) continue;
+                if (!claiming_.emplace(q.index, std::string(*id)).second) continue;
                 candidates.emplace_back(std::string(*id), static_cast<std::uint64_t>(*n));
             }
             if (candidates.empty()) {
@@ -149,6 +150,7 @@ void Reclaimer::take(QueueContext& q, Candidates candidates, long long min_idle_
         return;
     }
     auto n = slots_.take(static_cast<unsigned>(candidates.size()));
+    for (auto i = n; i < candidates.size(); ++i) claiming_.erase({q.index, candidates[i].first});
     candidates.resize(n);
     auto idle = std::to_string(min_idle_ms);
     std::vector<std::string_view> argv{"XCLAIM", q.keys.stream(), kServerGroup, ctx_.consumer,
@@ -176,6 +178,8 @@ void Reclaimer::take(QueueContext& q, Candidates candidates, long long min_idle_
             } else if (!res.ok()) {
                 log().warn("server {}: claiming failed: {}", ctx_.consumer, res.error().message());
             }
+            // Accepted ones are running now, which the next claim checks instead.
+            for (const auto& [id, _] : candidates) claiming_.erase({q.index, id});
             slots_.give(n - dispatched);
             if (hooks_.changed) hooks_.changed();
             // Before `then`: during recovery the reader has not started, so this

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -66,6 +67,10 @@ private:
     TaskSink& sink_;
     Hooks hooks_;
     bool stopped_ = false;
+    // (queue index, entry id) of entries between XPENDING and the XCLAIM reply. Claims overlap
+    // (a slow reply, a claim waiting for slots) and XCLAIM with min-idle 0 takes an entry this
+    // server has just taken, so without this one server could run an entry twice at once.
+    std::set<std::pair<std::size_t, std::string>> claiming_;
     Timer dead_timer_;
     Timer idle_timer_;
 };

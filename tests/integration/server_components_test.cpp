@@ -119,9 +119,11 @@ private:
 struct Taken : TaskSink {
     // "queue entry-id" -> deliveries (two streams may hold the same id); loop thread
     std::map<std::string, std::uint64_t> entries;
+    int accepted = 0;
     bool accept(QueueContext& q, const std::shared_ptr<const r::Reply>&, const r::StreamEntry& e,
                 std::uint64_t deliveries) override {
         entries[q.keys.queue() + " " + std::string(e.id)] = deliveries;
+        ++accepted;
         return true;
     }
     void dispatch() override {}
@@ -306,6 +308,36 @@ TEST_CASE("reclaimer: one tick takes a dead server's pending entries and leaves 
         names.insert(std::string(consumers[i][1].str()));
     }
     CHECK(names == std::set<std::string>{"live", "me"});
+}
+
+TEST_CASE("reclaimer: claims that overlap take a dead server's entry once") {
+    RedisServer rs;
+    TestConn c(rs.url());
+    Taken taken;
+    Slots slots(8);
+    Rig rig(rs, {.heartbeat_interval = 1s, .lease = 30s, .dead_after = 3s});
+    auto of_dead = deliver(c, "streamfleet:{q}", "dead", 2);
+    REQUIRE(c.cmd({"ZADD", "streamfleet:{q}:servers", std::to_string(rig.clock.now_ms() - 10'000),
+                   "dead"})
+                .ok());
+    auto& reclaimer = rig.make<Reclaimer>(
+        rig.queues(), slots, taken,
+        Reclaimer::Hooks{.is_running = [](const QueueContext&, std::string_view) { return false; },
+                         .need_slots = {},
+                         .claimed = {},
+                         .changed = {}});
+    // Two looks in one loop turn: both XPENDINGs are answered before either XCLAIM is sent.
+    rig.run([&](Done done) {
+        auto both = Join::make(done);
+        both->add(2);
+        reclaimer.tick([both] { both->arrive(); });
+        reclaimer.tick([both] { both->arrive(); });
+        both->arrive();
+    });
+    rig.rt().call([&] {
+        CHECK(taken.accepted == 2);
+        CHECK(slots.free() == 6);
+    });
 }
 
 TEST_CASE("lease keeper: one tick renews only the running entries this server still owns") {
