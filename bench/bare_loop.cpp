@@ -108,15 +108,25 @@ Args parse_args(int argc, char** argv) {
             if (i + 1 >= argc) usage(flag + " needs a value");
             return argv[++i];
         };
-        if (flag == "--redis") a.redis = value();
-        else if (flag == "--scenario") a.scenario = value();
-        else if (flag == "--tasks") a.tasks = to_long(flag, value());
-        else if (flag == "--concurrency") { a.concurrency = to_long(flag, value()); have_c = true; }
-        else if (flag == "--notify") a.notify = true;
-        else if (flag == "--rate") a.rate = to_long(flag, value());
-        else if (flag == "--payload-bytes") a.payload = to_long(flag, value());
-        else if (flag == "--lua-file") a.lua_file = value();
-        else usage("unknown argument '" + flag + "'");
+        if (flag == "--redis")
+            a.redis = value();
+        else if (flag == "--scenario")
+            a.scenario = value();
+        else if (flag == "--tasks")
+            a.tasks = to_long(flag, value());
+        else if (flag == "--concurrency") {
+            a.concurrency = to_long(flag, value());
+            have_c = true;
+        } else if (flag == "--notify")
+            a.notify = true;
+        else if (flag == "--rate")
+            a.rate = to_long(flag, value());
+        else if (flag == "--payload-bytes")
+            a.payload = to_long(flag, value());
+        else if (flag == "--lua-file")
+            a.lua_file = value();
+        else
+            usage("unknown argument '" + flag + "'");
     }
     if (a.redis.empty()) usage("--redis is required");
     if (a.scenario != "e2e" && a.scenario != "latency" && a.scenario != "lua")
@@ -155,7 +165,8 @@ Endpoint parse_url(const std::string& url) {
         e.port = static_cast<int>(p);
         s = s.substr(0, colon);
     }
-    if (s.empty() || s.find('@') != std::string_view::npos) usage("cannot parse --redis '" + url + "'");
+    if (s.empty() || s.find('@') != std::string_view::npos)
+        usage("cannot parse --redis '" + url + "'");
     e.host = std::string(s);
     return e;
 }
@@ -193,7 +204,8 @@ private:
 };
 
 std::string describe(const redisReply* r) {
-    if (r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING)
+    if (r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STATUS ||
+        r->type == REDIS_REPLY_STRING)
         return std::string(r->str, r->len);
     return "reply of type " + std::to_string(r->type);
 }
@@ -235,7 +247,8 @@ public:
     // The next reply; an error reply throws, naming `what`.
     Reply get_ok(const char* what) {
         Reply r = get();
-        if (r->type == REDIS_REPLY_ERROR) throw std::runtime_error(std::string(what) + ": " + describe(r.get()));
+        if (r->type == REDIS_REPLY_ERROR)
+            throw std::runtime_error(std::string(what) + ": " + describe(r.get()));
         return r;
     }
     // Sends one command and returns its reply; an error reply throws.
@@ -253,7 +266,8 @@ private:
 };
 
 long long integer_of(const Reply& r, const char* what) {
-    if (r->type != REDIS_REPLY_INTEGER) throw std::runtime_error(std::string(what) + ": not an integer");
+    if (r->type != REDIS_REPLY_INTEGER)
+        throw std::runtime_error(std::string(what) + ": not an integer");
     return r->integer;
 }
 
@@ -271,7 +285,8 @@ double redis_cpu_us(Conn& c) {
 }
 
 long long now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(Steady::now().time_since_epoch()).count();
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(Steady::now().time_since_epoch())
+        .count();
 }
 
 void stamp(std::string& payload) {
@@ -294,8 +309,17 @@ void consume(const Endpoint& ep, const Args& a, const std::atomic<bool>& produce
         Conn c(ep);
         const std::string count = std::to_string(std::min(kWindow, a.concurrency));
         Argv read;
-        read.add("XREADGROUP").add("GROUP").add(kGroup).add(kConsumer).add("COUNT").add(count)
-            .add("BLOCK").add("1000").add("STREAMS").add(kQueue).add(">");
+        read.add("XREADGROUP")
+            .add("GROUP")
+            .add(kGroup)
+            .add(kConsumer)
+            .add("COUNT")
+            .add(count)
+            .add("BLOCK")
+            .add("1000")
+            .add("STREAMS")
+            .add(kQueue)
+            .add(">");
         Argv ack, del, note;
         out.latency_ns.reserve(static_cast<std::size_t>(a.tasks));
         int idle_rounds = 0;
@@ -304,7 +328,8 @@ void consume(const Endpoint& ep, const Args& a, const std::atomic<bool>& produce
             if (r->type == REDIS_REPLY_NIL) {
                 // 1 s per round; 10 quiet seconds after the last XADD means loss.
                 if (producer_done.load() && ++idle_rounds >= 10)
-                    throw std::runtime_error("consumer: no entries for 10 s after the producer finished");
+                    throw std::runtime_error(
+                        "consumer: no entries for 10 s after the producer finished");
                 continue;
             }
             idle_rounds = 0;
@@ -315,7 +340,8 @@ void consume(const Endpoint& ep, const Args& a, const std::atomic<bool>& produce
             del.clear().add("XDEL").add(kQueue);
             for (std::size_t i = 0; i < entries->elements; ++i) {
                 const redisReply* e = entries->element[i];
-                if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || e->element[1]->type != REDIS_REPLY_ARRAY)
+                if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+                    e->element[1]->type != REDIS_REPLY_ARRAY)
                     throw std::runtime_error("XREADGROUP: unexpected entry shape");
                 const redisReply* id = e->element[0];
                 const redisReply* fields = e->element[1];
@@ -324,7 +350,8 @@ void consume(const Endpoint& ep, const Args& a, const std::atomic<bool>& produce
                     if (std::string_view(fields->element[f]->str, fields->element[f]->len) == "p")
                         p = fields->element[f + 1];
                 if (p == nullptr || p->len < sizeof(long long))
-                    throw std::runtime_error("entry " + describe(id) + " lacks a stamped 'p' field");
+                    throw std::runtime_error("entry " + describe(id) +
+                                             " lacks a stamped 'p' field");
                 // "handle": a no-op; its only trace is the latency.
                 long long stamped = 0;
                 std::memcpy(&stamped, p->str, sizeof stamped);
@@ -333,7 +360,8 @@ void consume(const Endpoint& ep, const Args& a, const std::atomic<bool>& produce
                 ack.add(id);
                 del.add(id);
             }
-            if (out.handled > a.tasks) throw std::runtime_error("consumer: more entries than tasks");
+            if (out.handled > a.tasks)
+                throw std::runtime_error("consumer: more entries than tasks");
             const bool last = out.handled == a.tasks;
             if (last && !a.notify) out.handled_at = Steady::now();
 
@@ -342,14 +370,23 @@ void consume(const Endpoint& ep, const Args& a, const std::atomic<bool>& produce
             c.append(del);
             if (a.notify) {
                 for (std::size_t i = 0; i < entries->elements; ++i) {
-                    note.clear().add("XADD").add(kNotify).add("MAXLEN").add("~").add("100000").add("*")
-                        .add("id").add(entries->element[i]->element[0]);
+                    note.clear()
+                        .add("XADD")
+                        .add(kNotify)
+                        .add("MAXLEN")
+                        .add("~")
+                        .add("100000")
+                        .add("*")
+                        .add("id")
+                        .add(entries->element[i]->element[0]);
                     c.append(note);
                 }
             }
             const auto n = static_cast<long long>(entries->elements);
-            if (integer_of(c.get_ok("XACK"), "XACK") != n) throw std::runtime_error("XACK acknowledged fewer ids");
-            if (integer_of(c.get_ok("XDEL"), "XDEL") != n) throw std::runtime_error("XDEL deleted fewer ids");
+            if (integer_of(c.get_ok("XACK"), "XACK") != n)
+                throw std::runtime_error("XACK acknowledged fewer ids");
+            if (integer_of(c.get_ok("XDEL"), "XDEL") != n)
+                throw std::runtime_error("XDEL deleted fewer ids");
             if (a.notify)
                 for (long long i = 0; i < n; ++i) (void)c.get_ok("XADD bare:notify");
             if (last) {
@@ -387,14 +424,15 @@ struct Outcome {
 // Reset the keys and create the group (before any timing).
 void prepare(Conn& admin) {
     (void)admin.ok(Argv().add("DEL").add(kQueue).add(kNotify));
-    (void)admin.ok(Argv().add("XGROUP").add("CREATE").add(kQueue).add(kGroup).add("$").add("MKSTREAM"));
+    (void)admin.ok(
+        Argv().add("XGROUP").add("CREATE").add(kQueue).add(kGroup).add("$").add("MKSTREAM"));
 }
 
 Outcome run_loop(const Endpoint& ep, const Args& a, Conn& producer) {
     std::atomic<bool> producer_done{false}, stop{false};
     ConsumerResult res;
-    std::thread consumer(consume, std::cref(ep), std::cref(a), std::cref(producer_done), std::cref(stop),
-                         std::ref(res));
+    std::thread consumer(consume, std::cref(ep), std::cref(a), std::cref(producer_done),
+                         std::cref(stop), std::ref(res));
     Steady::time_point t0{};
     try {
         std::string payload(static_cast<std::size_t>(a.payload), 'x');
@@ -428,7 +466,8 @@ Outcome run_loop(const Endpoint& ep, const Args& a, Conn& producer) {
     consumer.join();
     if (!res.error.empty()) throw std::runtime_error(res.error);
     if (res.handled != a.tasks)
-        throw std::runtime_error("handled " + std::to_string(res.handled) + " of " + std::to_string(a.tasks));
+        throw std::runtime_error("handled " + std::to_string(res.handled) + " of " +
+                                 std::to_string(a.tasks));
     Outcome o;
     o.seconds = std::chrono::duration<double>(res.handled_at - t0).count();
     o.seconds_acked = std::chrono::duration<double>(res.acked_at - t0).count();
@@ -443,7 +482,14 @@ Outcome run_lua(const Args& a, Conn& admin, Conn& conn) {
     const std::string sha = describe(loaded.get());
     std::string payload(static_cast<std::size_t>(a.payload), 'x');
     Argv call;
-    call.add("EVALSHA").add(sha).add("2").add(kQueue).add(kNotify).add(payload).add(kGroup).add(kConsumer)
+    call.add("EVALSHA")
+        .add(sha)
+        .add("2")
+        .add(kQueue)
+        .add(kNotify)
+        .add(payload)
+        .add(kGroup)
+        .add(kConsumer)
         .add(a.notify ? "1" : "0");
     long done = 0;
     const auto t0 = Steady::now();
@@ -464,7 +510,8 @@ Outcome run_lua(const Args& a, Conn& admin, Conn& conn) {
     }
     const double secs = std::chrono::duration<double>(Steady::now() - t0).count();
     if (done != a.tasks)
-        throw std::runtime_error("lua: handled " + std::to_string(done) + " of " + std::to_string(a.tasks));
+        throw std::runtime_error("lua: handled " + std::to_string(done) + " of " +
+                                 std::to_string(a.tasks));
     return Outcome{secs, secs, std::nullopt, std::nullopt};
 }
 
@@ -480,8 +527,8 @@ void verify_empty(Conn& admin, const Args& a) {
         long long want = std::min<long long>(a.tasks, 100000);
         long long n = integer_of(admin.ok(Argv().add("XLEN").add(kNotify)), "XLEN");
         if (n < want)
-            throw std::runtime_error(std::string(kNotify) + " holds " + std::to_string(n) + ", expected >= " +
-                                     std::to_string(want));
+            throw std::runtime_error(std::string(kNotify) + " holds " + std::to_string(n) +
+                                     ", expected >= " + std::to_string(want));
     }
 }
 
@@ -511,13 +558,19 @@ int main(int argc, char** argv) {
         getrusage(RUSAGE_SELF, &ru);
         const bool lua = a.scenario == "lua";
         std::printf(
-            "{\"scenario\":\"%s\",\"tasks\":%ld,\"concurrency\":%ld,\"read_count\":%ld,\"notify\":%s,"
-            "\"rate\":%ld,\"payload_bytes\":%ld,\"seconds\":%.4f,\"seconds_acked\":%.4f,\"tasks_per_s\":%.0f,"
-            "\"lat_p50_ms\":%s,\"lat_p99_ms\":%s,%s\"max_rss_kb\":%ld,\"redis_cpu_us_per_task\":%.2f}\n",
+            "{\"scenario\":\"%s\",\"tasks\":%ld,\"concurrency\":%ld,\"read_count\":%ld,\"notify\":%"
+            "s,"
+            "\"rate\":%ld,\"payload_bytes\":%ld,\"seconds\":%.4f,\"seconds_acked\":%.4f,\"tasks_"
+            "per_s\":%.0f,"
+            "\"lat_p50_ms\":%s,\"lat_p99_ms\":%s,%s\"max_rss_kb\":%ld,\"redis_cpu_us_per_task\":%."
+            "2f}\n",
             a.scenario.c_str(), a.tasks, a.concurrency, lua ? 1L : std::min(kWindow, a.concurrency),
             a.notify ? "true" : "false", a.rate, a.payload, o.seconds, o.seconds_acked,
-            static_cast<double>(a.tasks) / o.seconds, json_ms(o.p50).c_str(), json_ms(o.p99).c_str(),
-            lua ? "\"lat_note\":\"not measured: the task is handled inside the EVALSHA that adds it\"," : "",
+            static_cast<double>(a.tasks) / o.seconds, json_ms(o.p50).c_str(),
+            json_ms(o.p99).c_str(),
+            lua ? "\"lat_note\":\"not measured: the task is handled inside the EVALSHA that adds "
+                  "it\","
+                : "",
             ru.ru_maxrss, (cpu_after - cpu_before) / static_cast<double>(a.tasks));
         return 0;
     } catch (const std::exception& e) {

@@ -28,7 +28,8 @@ struct Args {
 };
 
 [[noreturn]] void usage(const char* prog) {
-    std::fprintf(stderr, "usage: %s --redis URL [--count N] [--window W] [--payload-bytes B]\n", prog);
+    std::fprintf(stderr, "usage: %s --redis URL [--count N] [--window W] [--payload-bytes B]\n",
+                 prog);
     std::exit(2);
 }
 
@@ -40,11 +41,16 @@ Args parse(int argc, char** argv) {
             if (i + 1 >= argc) usage(argv[0]);
             return argv[++i];
         };
-        if (auto v = need("--redis")) a.url = v;
-        else if (auto v = need("--count")) a.count = std::stol(v);
-        else if (auto v = need("--window")) a.window = std::stol(v);
-        else if (auto v = need("--payload-bytes")) a.payload = std::stol(v);
-        else usage(argv[0]);
+        if (auto v = need("--redis"))
+            a.url = v;
+        else if (auto v = need("--count"))
+            a.count = std::stol(v);
+        else if (auto v = need("--window"))
+            a.window = std::stol(v);
+        else if (auto v = need("--payload-bytes"))
+            a.payload = std::stol(v);
+        else
+            usage(argv[0]);
     }
     if (a.count <= 0 || a.window <= 0 || a.payload < 0) usage(argv[0]);
     return a;
@@ -88,7 +94,8 @@ int run(const Args& args) {
     Runtime rt("sf-bench");
     auto conn = rt.call([&] {
         auto c = Connection::create(
-            rt, ServerConfig{address.endpoints.front(), address.username, address.password, address.db},
+            rt,
+            ServerConfig{address.endpoints.front(), address.username, address.password, address.db},
             ConnectionOptions{.command_timeout = std::chrono::seconds(60), .offline_queue = false});
         c->start();
         return c;
@@ -113,7 +120,7 @@ int run(const Args& args) {
     std::printf(
         "{\"bench\":\"redis_pipeline\",\"command\":\"XADD\",\"count\":%ld,\"window\":%ld,"
         "\"payload_bytes\":%ld,\"seconds\":%.4f,\"ops_per_s\":%.0f,\"failed\":%ld,\"xlen\":%lld}\n",
-        args.count, args.window, args.payload, secs, static_cast<double>(args.count) / secs, d.failed,
-        len);
+        args.count, args.window, args.payload, secs, static_cast<double>(args.count) / secs,
+        d.failed, len);
     return d.failed == 0 && len == args.count ? 0 : 1;
 }

@@ -83,15 +83,24 @@ Args parse(int argc, char** argv) {
             if (i + 1 >= argc) usage(f + " needs a value");
             return argv[++i];
         };
-        if (f == "--redis") a.redis = val();
-        else if (f == "--scenario") a.scenario = val();
-        else if (f == "--tasks") a.tasks = to_long("--tasks", val());
-        else if (f == "--concurrency") a.concurrency = static_cast<unsigned>(to_long("--concurrency", val()));
-        else if (f == "--tracked") a.tracked = true;
-        else if (f == "--no-state") a.state = false;
-        else if (f == "--rate") a.rate = to_long("--rate", val());
-        else if (f == "--payload-bytes") a.payload = to_long("--payload-bytes", val());
-        else usage("unknown flag '" + f + "'");
+        if (f == "--redis")
+            a.redis = val();
+        else if (f == "--scenario")
+            a.scenario = val();
+        else if (f == "--tasks")
+            a.tasks = to_long("--tasks", val());
+        else if (f == "--concurrency")
+            a.concurrency = static_cast<unsigned>(to_long("--concurrency", val()));
+        else if (f == "--tracked")
+            a.tracked = true;
+        else if (f == "--no-state")
+            a.state = false;
+        else if (f == "--rate")
+            a.rate = to_long("--rate", val());
+        else if (f == "--payload-bytes")
+            a.payload = to_long("--payload-bytes", val());
+        else
+            usage("unknown flag '" + f + "'");
     }
     if (a.redis.empty()) usage("missing --redis");
     if (a.scenario != "e2e" && a.scenario != "enqueue" && a.scenario != "latency" &&
@@ -153,8 +162,9 @@ int main(int argc, char** argv) {
         const std::string queue = "bench";
         const bool worker_only = a.scenario == "worker";
         if (!worker_only) {
-            (void)r::call(rt, *admin, "streamfleet:{bench}", {"DEL", "streamfleet:{bench}", "streamfleet:{bench}:dead",
-                                       "streamfleet:{bench}:delayed", "streamfleet:{bench}:nudge"})
+            (void)r::call(rt, *admin, "streamfleet:{bench}",
+                          {"DEL", "streamfleet:{bench}", "streamfleet:{bench}:dead",
+                           "streamfleet:{bench}:delayed", "streamfleet:{bench}:nudge"})
                 .value();
         }
 
@@ -171,11 +181,12 @@ int main(int argc, char** argv) {
             server->handle(queue, [&, lateness](streamfleet::TaskContext& t) {
                 long long stamp = 0;
                 std::memcpy(&stamp, t.data().data(), sizeof stamp);
-                double ms = lateness
-                                ? static_cast<double>(wall_us() - stamp) / 1000.0
-                                : std::chrono::duration<double, std::milli>(
-                                      Steady::now().time_since_epoch() - std::chrono::nanoseconds(stamp))
-                                      .count();
+                double ms =
+                    lateness
+                        ? static_cast<double>(wall_us() - stamp) / 1000.0
+                        : std::chrono::duration<double, std::milli>(
+                              Steady::now().time_since_epoch() - std::chrono::nanoseconds(stamp))
+                              .count();
                 {
                     std::lock_guard lock(lat_mutex);
                     latencies.push_back(ms);
@@ -186,9 +197,10 @@ int main(int argc, char** argv) {
         }
         std::optional<streamfleet::Client> client;
         if (!worker_only) {
-            client.emplace(streamfleet::ClientOptions{.redis = a.redis, .max_buffered = 1'000'000,
-                                                      .track_state = a.state},
-                           std::vector<std::string>{queue});
+            client.emplace(
+                streamfleet::ClientOptions{
+                    .redis = a.redis, .max_buffered = 1'000'000, .track_state = a.state},
+                std::vector<std::string>{queue});
         }
         std::string payload(static_cast<std::size_t>(a.payload), 'x');
 
@@ -214,14 +226,17 @@ int main(int argc, char** argv) {
             if (delayed) {
                 // Whole milliseconds: run_at's resolution on the wire.
                 long long due_ms = (first_due_us + window_ms * 1000 * i / a.tasks) / 1000;
-                topts.run_at = std::chrono::system_clock::time_point(std::chrono::milliseconds(due_ms));
+                topts.run_at =
+                    std::chrono::system_clock::time_point(std::chrono::milliseconds(due_ms));
                 stamp = due_ms * 1000;
             }
             std::memcpy(payload.data(), &stamp, sizeof stamp);
             for (;;) {
                 try {
-                    if (a.tracked) handles.push_back(client->enqueue_tracked(queue, payload, topts));
-                    else client->enqueue(queue, payload, topts);
+                    if (a.tracked)
+                        handles.push_back(client->enqueue_tracked(queue, payload, topts));
+                    else
+                        client->enqueue(queue, payload, topts);
                     break;
                 } catch (const streamfleet::QueueFull&) {
                     std::this_thread::sleep_for(1ms);  // back-pressure, not loss
@@ -232,7 +247,10 @@ int main(int argc, char** argv) {
         if (a.scenario == "enqueue") {
             client->close(120s);
         } else if (delayed) {
-            while (r::call(rt, *admin, "streamfleet:{bench}:delayed", {"ZCARD", "streamfleet:{bench}:delayed"}).value().integer() +
+            while (r::call(rt, *admin, "streamfleet:{bench}:delayed",
+                           {"ZCARD", "streamfleet:{bench}:delayed"})
+                           .value()
+                           .integer() +
                        handled.load() <
                    a.tasks) {
                 std::this_thread::sleep_for(1ms);
@@ -266,18 +284,20 @@ int main(int argc, char** argv) {
             lat = latencies;
         }
         std::printf(
-            "{\"scenario\":\"%s\",\"tasks\":%ld,\"concurrency\":%u,\"tracked\":%s,\"state\":%s,\"rate\":%ld,"
+            "{\"scenario\":\"%s\",\"tasks\":%ld,\"concurrency\":%u,\"tracked\":%s,\"state\":%s,"
+            "\"rate\":%ld,"
             "\"payload_bytes\":%ld,\"seconds\":%.4f,\"tasks_per_s\":%.0f,\"lat_p50_ms\":%.3f,"
             "\"lat_p99_ms\":%.3f,\"max_rss_kb\":%ld,\"redis_cpu_us_per_task\":%.2f,"
             "\"redis_mem_bytes_per_task\":%.1f,\"lat_max_ms\":%.3f,\"early\":%ld}\n",
             a.scenario.c_str(), a.tasks, a.concurrency, a.tracked ? "true" : "false",
-            a.state ? "true" : "false", a.rate,
-            a.payload, secs, static_cast<double>(a.tasks) / (delayed ? schedule_secs : secs),
-            percentile(lat, 0.50),
-            percentile(lat, 0.99), ru.ru_maxrss, (cpu_after - cpu_before) / static_cast<double>(a.tasks),
+            a.state ? "true" : "false", a.rate, a.payload, secs,
+            static_cast<double>(a.tasks) / (delayed ? schedule_secs : secs), percentile(lat, 0.50),
+            percentile(lat, 0.99), ru.ru_maxrss,
+            (cpu_after - cpu_before) / static_cast<double>(a.tasks),
             (mem_after - mem_before) / static_cast<double>(a.tasks),
             lat.empty() ? 0.0 : *std::max_element(lat.begin(), lat.end()),
-            static_cast<long>(std::count_if(lat.begin(), lat.end(), [](double v) { return v < 0; })));
+            static_cast<long>(
+                std::count_if(lat.begin(), lat.end(), [](double v) { return v < 0; })));
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "streamfleet_bench: %s\n", e.what());

@@ -6,13 +6,12 @@
 //
 // Exits 0 when the paid order stays paid and the unpaid one is auto-canceled.
 
-#include <streamfleet/streamfleet.hpp>
-
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <streamfleet/streamfleet.hpp>
 #include <string>
 #include <thread>
 
@@ -38,8 +37,8 @@ struct Orders {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string redis = argc == 3 && std::strcmp(argv[1], "--redis") == 0 ? argv[2]
-                                                                          : "redis://127.0.0.1:6379";
+    std::string redis =
+        argc == 3 && std::strcmp(argv[1], "--redis") == 0 ? argv[2] : "redis://127.0.0.1:6379";
     try {
         Orders orders;
         streamfleet::Server server({.redis = redis, .id = "order-timeouts", .concurrency = 2});
@@ -57,7 +56,8 @@ int main(int argc, char** argv) {
         std::map<std::string, streamfleet::TaskHandle> timeouts;
         for (std::string order : {"order-1", "order-2"}) {
             orders.set(order, "open");
-            timeouts.emplace(order, client.enqueue_tracked("order-timeouts", order, {.delay = 800ms}));
+            timeouts.emplace(order,
+                             client.enqueue_tracked("order-timeouts", order, {.delay = 800ms}));
         }
 
         // order-1 is paid in time: the payment cancels its timeout task.
@@ -70,14 +70,16 @@ int main(int argc, char** argv) {
         // order-2 is never paid: its timeout fires.
         for (auto& [order, h] : timeouts) {
             auto out = h.wait_for(10s);
-            std::printf("%s: timeout task %s\n", order.c_str(),
-                        out ? std::string(streamfleet::to_string(out->status)).c_str() : "did not finish");
+            std::printf(
+                "%s: timeout task %s\n", order.c_str(),
+                out ? std::string(streamfleet::to_string(out->status)).c_str() : "did not finish");
         }
         bool ok = orders.get("order-1") == "paid" && orders.get("order-2") == "auto-canceled" &&
                   timeouts.at("order-1").wait_for(0ms)->status == streamfleet::TaskStatus::canceled;
         client.close();
         server.shutdown();
-        std::printf("order-1 %s, order-2 %s\n", orders.get("order-1").c_str(), orders.get("order-2").c_str());
+        std::printf("order-1 %s, order-2 %s\n", orders.get("order-1").c_str(),
+                    orders.get("order-2").c_str());
         return ok ? 0 : 1;
     } catch (const streamfleet::Error& e) {
         std::fprintf(stderr, "order_timeout: %s\n", e.what());

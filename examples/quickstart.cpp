@@ -6,18 +6,18 @@
 // enqueues fire-and-forget tasks, tracked tasks, and one that fails twice
 // before it succeeds, then waits for the outcomes.
 
-#include <streamfleet/streamfleet.hpp>
-
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <streamfleet/streamfleet.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
 int main(int argc, char** argv) {
     std::string redis = "redis://127.0.0.1:6379";
-    if (argc == 3 && std::strcmp(argv[1], "--redis") == 0) redis = argv[2];
+    if (argc == 3 && std::strcmp(argv[1], "--redis") == 0)
+        redis = argv[2];
     else if (argc != 1) {
         std::fprintf(stderr, "usage: %s [--redis URL]\n", argv[0]);
         return 2;

@@ -2,10 +2,9 @@
 //
 //   typed_payload --redis redis://127.0.0.1:6379
 
-#include <streamfleet/streamfleet.hpp>
-
 #include <cstdio>
 #include <cstring>
+#include <streamfleet/streamfleet.hpp>
 
 struct Order {
     std::string customer;
@@ -15,14 +14,15 @@ struct Order {
 };
 
 int main(int argc, char** argv) {
-    std::string redis = argc == 3 && std::strcmp(argv[1], "--redis") == 0 ? argv[2]
-                                                                          : "redis://127.0.0.1:6379";
+    std::string redis =
+        argc == 3 && std::strcmp(argv[1], "--redis") == 0 ? argv[2] : "redis://127.0.0.1:6379";
     try {
         streamfleet::Server server({.redis = redis, .id = "typed-worker", .concurrency = 2});
         server.handle("orders", [](streamfleet::TaskContext& task) {
-            auto order = task.as<Order>();  // throws InvalidArgument (→ task failure) if it is not an Order
-            std::printf("order for %s: %zu items, %.2f\n", order.customer.c_str(), order.items.size(),
-                        order.total);
+            auto order =
+                task.as<Order>();  // throws InvalidArgument (→ task failure) if it is not an Order
+            std::printf("order for %s: %zu items, %.2f\n", order.customer.c_str(),
+                        order.items.size(), order.total);
         });
         server.start();
         streamfleet::Client client({.redis = redis}, {"orders"});

@@ -49,13 +49,13 @@ public:
 
     /// @brief Enqueues a msgpack-encoded `T`; handlers read it with `task.as<T>()`.
     template <class T>
-        requires(!std::is_convertible_v<const T&, std::string_view>)
-    TaskId enqueue(std::string_view queue, const T& value, const TaskOptions& opts = {}) {
+    requires(!std::is_convertible_v<const T&, std::string_view>) TaskId
+        enqueue(std::string_view queue, const T& value, const TaskOptions& opts = {}) {
         return enqueue(queue, std::string_view(encode_msgpack(value)), opts);
     }
     template <class T>
-        requires(!std::is_convertible_v<const T&, std::string_view>)
-    TaskHandle enqueue_tracked(std::string_view queue, const T& value, const TaskOptions& opts = {}) {
+    requires(!std::is_convertible_v<const T&, std::string_view>) TaskHandle
+        enqueue_tracked(std::string_view queue, const T& value, const TaskOptions& opts = {}) {
         return enqueue_tracked(queue, std::string_view(encode_msgpack(value)), opts);
     }
 

@@ -8,7 +8,6 @@
 #define MSGPACK_NO_BOOST
 #endif
 #include <msgpack.hpp>
-
 #include <string>
 #include <string_view>
 

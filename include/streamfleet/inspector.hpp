@@ -30,10 +30,10 @@ struct QueueStats {
 
 /// One entry of P{Q}:dead, as the server left it.
 struct DeadLetter {
-    std::string entry_id;  ///< id in P{Q}:dead; its milliseconds are when the task died
-    std::string id;        ///< task id ("" when the entry was malformed beyond that)
-    std::string data;      ///< payload
-    std::string error;     ///< why it died (x_error): the last error, or the rule it broke
+    std::string entry_id;       ///< id in P{Q}:dead; its milliseconds are when the task died
+    std::string id;             ///< task id ("" when the entry was malformed beyond that)
+    std::string data;           ///< payload
+    std::string error;          ///< why it died (x_error): the last error, or the rule it broke
     std::uint32_t retries = 0;  ///< retries it had been through
     /// Its failed runs, oldest first ("UNIX_MS error"; the last 16).
     std::vector<std::string> history;
@@ -53,10 +53,10 @@ struct DelayedTask {
 
 /// A task delivered to a server and not yet finished (the group's PEL).
 struct PendingTask {
-    std::string entry_id;        ///< its id in P{Q}
-    std::string id;              ///< task id ("" if the entry is gone or malformed)
-    std::string server;          ///< the consumer (server id) holding it
-    std::int64_t idle_ms = 0;    ///< since it was last delivered or its lease renewed
+    std::string entry_id;      ///< its id in P{Q}
+    std::string id;            ///< task id ("" if the entry is gone or malformed)
+    std::string server;        ///< the consumer (server id) holding it
+    std::int64_t idle_ms = 0;  ///< since it was last delivered or its lease renewed
     std::uint64_t deliveries = 0;
 };
 

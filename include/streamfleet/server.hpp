@@ -138,10 +138,11 @@ public:
     /// Registers a handler that returns nothing: returning means success,
     /// throwing means failure (the exception's what() becomes the error).
     template <class F>
-        requires std::is_void_v<std::invoke_result_t<F&, TaskContext&>>
+    requires std::is_void_v<std::invoke_result_t<F&, TaskContext&>>
     void handle(std::string_view queue, F handler) {
         if constexpr (std::is_same_v<F, Handler> || std::is_pointer_v<F>) {
-            if (!handler) throw InvalidArgument("handler for queue '" + std::string(queue) + "' is empty");
+            if (!handler)
+                throw InvalidArgument("handler for queue '" + std::string(queue) + "' is empty");
         }
         handle(queue, OutcomeHandler([h = std::move(handler)](TaskContext& ctx) mutable {
                    h(ctx);
@@ -164,8 +165,8 @@ public:
     void shutdown(std::chrono::milliseconds grace = std::chrono::seconds(10));
 
     struct Stats {
-        std::uint64_t succeeded = 0, failed = 0, retried = 0, dead = 0, expired = 0,
-                      malformed = 0, returned = 0, canceled = 0;
+        std::uint64_t succeeded = 0, failed = 0, retried = 0, dead = 0, expired = 0, malformed = 0,
+                      returned = 0, canceled = 0;
     };
     /// Counters since start.
     Stats stats() const;

@@ -36,7 +36,17 @@ struct TaskOutcome {
 
 /// Where a task is in its life (DESIGN.md "States"). `failed` = a run failed
 /// and the task waits out its retry backoff in P{Q}:delayed.
-enum class TaskState { unknown, delayed, ready, active, completed, failed, dead, expired, canceled };
+enum class TaskState {
+    unknown,
+    delayed,
+    ready,
+    active,
+    completed,
+    failed,
+    dead,
+    expired,
+    canceled
+};
 
 /// @return "unknown", "delayed", "ready", "active", "completed", "failed",
 ///         "dead", "expired" or "canceled".
@@ -46,8 +56,8 @@ STREAMFLEET_API std::string_view to_string(TaskState s) noexcept;
 struct TaskInfo {
     TaskId id;
     TaskState state = TaskState::unknown;
-    std::uint32_t retries = 0;   ///< retries so far
-    std::string error{};         ///< the last run's error, if any
+    std::uint32_t retries = 0;     ///< retries so far
+    std::string error{};           ///< the last run's error, if any
     std::int64_t created_ms = 0;   ///< unix ms it was enqueued
     std::int64_t updated_ms = 0;   ///< unix ms of the last state change
     std::int64_t finished_ms = 0;  ///< unix ms it finished (0 while it lives)

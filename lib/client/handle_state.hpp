@@ -22,7 +22,7 @@ struct HandleState {
     const TaskId id;
     std::mutex mutex;
     std::condition_variable cv;
-    std::optional<TaskOutcome> outcome;                          // guarded by mutex
+    std::optional<TaskOutcome> outcome;                            // guarded by mutex
     std::vector<std::function<void(const TaskOutcome&)>> waiters;  // guarded by mutex
 };
 

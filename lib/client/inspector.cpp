@@ -7,11 +7,11 @@
 #include "core/keys.hpp"
 #include "core/script_calls.hpp"
 #include "core/wire.hpp"
-#include "streamfleet/codec.hpp"
 #include "redis/streams.hpp"
 #include "redis/sync.hpp"
 #include "redis/topology.hpp"
 #include "runtime/runtime.hpp"
+#include "streamfleet/codec.hpp"
 
 namespace streamfleet {
 inline namespace v1 {
@@ -26,10 +26,14 @@ namespace {
 // stored task may be malformed, which is often why it is dead.
 template <class Task>
 void take_task_field(Task& t, std::string_view f, std::string_view v) {
-    if (f == "id") t.id = std::string(v);
-    else if (f == "data") t.data = std::string(v);
-    else if (f == "x_error") t.error = std::string(v);
-    else if (f == "retries") t.retries = static_cast<std::uint32_t>(std::strtoul(std::string(v).c_str(), nullptr, 10));
+    if (f == "id")
+        t.id = std::string(v);
+    else if (f == "data")
+        t.data = std::string(v);
+    else if (f == "x_error")
+        t.error = std::string(v);
+    else if (f == "retries")
+        t.retries = static_cast<std::uint32_t>(std::strtoul(std::string(v).c_str(), nullptr, 10));
 }
 
 DeadLetter to_dead_letter(const r::StreamEntry& e) {
@@ -68,7 +72,9 @@ struct Inspector::Impl {
     std::vector<DeadLetter> page(const QueueKeys& k, std::string_view after, std::size_t limit,
                                  std::string_view until = "+") {
         std::string from = after.empty() ? "-" : "(" + std::string(after);
-        auto reply = call({"XRANGE", k.dead(), from, std::string(until), "COUNT", std::to_string(limit)}).value();
+        auto reply =
+            call({"XRANGE", k.dead(), from, std::string(until), "COUNT", std::to_string(limit)})
+                .value();
         std::vector<DeadLetter> out;
         for (const auto& e : reply.elements()) {
             if (auto entry = r::parse_entry(e)) out.push_back(to_dead_letter(*entry));
@@ -77,8 +83,8 @@ struct Inspector::Impl {
     }
 
     std::size_t requeue(const QueueKeys& k, const std::vector<std::string>& entry_ids) {
-        auto reply =
-            r::call(*rt, *topo, calls::requeue_dead(k, entry_ids, SystemClock::instance().now_ms()));
+        auto reply = r::call(*rt, *topo,
+                             calls::requeue_dead(k, entry_ids, SystemClock::instance().now_ms()));
         return static_cast<std::size_t>(reply.value().integer());
     }
 };
@@ -119,8 +125,9 @@ QueueStats Inspector::stats(std::string_view queue, std::chrono::milliseconds li
     impl_->rt->post([&] {
         for (std::size_t i = 0; i < cmds.size(); ++i) {
             std::vector<std::string_view> argv(cmds[i].begin(), cmds[i].end());
-            impl_->topo->send(r::Route{k.stream()}, argv,
-                              [&p = promises[i]](Result<r::Reply> res) { p.set_value(std::move(res)); });
+            impl_->topo->send(r::Route{k.stream()}, argv, [&p = promises[i]](Result<r::Reply> res) {
+                p.set_value(std::move(res));
+            });
         }
     });
     std::vector<Result<r::Reply>> replies;
@@ -137,9 +144,12 @@ QueueStats Inspector::stats(std::string_view queue, std::chrono::milliseconds li
             std::int64_t consumers = 0, pending = 0;
             for (std::size_t i = 0; i + 1 < kv.size(); i += 2) {
                 auto name = kv[i].str();
-                if (name == "name") ours = kv[i + 1].str() == kServerGroup;
-                else if (name == "consumers") consumers = kv[i + 1].integer();
-                else if (name == "pending") pending = kv[i + 1].integer();
+                if (name == "name")
+                    ours = kv[i + 1].str() == kServerGroup;
+                else if (name == "consumers")
+                    consumers = kv[i + 1].integer();
+                else if (name == "pending")
+                    pending = kv[i + 1].integer();
             }
             if (ours) {
                 s.consumers = consumers;
@@ -159,7 +169,8 @@ QueueStats Inspector::stats(std::string_view queue, std::chrono::milliseconds li
 std::vector<DelayedTask> Inspector::delayed(std::string_view queue, std::size_t limit) {
     auto k = impl_->keys(queue);
     if (limit == 0) return {};
-    auto reply = impl_->call({"ZRANGE", k.delayed(), "0", std::to_string(limit - 1), "WITHSCORES"}).value();
+    auto reply =
+        impl_->call({"ZRANGE", k.delayed(), "0", std::to_string(limit - 1), "WITHSCORES"}).value();
     std::vector<DelayedTask> out;
     for (std::size_t i = 0; i + 1 < reply.size(); i += 2) {
         DelayedTask t;
@@ -171,7 +182,8 @@ std::vector<DelayedTask> Inspector::delayed(std::string_view queue, std::size_t 
         } catch (const InvalidArgument&) {
             // Not ours to judge here: the promoter dead-letters what it cannot use.
         }
-        for (std::size_t j = 0; j + 1 < parts.size(); j += 2) take_task_field(t, parts[j], parts[j + 1]);
+        for (std::size_t j = 0; j + 1 < parts.size(); j += 2)
+            take_task_field(t, parts[j], parts[j + 1]);
         out.push_back(std::move(t));
     }
     return out;
@@ -180,7 +192,8 @@ std::vector<DelayedTask> Inspector::delayed(std::string_view queue, std::size_t 
 std::vector<PendingTask> Inspector::pending(std::string_view queue, std::size_t limit) {
     auto k = impl_->keys(queue);
     if (limit == 0) return {};
-    auto reply = impl_->call({"XPENDING", k.stream(), std::string(kServerGroup), "-", "+", std::to_string(limit)});
+    auto reply = impl_->call(
+        {"XPENDING", k.stream(), std::string(kServerGroup), "-", "+", std::to_string(limit)});
     // NOGROUP: no server ever read this queue, so nothing is pending.
     if (!reply.ok() && reply.error().message().starts_with("NOGROUP")) return {};
     auto rows = reply.value();

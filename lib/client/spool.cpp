@@ -50,13 +50,13 @@ std::string task_body(std::string_view queue, const TaskMessage& msg) {
 }  // namespace
 
 Result<std::pair<std::unique_ptr<Spool>, std::vector<Spool::Pending>>> Spool::open(std::string path,
-                                                                                     SpoolSync sync) {
+                                                                                   SpoolSync sync) {
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) return os_error("cannot open spool", path, errc::invalid_argument);
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        auto e = errno == EWOULDBLOCK
-                     ? Error(errc::invalid_argument, "spool '" + path + "' is in use by another client")
-                     : os_error("cannot lock spool", path);
+        auto e = errno == EWOULDBLOCK ? Error(errc::invalid_argument,
+                                              "spool '" + path + "' is in use by another client")
+                                      : os_error("cannot lock spool", path);
         ::close(fd);
         return e;
     }
@@ -79,7 +79,8 @@ Result<std::pair<std::unique_ptr<Spool>, std::vector<Spool::Pending>>> Spool::op
     std::size_t pos = 0, torn = 0;
     while (pos + 5 <= data.size()) {
         std::uint32_t len = 0;
-        for (int i = 0; i < 4; ++i) len |= static_cast<std::uint32_t>(static_cast<unsigned char>(data[pos + i])) << (8 * i);
+        for (int i = 0; i < 4; ++i)
+            len |= static_cast<std::uint32_t>(static_cast<unsigned char>(data[pos + i])) << (8 * i);
         if (len == 0 || pos + 4 + len > data.size()) break;
         char kind = data[pos + 4];
         std::string_view body(data.data() + pos + 5, len - 1);
@@ -91,10 +92,14 @@ Result<std::pair<std::unique_ptr<Spool>, std::vector<Spool::Pending>>> Spool::op
                 auto parts = decode_msgpack<std::vector<std::string>>(body);
                 if (parts.empty()) continue;
                 std::vector<RawField> fields;
-                for (std::size_t i = 1; i + 1 < parts.size(); i += 2) fields.emplace_back(parts[i], parts[i + 1]);
+                for (std::size_t i = 1; i + 1 < parts.size(); i += 2)
+                    fields.emplace_back(parts[i], parts[i + 1]);
                 auto m = decode_task(fields);
-                if (m) tasks.push_back(Pending{parts[0], std::move(*m)});
-                else log().error("spool {}: skipping a corrupt task record: {}", path, m.error().message());
+                if (m)
+                    tasks.push_back(Pending{parts[0], std::move(*m)});
+                else
+                    log().error("spool {}: skipping a corrupt task record: {}", path,
+                                m.error().message());
             } catch (const std::exception& e) {
                 log().error("spool {}: skipping a corrupt task record: {}", path, e.what());
             }
@@ -143,7 +148,8 @@ Status Spool::write_record(char kind, std::string_view body, bool do_fsync) {
 
 Status Spool::append(std::string_view queue, const TaskMessage& msg) {
     std::lock_guard lock(mutex_);
-    if (auto st = write_record('T', task_body(queue, msg), sync_ == SpoolSync::always); !st) return st;
+    if (auto st = write_record('T', task_body(queue, msg), sync_ == SpoolSync::always); !st)
+        return st;
     unconfirmed_.insert(msg.id);
     return Ok{};
 }
@@ -153,7 +159,8 @@ void Spool::confirm(const std::string& task_id) {
     if (unconfirmed_.erase(task_id) == 0) return;
     if (unconfirmed_.empty()) {
         // Everything is in Redis: start the file over instead of growing it.
-        if (ftruncate(fd_, 0) != 0) log().warn("spool {}: truncate failed: {}", path_, std::strerror(errno));
+        if (ftruncate(fd_, 0) != 0)
+            log().warn("spool {}: truncate failed: {}", path_, std::strerror(errno));
         return;
     }
     if (auto st = write_record('A', task_id, false); !st) {

@@ -42,7 +42,7 @@ public:
     /// previous client left unconfirmed, in the order they were accepted.
     /// errc::invalid_argument if the file is locked by a live client or unusable.
     static Result<std::pair<std::unique_ptr<Spool>, std::vector<Pending>>> open(std::string path,
-                                                                                 SpoolSync sync);
+                                                                                SpoolSync sync);
     ~Spool();
     Spool(const Spool&) = delete;
     Spool& operator=(const Spool&) = delete;
@@ -54,7 +54,8 @@ public:
     void confirm(const std::string& task_id);
 
 private:
-    Spool(std::string path, int fd, SpoolSync sync) : path_(std::move(path)), fd_(fd), sync_(sync) {}
+    Spool(std::string path, int fd, SpoolSync sync)
+        : path_(std::move(path)), fd_(fd), sync_(sync) {}
     Status write_record(char kind, std::string_view body, bool fsync);
 
     std::string path_;

@@ -6,35 +6,52 @@ inline namespace v1 {
 
 std::string_view to_string(TaskStatus s) noexcept {
     switch (s) {
-        case TaskStatus::completed: return "completed";
-        case TaskStatus::error: return "error";
-        case TaskStatus::expired: return "expired";
-        case TaskStatus::canceled: return "canceled";
+        case TaskStatus::completed:
+            return "completed";
+        case TaskStatus::error:
+            return "error";
+        case TaskStatus::expired:
+            return "expired";
+        case TaskStatus::canceled:
+            return "canceled";
     }
     return "error";
 }
 
 std::string_view to_string(TaskState s) noexcept {
     switch (s) {
-        case TaskState::unknown: return "unknown";
-        case TaskState::delayed: return "delayed";
-        case TaskState::ready: return "ready";
-        case TaskState::active: return "active";
-        case TaskState::completed: return "completed";
-        case TaskState::failed: return "failed";
-        case TaskState::dead: return "dead";
-        case TaskState::expired: return "expired";
-        case TaskState::canceled: return "canceled";
+        case TaskState::unknown:
+            return "unknown";
+        case TaskState::delayed:
+            return "delayed";
+        case TaskState::ready:
+            return "ready";
+        case TaskState::active:
+            return "active";
+        case TaskState::completed:
+            return "completed";
+        case TaskState::failed:
+            return "failed";
+        case TaskState::dead:
+            return "dead";
+        case TaskState::expired:
+            return "expired";
+        case TaskState::canceled:
+            return "canceled";
     }
     return "unknown";
 }
 
 std::string_view to_string(CancelResult r) noexcept {
     switch (r) {
-        case CancelResult::delayed: return "delayed";
-        case CancelResult::ready: return "ready";
-        case CancelResult::active: return "active";
-        case CancelResult::finished: return "finished";
+        case CancelResult::delayed:
+            return "delayed";
+        case CancelResult::ready:
+            return "ready";
+        case CancelResult::active:
+            return "active";
+        case CancelResult::finished:
+            return "finished";
     }
     return "finished";
 }

@@ -24,8 +24,8 @@ inline std::chrono::milliseconds reconnect_delay(unsigned attempt, std::chrono::
     for (unsigned i = 0; i < attempt && step < cap; ++i) step *= 2;
     step = std::min(step, cap);
     long long half = step / 2;
-    return std::chrono::milliseconds(step - half +
-                                     static_cast<long long>(random % static_cast<std::uint64_t>(half + 1)));
+    return std::chrono::milliseconds(
+        step - half + static_cast<long long>(random % static_cast<std::uint64_t>(half + 1)));
 }
 
 /// Default cap of a task's retry delay under a backoff strategy: one hour.
@@ -42,7 +42,8 @@ inline std::int64_t retry_delay_ms(std::optional<BackoffKind> kind, std::int64_t
     if (!kind) return base;
     if (cap <= 0) cap = kDefaultBackoffMaxMs;
     switch (*kind) {
-        case BackoffKind::fixed: return std::min(base, cap);
+        case BackoffKind::fixed:
+            return std::min(base, cap);
         case BackoffKind::linear: {
             auto steps = static_cast<std::int64_t>(retries) + 1;
             if (base != 0 && steps > cap / base) return cap;

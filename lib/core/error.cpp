@@ -11,16 +11,26 @@ public:
     const char* name() const noexcept override { return "streamfleet"; }
     std::string message(int ev) const override {
         switch (static_cast<errc>(ev)) {
-            case errc::timeout: return "timed out";
-            case errc::closed: return "closed";
-            case errc::connection_lost: return "connection lost";
-            case errc::connect_failed: return "connect failed";
-            case errc::auth_failed: return "authentication failed";
-            case errc::reply_error: return "error reply";
-            case errc::protocol: return "protocol error";
-            case errc::invalid_argument: return "invalid argument";
-            case errc::unsupported: return "unsupported";
-            case errc::io: return "i/o error";
+            case errc::timeout:
+                return "timed out";
+            case errc::closed:
+                return "closed";
+            case errc::connection_lost:
+                return "connection lost";
+            case errc::connect_failed:
+                return "connect failed";
+            case errc::auth_failed:
+                return "authentication failed";
+            case errc::reply_error:
+                return "error reply";
+            case errc::protocol:
+                return "protocol error";
+            case errc::invalid_argument:
+                return "invalid argument";
+            case errc::unsupported:
+                return "unsupported";
+            case errc::io:
+                return "i/o error";
         }
         return "unknown streamfleet error " + std::to_string(ev);
     }
@@ -100,8 +110,10 @@ bool Error::is_transient() const noexcept {
             case reply_errc::readonly:
             case reply_errc::masterdown:
             case reply_errc::loading:
-            case reply_errc::busy: return true;
-            default: return false;
+            case reply_errc::busy:
+                return true;
+            default:
+                return false;
         }
     }
     if (code_.category() == streamfleet_category()) {
@@ -109,8 +121,10 @@ bool Error::is_transient() const noexcept {
             case errc::timeout:
             case errc::connection_lost:
             case errc::connect_failed:
-            case errc::io: return true;
-            default: return false;
+            case errc::io:
+                return true;
+            default:
+                return false;
         }
     }
     return true;  // libuv / OS codes: transport failures
@@ -124,16 +138,25 @@ const std::error_category& streamfleet_category() noexcept {
 void throw_error(const Error& e) {
     if (e.code().category() == streamfleet_category()) {
         switch (static_cast<errc>(e.code().value())) {
-            case errc::timeout: throw TimeoutError(e.message());
-            case errc::closed: throw ClosedError(e.message());
-            case errc::connect_failed: throw ConnectionError(e.message());
+            case errc::timeout:
+                throw TimeoutError(e.message());
+            case errc::closed:
+                throw ClosedError(e.message());
+            case errc::connect_failed:
+                throw ConnectionError(e.message());
             case errc::connection_lost:
-            case errc::io: throw IoError(e.message());
-            case errc::auth_failed: throw AuthError(e.message());
-            case errc::reply_error: throw ReplyError(e.message());
-            case errc::protocol: throw ProtoError(e.message());
-            case errc::invalid_argument: throw InvalidArgument(e.message());
-            case errc::unsupported: throw Unsupported(e.message());
+            case errc::io:
+                throw IoError(e.message());
+            case errc::auth_failed:
+                throw AuthError(e.message());
+            case errc::reply_error:
+                throw ReplyError(e.message());
+            case errc::protocol:
+                throw ProtoError(e.message());
+            case errc::invalid_argument:
+                throw InvalidArgument(e.message());
+            case errc::unsupported:
+                throw Unsupported(e.message());
         }
     }
     if (e.code().category() == reply_category()) throw ReplyError(e.message());

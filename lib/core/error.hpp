@@ -17,16 +17,16 @@ namespace streamfleet::detail {
 
 /// Error conditions of streamfleet's own making (the "streamfleet" category).
 enum class errc {
-    timeout = 1,      // a command or connect attempt exceeded its deadline
-    closed,           // the connection/runtime was closed by its owner
-    connection_lost,  // the link dropped after the command was written
-    connect_failed,   // TCP/unix connect or DNS failed
-    auth_failed,      // AUTH or SELECT was rejected during the handshake
-    reply_error,      // Redis answered with an error reply
-    protocol,         // malformed RESP or an unexpected reply shape
-    invalid_argument, // bad input from the caller (URL, option, argument)
-    unsupported,      // recognised but not available (TLS, sentinel, cluster for now)
-    io,               // other socket failure
+    timeout = 1,       // a command or connect attempt exceeded its deadline
+    closed,            // the connection/runtime was closed by its owner
+    connection_lost,   // the link dropped after the command was written
+    connect_failed,    // TCP/unix connect or DNS failed
+    auth_failed,       // AUTH or SELECT was rejected during the handshake
+    reply_error,       // Redis answered with an error reply
+    protocol,          // malformed RESP or an unexpected reply shape
+    invalid_argument,  // bad input from the caller (URL, option, argument)
+    unsupported,       // recognised but not available (TLS, sentinel, cluster for now)
+    io,                // other socket failure
 };
 
 const std::error_category& streamfleet_category() noexcept;
@@ -72,8 +72,7 @@ inline std::error_code make_error_code(reply_errc e) noexcept {
 class Error {
 public:
     Error() = default;
-    Error(std::error_code code, std::string message)
-        : code_(code), message_(std::move(message)) {}
+    Error(std::error_code code, std::string message) : code_(code), message_(std::move(message)) {}
     Error(errc code, std::string message) : Error(make_error_code(code), std::move(message)) {}
 
     const std::error_code& code() const noexcept { return code_; }

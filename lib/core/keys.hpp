@@ -50,12 +50,15 @@ public:
     const std::string& task_prefix() const noexcept { return task_prefix_; }
     /// P{Q}:unique:KEY: holds the id of the task that owns a uniqueness key
     /// until its window ends (string with a TTL).
-    std::string unique(std::string_view key) const { return stream_ + ":unique:" + std::string(key); }
+    std::string unique(std::string_view key) const {
+        return stream_ + ":unique:" + std::string(key);
+    }
     /// P{Q}:task:ID: a task's state record (hash).
     std::string task(std::string_view id) const { return task_prefix_ + std::string(id); }
 
 private:
-    std::string queue_, stream_, delayed_, dead_, clients_, servers_, nudge_, cancels_, task_prefix_;
+    std::string queue_, stream_, delayed_, dead_, clients_, servers_, nudge_, cancels_,
+        task_prefix_;
 };
 
 /// Preceiver:{CLIENT_ID}: a client's notification stream (group streamfleet-client).

@@ -1,11 +1,11 @@
 #include "core/log.hpp"
 
+#include <spdlog/sinks/stdout_color_sinks.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <vector>
-
-#include <spdlog/sinks/stdout_color_sinks.h>
 
 namespace streamfleet::detail {
 

@@ -4,9 +4,9 @@
 // embedding apps and the test suite are not flooded; STREAMFLEET_LOG=debug|info|...
 // raises it, and set_logger() lets an app route everything to its own sinks.
 
-#include <memory>
-
 #include <spdlog/spdlog.h>
+
+#include <memory>
 
 namespace streamfleet::detail {
 

@@ -19,7 +19,8 @@ ScriptCall unique_claim(const QueueKeys& k, std::string_view unique_key, std::st
     return c;
 }
 
-ScriptCall unique_release(const QueueKeys& k, std::string_view unique_key, std::string_view task_id) {
+ScriptCall unique_release(const QueueKeys& k, std::string_view unique_key,
+                          std::string_view task_id) {
     ScriptCall c(scripts::unique_release);
     c.key(k.unique(unique_key)).arg(task_id);
     return c;
@@ -44,7 +45,8 @@ ScriptCall promote(const QueueKeys& k, std::int64_t now_ms, std::int64_t limit) 
     return c;
 }
 
-ScriptCall keep(const QueueKeys& k, std::string_view consumer, std::span<const std::string> entry_ids) {
+ScriptCall keep(const QueueKeys& k, std::string_view consumer,
+                std::span<const std::string> entry_ids) {
     ScriptCall c(scripts::keep);
     c.key(k.stream()).arg(kServerGroup).arg(consumer).args(entry_ids);
     return c;
@@ -87,7 +89,8 @@ ScriptCall FinishBatch::take(std::int64_t now_ms) {
     return out;
 }
 
-ScriptCall requeue_dead(const QueueKeys& k, std::span<const std::string> entry_ids, std::int64_t now_ms) {
+ScriptCall requeue_dead(const QueueKeys& k, std::span<const std::string> entry_ids,
+                        std::int64_t now_ms) {
     ScriptCall c(scripts::requeue_dead);
     c.key(k.dead()).key(k.stream()).key(k.task_prefix()).arg(now_ms).args(entry_ids);
     return c;

@@ -29,13 +29,15 @@ ScriptCall schedule(const QueueKeys& k, std::int64_t due_ms, std::string_view me
 
 ScriptCall unique_claim(const QueueKeys& k, std::string_view unique_key, std::string_view task_id,
                         std::int64_t window_ms);
-ScriptCall unique_release(const QueueKeys& k, std::string_view unique_key, std::string_view task_id);
+ScriptCall unique_release(const QueueKeys& k, std::string_view unique_key,
+                          std::string_view task_id);
 
 ScriptCall cancel(const QueueKeys& k, std::string_view task_id, std::int64_t now_ms);
 ScriptCall get(const QueueKeys& k, std::string_view task_id);
 
 ScriptCall promote(const QueueKeys& k, std::int64_t now_ms, std::int64_t limit);
-ScriptCall keep(const QueueKeys& k, std::string_view consumer, std::span<const std::string> entry_ids);
+ScriptCall keep(const QueueKeys& k, std::string_view consumer,
+                std::span<const std::string> entry_ids);
 
 /// move.lua: where a read entry goes, and the state its record takes.
 struct Move {
@@ -75,7 +77,8 @@ private:
 };
 
 /// requeue_dead.lua: tracked tasks' records become "ready" again, stamped `now_ms`.
-ScriptCall requeue_dead(const QueueKeys& k, std::span<const std::string> entry_ids, std::int64_t now_ms);
+ScriptCall requeue_dead(const QueueKeys& k, std::span<const std::string> entry_ids,
+                        std::int64_t now_ms);
 ScriptCall purge_dead(const QueueKeys& k);
 
 }  // namespace streamfleet::detail::calls

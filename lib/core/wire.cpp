@@ -12,9 +12,12 @@ namespace streamfleet::detail {
 
 std::string_view to_string(BackoffKind k) noexcept {
     switch (k) {
-        case BackoffKind::fixed: return "fixed";
-        case BackoffKind::linear: return "linear";
-        case BackoffKind::exponential: return "exponential";
+        case BackoffKind::fixed:
+            return "fixed";
+        case BackoffKind::linear:
+            return "linear";
+        case BackoffKind::exponential:
+            return "exponential";
     }
     return "fixed";
 }
@@ -28,10 +31,14 @@ std::optional<BackoffKind> parse_backoff(std::string_view s) noexcept {
 
 std::string_view to_string(NotificationType t) noexcept {
     switch (t) {
-        case NotificationType::completed: return "completed";
-        case NotificationType::canceled: return "canceled";
-        case NotificationType::expired: return "expired";
-        case NotificationType::error: return "error";
+        case NotificationType::completed:
+            return "completed";
+        case NotificationType::canceled:
+            return "canceled";
+        case NotificationType::expired:
+            return "expired";
+        case NotificationType::error:
+            return "error";
     }
     return "error";
 }
@@ -81,7 +88,8 @@ std::string history_add(std::string_view packed, std::int64_t at_ms, std::string
                         std::size_t keep) {
     auto entries = history_entries(packed);
     entries.push_back(std::to_string(at_ms) + " " + std::string(error));
-    if (entries.size() > keep) entries.erase(entries.begin(), entries.end() - static_cast<long>(keep));
+    if (entries.size() > keep)
+        entries.erase(entries.begin(), entries.end() - static_cast<long>(keep));
     msgpack::sbuffer buf;
     msgpack::pack(buf, entries);
     return std::string(buf.data(), buf.size());
@@ -164,11 +172,11 @@ Status check_version(const Fields& f) {
 
 }  // namespace
 
-#define SF_TRY_ASSIGN(target, expr)          \
-    do {                                     \
-        auto sf_r_ = (expr);                 \
-        if (!sf_r_) return sf_r_.error();    \
-        target = std::move(*sf_r_);          \
+#define SF_TRY_ASSIGN(target, expr)       \
+    do {                                  \
+        auto sf_r_ = (expr);              \
+        if (!sf_r_) return sf_r_.error(); \
+        target = std::move(*sf_r_);       \
     } while (0)
 
 Result<TaskMessage> decode_task(std::span<const RawField> fields) {
@@ -204,8 +212,9 @@ Result<TaskMessage> decode_task(std::span<const RawField> fields) {
     if (opt) {
         m.backoff = parse_backoff(*opt);
         if (!m.backoff) {
-            return Fields::malformed("field 'x_backoff' must be fixed, linear or exponential, got '" +
-                                     std::string(opt->substr(0, 20)) + "'");
+            return Fields::malformed(
+                "field 'x_backoff' must be fixed, linear or exponential, got '" +
+                std::string(opt->substr(0, 20)) + "'");
         }
     }
     SF_TRY_ASSIGN(m.backoff_max_ms, f.integer<std::int64_t>("x_backoff_max", false));
@@ -237,13 +246,18 @@ Result<Notification> decode_notification(std::span<const RawField> fields) {
     if (s.empty()) return Fields::malformed("field 'task_id' is empty");
     n.task_id = std::string(s);
     SF_TRY_ASSIGN(s, f.required("type"));
-    if (s == "completed") n.type = NotificationType::completed;
-    else if (s == "canceled") n.type = NotificationType::canceled;
-    else if (s == "expired") n.type = NotificationType::expired;
-    else if (s == "error") n.type = NotificationType::error;
+    if (s == "completed")
+        n.type = NotificationType::completed;
+    else if (s == "canceled")
+        n.type = NotificationType::canceled;
+    else if (s == "expired")
+        n.type = NotificationType::expired;
+    else if (s == "error")
+        n.type = NotificationType::error;
     else {
-        return Fields::malformed("field 'type' must be completed, canceled, expired or error, got '" +
-                                 std::string(s.substr(0, 20)) + "'");
+        return Fields::malformed(
+            "field 'type' must be completed, canceled, expired or error, got '" +
+            std::string(s.substr(0, 20)) + "'");
     }
     std::optional<std::string_view> opt;
     SF_TRY_ASSIGN(opt, f.find("err_msg"));

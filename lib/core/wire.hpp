@@ -30,23 +30,23 @@ struct TaskMessage {
     std::string id;
     std::string client_id;
     std::string data;
-    std::uint32_t max_retries = 0;   // 0 = until success or expiry
-    std::int64_t expires_ts = 0;     // unix ms; 0 = never
+    std::uint32_t max_retries = 0;  // 0 = until success or expiry
+    std::int64_t expires_ts = 0;    // unix ms; 0 = never
     std::int64_t retry_delay_ms = 0;
     bool send_notif = false;
     std::uint32_t retries = 0;
     // Extensions; empty/zero means the field is absent on the wire.
-    std::string name;                         // x_name
-    std::optional<BackoffKind> backoff;       // x_backoff
-    std::int64_t backoff_max_ms = 0;          // x_backoff_max
-    std::int64_t timeout_ms = 0;              // x_timeout
-    std::int64_t enqueued_ts = 0;             // x_enqueued_ts
-    std::int64_t run_at_ms = 0;               // x_run_at: due time of a delayed task
-    bool state = false;                       // x_state: a P{Q}:task:ID record exists
-    std::int64_t retention_ms = -1;           // x_retention: finished state kept; -1 = default
-    std::string history;                      // x_history: msgpack array of failed runs, see history_add
-    std::string unique;                       // x_unique
-    std::string error;                        // x_error
+    std::string name;                    // x_name
+    std::optional<BackoffKind> backoff;  // x_backoff
+    std::int64_t backoff_max_ms = 0;     // x_backoff_max
+    std::int64_t timeout_ms = 0;         // x_timeout
+    std::int64_t enqueued_ts = 0;        // x_enqueued_ts
+    std::int64_t run_at_ms = 0;          // x_run_at: due time of a delayed task
+    bool state = false;                  // x_state: a P{Q}:task:ID record exists
+    std::int64_t retention_ms = -1;      // x_retention: finished state kept; -1 = default
+    std::string history;                 // x_history: msgpack array of failed runs, see history_add
+    std::string unique;                  // x_unique
+    std::string error;                   // x_error
 
     bool operator==(const TaskMessage&) const = default;
 };

@@ -33,16 +33,20 @@ std::uint64_t ceil_ms(Clock::duration d) {
     return ms < 1 ? 1 : static_cast<std::uint64_t>(ms);
 }
 
-
 }  // namespace
 
 std::string_view to_string(ConnState s) noexcept {
     switch (s) {
-        case ConnState::idle: return "idle";
-        case ConnState::connecting: return "connecting";
-        case ConnState::ready: return "ready";
-        case ConnState::down: return "down";
-        case ConnState::closed: return "closed";
+        case ConnState::idle:
+            return "idle";
+        case ConnState::connecting:
+            return "connecting";
+        case ConnState::ready:
+            return "ready";
+        case ConnState::down:
+            return "down";
+        case ConnState::closed:
+            return "closed";
     }
     return "?";
 }
@@ -76,8 +80,7 @@ struct Connection::GetAddrInfo {
 
 std::shared_ptr<Connection> Connection::create(Runtime& rt, ServerConfig server,
                                                ConnectionOptions options) {
-    auto conn =
-        std::make_shared<Connection>(Private{}, rt, std::move(server), std::move(options));
+    auto conn = std::make_shared<Connection>(Private{}, rt, std::move(server), std::move(options));
     conn->stop_hook_ = rt.add_stop_hook([weak = conn->weak_from_this()] {
         if (auto c = weak.lock()) c->close();
     });
@@ -118,20 +121,19 @@ void Connection::begin_connect() {
         sock_ = new Socket(this);
         uv_pipe_init(rt_.loop(), &sock_->pipe, 0);
         sock_->handle.data = sock_;
-        uv_pipe_connect(&sock_->connect_req, &sock_->pipe, ep.path.c_str(),
-                        [](uv_connect_t* req, int status) {
-                            auto* s = static_cast<Socket*>(req->handle->data);
-                            if (!s->owner) return;
-                            auto keep = s->owner->shared_from_this();
-                            if (status < 0) {
-                                s->owner->fail_connection(
-                                    Error(errc::connect_failed, "connect to " + s->owner->where() +
-                                                                    " failed: " +
-                                                                    uv_error_text(status)));
-                            } else {
-                                s->owner->on_connected();
-                            }
-                        });
+        uv_pipe_connect(
+            &sock_->connect_req, &sock_->pipe, ep.path.c_str(), [](uv_connect_t* req, int status) {
+                auto* s = static_cast<Socket*>(req->handle->data);
+                if (!s->owner) return;
+                auto keep = s->owner->shared_from_this();
+                if (status < 0) {
+                    s->owner->fail_connection(Error(
+                        errc::connect_failed,
+                        "connect to " + s->owner->where() + " failed: " + uv_error_text(status)));
+                } else {
+                    s->owner->on_connected();
+                }
+            });
         return;
     }
 
@@ -160,17 +162,18 @@ void Connection::begin_connect() {
                 auto keep = owner->shared_from_this();
                 owner->resolving_ = nullptr;
                 if (status < 0 || !res) {
-                    owner->fail_connection(Error(
-                        errc::connect_failed, "cannot resolve host '" +
-                                                  owner->server_.endpoint.host +
-                                                  "': " + uv_error_text(status < 0 ? status : UV_EAI_NONAME)));
+                    owner->fail_connection(
+                        Error(errc::connect_failed,
+                              "cannot resolve host '" + owner->server_.endpoint.host +
+                                  "': " + uv_error_text(status < 0 ? status : UV_EAI_NONAME)));
                 } else {
                     // Keep every address: "localhost" may give ::1 first while
                     // the server listens only on 127.0.0.1.
                     owner->addrs_.clear();
                     for (auto* ai = res; ai; ai = ai->ai_next) {
                         sockaddr_storage a{};
-                        std::memcpy(&a, ai->ai_addr, std::min<std::size_t>(ai->ai_addrlen, sizeof a));
+                        std::memcpy(&a, ai->ai_addr,
+                                    std::min<std::size_t>(ai->ai_addrlen, sizeof a));
                         owner->addrs_.push_back(a);
                     }
                     owner->next_addr_ = 1;
@@ -192,25 +195,27 @@ void Connection::connect_to(const sockaddr* addr) {
     sock_ = new Socket(this);
     uv_tcp_init(rt_.loop(), &sock_->tcp);
     sock_->handle.data = sock_;
-    int rc = uv_tcp_connect(&sock_->connect_req, &sock_->tcp, addr, [](uv_connect_t* req, int status) {
-        auto* s = static_cast<Socket*>(req->handle->data);
-        if (!s->owner) return;
-        auto keep = s->owner->shared_from_this();
-        Connection* self = s->owner;
-        if (status < 0 && self->next_addr_ < self->addrs_.size()) {
-            self->release_socket();
-            self->connect_to(reinterpret_cast<const sockaddr*>(&self->addrs_[self->next_addr_++]));
-        } else if (status < 0) {
-            s->owner->fail_connection(Error(errc::connect_failed, "connect to " + s->owner->where() +
-                                                                      " failed: " +
-                                                                      uv_error_text(status)));
-        } else {
-            s->owner->on_connected();
-        }
-    });
+    int rc =
+        uv_tcp_connect(&sock_->connect_req, &sock_->tcp, addr, [](uv_connect_t* req, int status) {
+            auto* s = static_cast<Socket*>(req->handle->data);
+            if (!s->owner) return;
+            auto keep = s->owner->shared_from_this();
+            Connection* self = s->owner;
+            if (status < 0 && self->next_addr_ < self->addrs_.size()) {
+                self->release_socket();
+                self->connect_to(
+                    reinterpret_cast<const sockaddr*>(&self->addrs_[self->next_addr_++]));
+            } else if (status < 0) {
+                s->owner->fail_connection(
+                    Error(errc::connect_failed,
+                          "connect to " + s->owner->where() + " failed: " + uv_error_text(status)));
+            } else {
+                s->owner->on_connected();
+            }
+        });
     if (rc < 0) {
-        fail_connection(Error(errc::connect_failed,
-                              "connect to " + where() + " failed: " + uv_error_text(rc)));
+        fail_connection(
+            Error(errc::connect_failed, "connect to " + where() + " failed: " + uv_error_text(rc)));
     }
 }
 
@@ -232,7 +237,8 @@ void Connection::on_connected() {
             s->owner->on_read(static_cast<long>(nread), buf->base);
         });
     if (rc < 0) {
-        fail_connection(Error(errc::io, "reading from " + where() + " failed: " + uv_error_text(rc)));
+        fail_connection(
+            Error(errc::io, "reading from " + where() + " failed: " + uv_error_text(rc)));
         return;
     }
 
@@ -242,23 +248,28 @@ void Connection::on_connected() {
     handshake_left_ = 0;
     const auto& s = server_;
     if (!s.password.empty()) {
-        if (!s.username.empty()) push_internal({"AUTH", s.username, s.password}, "AUTH");
-        else push_internal({"AUTH", s.password}, "AUTH");
+        if (!s.username.empty())
+            push_internal({"AUTH", s.username, s.password}, "AUTH");
+        else
+            push_internal({"AUTH", s.password}, "AUTH");
     }
     std::string db = std::to_string(s.db);
     if (s.db != 0) push_internal({"SELECT", db}, "SELECT");
-    if (!opts_.client_name.empty()) push_internal({"CLIENT", "SETNAME", opts_.client_name}, "CLIENT SETNAME");
+    if (!opts_.client_name.empty())
+        push_internal({"CLIENT", "SETNAME", opts_.client_name}, "CLIENT SETNAME");
     push_internal({"PING"}, "PING");
     turn_end_.arm();
 }
 
-void Connection::push_internal(std::initializer_list<std::string_view> argv, std::string_view step) {
+void Connection::push_internal(std::initializer_list<std::string_view> argv,
+                               std::string_view step) {
     append_command(wbuf_, std::span<const std::string_view>(argv.begin(), argv.size()));
     ++handshake_left_;
     // Handshake commands are bounded by connect_timer_, not by their own deadline.
-    inflight_.push_back(Inflight{
-        [this, gen = generation_, step](Result<Reply> r) { handshake_reply(gen, step, std::move(r)); },
-        Clock::time_point::max(), opts_.connect_timeout});
+    inflight_.push_back(Inflight{[this, gen = generation_, step](Result<Reply> r) {
+                                     handshake_reply(gen, step, std::move(r));
+                                 },
+                                 Clock::time_point::max(), opts_.connect_timeout});
 }
 
 void Connection::handshake_reply(std::uint64_t generation, std::string_view step, Result<Reply> r) {
@@ -272,13 +283,16 @@ void Connection::handshake_reply(std::uint64_t generation, std::string_view step
         bool transient = kind == reply_errc::loading || kind == reply_errc::busy ||
                          kind == reply_errc::masterdown || kind == reply_errc::tryagain;
         std::string text = std::string(step) + " rejected by " + where();
-        if (step == "AUTH") text += " (user '" + (server_.username.empty() ? std::string("default") : server_.username) + "')";
+        if (step == "AUTH")
+            text += " (user '" +
+                    (server_.username.empty() ? std::string("default") : server_.username) + "')";
         text += ": " + msg;
         if (kind == reply_errc::noauth) {
             text += " — the server requires a password: redis://[user]:password@host:port";
         }
-        fail_connection(Error(transient ? errc::connect_failed : errc::auth_failed, std::move(text)),
-                        !transient);
+        fail_connection(
+            Error(transient ? errc::connect_failed : errc::auth_failed, std::move(text)),
+            !transient);
         return;
     }
     if (--handshake_left_ == 0) become_ready();
@@ -315,7 +329,8 @@ void Connection::submit(Append&& append, ReplyCallback cb, CommandOptions o) {
     auto deadline = Clock::now() + budget;
     switch (state_) {
         case ConnState::closed:
-            complete_later(std::move(cb), Error(errc::closed, "connection to " + where() + " is closed"));
+            complete_later(std::move(cb),
+                           Error(errc::closed, "connection to " + where() + " is closed"));
             return;
         case ConnState::ready:
             append(wbuf_);
@@ -347,7 +362,8 @@ void Connection::complete_later(ReplyCallback cb, Error error) {
         // The turn-end handle is gone; go through the runtime instead (it takes
         // loop-thread posts until its stop hooks are done), or, once even that
         // is over, run inline as the only way left to keep exactly-once.
-        auto shared = std::make_shared<std::pair<ReplyCallback, Error>>(std::move(cb), std::move(error));
+        auto shared =
+            std::make_shared<std::pair<ReplyCallback, Error>>(std::move(cb), std::move(error));
         if (!rt_.post([shared] { run_callback(shared->first, std::move(shared->second)); })) {
             run_callback(shared->first, std::move(shared->second));
         }
@@ -414,16 +430,16 @@ void Connection::write_out() {
     req->data = std::move(wbuf_);
     wbuf_ = std::string();
     Bufs rest(req->data.data() + written, req->data.size() - written);
-    int rc = uv_write(&req->req, &sock_->stream, rest.data(), rest.size(),
-                      [](uv_write_t* r, int status) {
-        auto* s = static_cast<Socket*>(r->handle->data);
-        delete reinterpret_cast<WriteReq*>(r);
-        if (status < 0 && status != UV_ECANCELED && s->owner) {
-            auto keep = s->owner->shared_from_this();
-            s->owner->fail_connection(Error(errc::io, "write to " + s->owner->where() +
-                                                          " failed: " + uv_error_text(status)));
-        }
-    });
+    int rc = uv_write(
+        &req->req, &sock_->stream, rest.data(), rest.size(), [](uv_write_t* r, int status) {
+            auto* s = static_cast<Socket*>(r->handle->data);
+            delete reinterpret_cast<WriteReq*>(r);
+            if (status < 0 && status != UV_ECANCELED && s->owner) {
+                auto keep = s->owner->shared_from_this();
+                s->owner->fail_connection(Error(errc::io, "write to " + s->owner->where() +
+                                                              " failed: " + uv_error_text(status)));
+            }
+        });
     if (rc < 0) {
         delete req;
         fail_connection(Error(errc::io, "write to " + where() + " failed: " + uv_error_text(rc)));
@@ -520,10 +536,11 @@ void Connection::fail_connection(Error reason, bool config_error) {
     for (auto& f : lost) {
         if (f.deadline <= now) {
             run_callback(f.cb, Error(errc::timeout, "no reply from " + where() + " within " +
-                                                  std::to_string(f.budget.count()) +
-                                                  " ms; connection reset"));
+                                                        std::to_string(f.budget.count()) +
+                                                        " ms; connection reset"));
         } else {
-            run_callback(f.cb, Error(errc::connection_lost,
+            run_callback(f.cb,
+                         Error(errc::connection_lost,
                                "connection to " + where() +
                                    " lost before the reply arrived (the command may have run): " +
                                    reason.message()));
@@ -566,8 +583,8 @@ void Connection::on_deadline() {
                              [&](const Inflight& f) { return f.deadline <= now; });
     if (stuck) {
         log().warn("redis {}: command timed out; resetting the connection", where());
-        fail_connection(Error(errc::timeout, "a command to " + where() +
-                                                 " timed out; connection reset"));
+        fail_connection(
+            Error(errc::timeout, "a command to " + where() + " timed out; connection reset"));
     }
     for (auto& [cb, err] : expired) run_callback(cb, std::move(err));
     if (state_ == ConnState::closed) return;

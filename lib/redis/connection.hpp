@@ -187,17 +187,17 @@ private:
     std::uint64_t generation_ = 0;  // bumps on every connect attempt
     std::uint64_t connects_ = 0;
     std::uint64_t writes_ = 0;
-    unsigned attempt_ = 0;          // failed attempts since the last success
+    unsigned attempt_ = 0;  // failed attempts since the last success
     std::size_t handshake_left_ = 0;
     std::uint64_t stop_hook_ = 0;
 
-    Socket* sock_ = nullptr;        // owned by libuv until its close callback
+    Socket* sock_ = nullptr;  // owned by libuv until its close callback
     struct GetAddrInfo;
     GetAddrInfo* resolving_ = nullptr;
     std::vector<sockaddr_storage> addrs_;  // resolved addresses, tried in order
     std::size_t next_addr_ = 0;
     ReplyParser parser_;
-    std::string wbuf_;              // commands of this turn, not yet written
+    std::string wbuf_;  // commands of this turn, not yet written
     std::deque<Inflight> inflight_;
     std::deque<Queued> queued_;
     std::vector<std::pair<ReplyCallback, Error>> deferred_;

@@ -8,12 +8,18 @@ namespace streamfleet::detail::redis {
 
 std::string_view type_name(Reply::Type t) noexcept {
     switch (t) {
-        case Reply::Type::nil: return "nil";
-        case Reply::Type::status: return "status";
-        case Reply::Type::error: return "error";
-        case Reply::Type::integer: return "integer";
-        case Reply::Type::string: return "string";
-        case Reply::Type::array: return "array";
+        case Reply::Type::nil:
+            return "nil";
+        case Reply::Type::status:
+            return "status";
+        case Reply::Type::error:
+            return "error";
+        case Reply::Type::integer:
+            return "integer";
+        case Reply::Type::string:
+            return "string";
+        case Reply::Type::array:
+            return "array";
     }
     return "unknown";
 }
@@ -66,10 +72,14 @@ const Reply& Reply::operator[](std::size_t i) const {
 
 std::string Reply::debug_string() const {
     switch (type_) {
-        case Type::nil: return "(nil)";
-        case Type::status: return str_;
-        case Type::error: return "(error) " + str_;
-        case Type::integer: return "(integer) " + std::to_string(integer_);
+        case Type::nil:
+            return "(nil)";
+        case Type::status:
+            return str_;
+        case Type::error:
+            return "(error) " + str_;
+        case Type::integer:
+            return "(integer) " + std::to_string(integer_);
         case Type::string: {
             std::string out = "\"";
             for (unsigned char c : str_) {

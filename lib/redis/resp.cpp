@@ -8,7 +8,8 @@
 
 namespace streamfleet::detail::redis {
 
-CommandWriter::CommandWriter(std::string& out, std::size_t nargs, std::size_t size_hint) : out_(out) {
+CommandWriter::CommandWriter(std::string& out, std::size_t nargs, std::size_t size_hint)
+    : out_(out) {
     // One reservation up front: growing a fresh command string argument by
     // argument reallocates and copies it several times.
     out_.reserve(out_.size() + size_hint + 16 * (nargs + 1));
@@ -80,9 +81,15 @@ void* create_string(const redisReadTask* task, char* str, size_t len) {
     return create(task, [&](Reply& r) {
         std::string s(str, len);
         switch (task->type) {
-            case REDIS_REPLY_ERROR: r = Reply::error(std::move(s)); break;
-            case REDIS_REPLY_STATUS: r = Reply::status(std::move(s)); break;
-            default: r = Reply::string(std::move(s)); break;
+            case REDIS_REPLY_ERROR:
+                r = Reply::error(std::move(s));
+                break;
+            case REDIS_REPLY_STATUS:
+                r = Reply::status(std::move(s));
+                break;
+            default:
+                r = Reply::string(std::move(s));
+                break;
         }
     });
 }

@@ -47,8 +47,10 @@ void ensure_group(Topology& topo, std::string_view key, std::string_view group,
                   std::string_view start_id, std::function<void(Status)> done) {
     topo.send(Route{key}, {"XGROUP", "CREATE", key, group, start_id, "MKSTREAM"},
               [done = std::move(done)](Result<Reply> res) {
-                  if (res.ok() || res.error().message().starts_with("BUSYGROUP")) done(Ok{});
-                  else done(res.error());
+                  if (res.ok() || res.error().message().starts_with("BUSYGROUP"))
+                      done(Ok{});
+                  else
+                      done(res.error());
               });
 }
 

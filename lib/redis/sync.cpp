@@ -13,9 +13,10 @@ template <class Start>
 Result<Reply> wait_for(Runtime& rt, Start start) {
     if (rt.in_loop_thread()) {
         // Waiting here would block the very loop that has to send the command.
-        return Error(errc::invalid_argument,
-                     "a blocking Redis call was made on the event-loop thread (from a callback such as "
-                     "TaskHandle::on_done?); it would wait for itself: call it from another thread");
+        return Error(
+            errc::invalid_argument,
+            "a blocking Redis call was made on the event-loop thread (from a callback such as "
+            "TaskHandle::on_done?); it would wait for itself: call it from another thread");
     }
     auto promise = std::make_shared<std::promise<Result<Reply>>>();
     auto future = promise->get_future();

@@ -46,7 +46,8 @@ public:
     std::shared_ptr<Connection> dedicated(const Route&, std::string_view purpose) override {
         auto opts = options_;
         if (!opts.client_name.empty()) {
-            opts.client_name += ':';  // not `+= ":" + std::string(...)`: g++ 12 -O3 -Wrestrict false positive
+            opts.client_name +=
+                ':';  // not `+= ":" + std::string(...)`: g++ 12 -O3 -Wrestrict false positive
             opts.client_name += purpose;
         }
         auto conn = Connection::create(rt_, server_config(), std::move(opts));
@@ -114,7 +115,8 @@ Result<std::unique_ptr<Topology>> make_topology(Runtime& rt, const Address& addr
             }
             return std::unique_ptr<Topology>(new Standalone(rt, address, std::move(options)));
         case Scheme::rediss:
-            return Error(errc::unsupported, "TLS (rediss://) is not supported yet: " + address.redacted());
+            return Error(errc::unsupported,
+                         "TLS (rediss://) is not supported yet: " + address.redacted());
         case Scheme::sentinel:
             return Error(errc::unsupported,
                          "Redis Sentinel is not supported yet: " + address.redacted());

@@ -38,7 +38,8 @@ public:
                       CommandOptions opts = {}) = 0;
     void send(const Route& route, std::initializer_list<std::string_view> argv, ReplyCallback cb,
               CommandOptions opts = {}) {
-        send(route, std::span<const std::string_view>(argv.begin(), argv.size()), std::move(cb), opts);
+        send(route, std::span<const std::string_view>(argv.begin(), argv.size()), std::move(cb),
+             opts);
     }
 
     /// Sends one command already encoded as RESP to the node serving `route`.

@@ -8,11 +8,16 @@ namespace {
 
 constexpr std::string_view scheme_name(Scheme s) {
     switch (s) {
-        case Scheme::redis: return "redis";
-        case Scheme::rediss: return "rediss";
-        case Scheme::unix_socket: return "unix";
-        case Scheme::sentinel: return "redis-sentinel";
-        case Scheme::cluster: return "redis-cluster";
+        case Scheme::redis:
+            return "redis";
+        case Scheme::rediss:
+            return "rediss";
+        case Scheme::unix_socket:
+            return "unix";
+        case Scheme::sentinel:
+            return "redis-sentinel";
+        case Scheme::cluster:
+            return "redis-cluster";
     }
     return "redis";
 }
@@ -173,17 +178,24 @@ Result<Address> parse_url(std::string_view url) {
     Parser p{url};
     auto sep = url.find("://");
     if (sep == std::string_view::npos) {
-        return p.fail("missing scheme; expected redis://, rediss://, unix://, "
-                      "redis-sentinel:// or redis-cluster://");
+        return p.fail(
+            "missing scheme; expected redis://, rediss://, unix://, "
+            "redis-sentinel:// or redis-cluster://");
     }
     auto scheme = url.substr(0, sep);
     Address a;
-    if (scheme == "redis") a.scheme = Scheme::redis;
-    else if (scheme == "rediss") a.scheme = Scheme::rediss;
-    else if (scheme == "unix") a.scheme = Scheme::unix_socket;
-    else if (scheme == "redis-sentinel") a.scheme = Scheme::sentinel;
-    else if (scheme == "redis-cluster") a.scheme = Scheme::cluster;
-    else return p.fail("unknown scheme '" + std::string(scheme) + "'");
+    if (scheme == "redis")
+        a.scheme = Scheme::redis;
+    else if (scheme == "rediss")
+        a.scheme = Scheme::rediss;
+    else if (scheme == "unix")
+        a.scheme = Scheme::unix_socket;
+    else if (scheme == "redis-sentinel")
+        a.scheme = Scheme::sentinel;
+    else if (scheme == "redis-cluster")
+        a.scheme = Scheme::cluster;
+    else
+        return p.fail("unknown scheme '" + std::string(scheme) + "'");
 
     auto rest = url.substr(sep + 3);
     if (auto st = parse_userinfo(p, rest, a); !st) return st.error();
@@ -212,7 +224,8 @@ Result<Address> parse_url(std::string_view url) {
         return a;
     }
 
-    if (rest.find('?') != std::string_view::npos) return p.fail("query parameters are not supported");
+    if (rest.find('?') != std::string_view::npos)
+        return p.fail("query parameters are not supported");
     auto slash = rest.find('/');
     auto hosts = rest.substr(0, slash);
     auto path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
@@ -222,11 +235,13 @@ Result<Address> parse_url(std::string_view url) {
     while (true) {
         auto comma = hosts.find(',');
         if (comma != std::string_view::npos && !multi) {
-            return p.fail("several hosts are only allowed for redis-sentinel:// and redis-cluster://");
+            return p.fail(
+                "several hosts are only allowed for redis-sentinel:// and redis-cluster://");
         }
         auto ep = parse_host_port(p, hosts.substr(0, comma));
         if (!ep) return ep.error();
-        if (a.scheme == Scheme::sentinel && hosts.substr(0, comma).find(':') == std::string_view::npos) {
+        if (a.scheme == Scheme::sentinel &&
+            hosts.substr(0, comma).find(':') == std::string_view::npos) {
             ep->port = 26379;  // the conventional Sentinel port
         }
         a.endpoints.push_back(std::move(*ep));
@@ -242,7 +257,8 @@ Result<Address> parse_url(std::string_view url) {
             if (auto st = parse_db(p, path.substr(slash2 + 1), a.db); !st) return st.error();
         }
     } else if (a.scheme == Scheme::cluster) {
-        if (!path.empty()) return p.fail("redis-cluster:// takes no database (Cluster has only db 0)");
+        if (!path.empty())
+            return p.fail("redis-cluster:// takes no database (Cluster has only db 0)");
     } else if (!path.empty()) {
         if (auto st = parse_db(p, path, a.db); !st) return st.error();
     }

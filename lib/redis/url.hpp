@@ -21,9 +21,9 @@ enum class Scheme { redis, rediss, unix_socket, sentinel, cluster };
 
 /// One server address: TCP host/port or a unix socket path.
 struct Endpoint {
-    std::string host;        // empty for unix sockets
+    std::string host;  // empty for unix sockets
     std::uint16_t port = 6379;
-    std::string path;        // unix socket path, empty for TCP
+    std::string path;  // unix socket path, empty for TCP
 
     bool is_unix() const noexcept { return !path.empty(); }
     /// "host:port", "[v6]:port" or "unix:/path", for messages.
@@ -37,7 +37,7 @@ struct Address {
     std::string username;             // empty: the default user
     std::string password;             // empty: no AUTH
     int db = 0;
-    std::string master_name;          // sentinel only
+    std::string master_name;  // sentinel only
 
     bool tls() const noexcept { return scheme == Scheme::rediss; }
     /// The URL with the password replaced by "***", safe for logs and errors.

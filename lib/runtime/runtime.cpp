@@ -63,9 +63,7 @@ bool Runtime::post(std::function<void()> fn) {
     return true;
 }
 
-void Runtime::on_wakeup(uv_async_t* handle) {
-    static_cast<Runtime*>(handle->data)->drain_inbox();
-}
+void Runtime::on_wakeup(uv_async_t* handle) { static_cast<Runtime*>(handle->data)->drain_inbox(); }
 
 void Runtime::guarded(const char* what, const std::function<void()>& fn) {
     try {

@@ -2,15 +2,14 @@
 // counted.
 
 #include <doctest/doctest.h>
-
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
-#include <chrono>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -28,8 +27,13 @@ TEST_CASE("10,000 tasks streamed through a Redis SIGSTOP and a SIGKILL + restart
     RedisServer rs({.aof = true});
     std::mutex m;
     std::map<int, int> runs;
-    ServerOptions so{.redis = rs.url(), .id = "chaos-worker", .concurrency = 16, .read_block = 200ms,
-                     .heartbeat_interval = 200ms, .command_timeout = 1s, .lease = 1500ms,
+    ServerOptions so{.redis = rs.url(),
+                     .id = "chaos-worker",
+                     .concurrency = 16,
+                     .read_block = 200ms,
+                     .heartbeat_interval = 200ms,
+                     .command_timeout = 1s,
+                     .lease = 1500ms,
                      .dead_after = 600ms};
     Server server(so);
     server.handle("q", [&](TaskContext& t) {
@@ -37,8 +41,9 @@ TEST_CASE("10,000 tasks streamed through a Redis SIGSTOP and a SIGKILL + restart
         ++runs[std::stoi(std::string(t.data()))];
     });
     server.start();
-    Client client({.redis = rs.url(), .max_buffered = 20'000, .full_timeout = 60s, .command_timeout = 1s},
-                  {"q"});
+    Client client(
+        {.redis = rs.url(), .max_buffered = 20'000, .full_timeout = 60s, .command_timeout = 1s},
+        {"q"});
 
     constexpr int kTasks = 10'000;
     std::atomic<int> sent{0};
@@ -67,7 +72,8 @@ TEST_CASE("10,000 tasks streamed through a Redis SIGSTOP and a SIGKILL + restart
         return static_cast<int>(runs.size()) == kTasks;
     };
     auto until = std::chrono::steady_clock::now() + 120s;
-    while (!complete() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(50ms);
+    while (!complete() && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(50ms);
     REQUIRE(client.close(30s));
     server.shutdown(5s);
     std::lock_guard lock(m);
@@ -87,8 +93,8 @@ TEST_CASE("a client process SIGKILLed during an outage: its spool is sent by the
     RedisServer rs;
     std::string dir = rs.dir(), spool = dir + "/cli.spool", ids = dir + "/ids";
     rs.kill();  // Redis is down for the whole first run
-    std::string cmd = "seq 1 200 | " + streamfleet::test::cli_path() + " enqueue --redis " + rs.url() +
-                      " --queue q --lines --spool " + spool + " > " + ids;
+    std::string cmd = "seq 1 200 | " + streamfleet::test::cli_path() + " enqueue --redis " +
+                      rs.url() + " --queue q --lines --spool " + spool + " > " + ids;
     pid_t pid = fork();
     if (pid == 0) {
         setpgid(0, 0);
@@ -103,14 +109,15 @@ TEST_CASE("a client process SIGKILLed during an outage: its spool is sent by the
         while (std::getline(in, l)) ++n;
         return n;
     };
-    REQUIRE(streamfleet::test::eventually([&] { return count_ids() == 200; }, 30s));  // all accepted
+    REQUIRE(
+        streamfleet::test::eventually([&] { return count_ids() == 200; }, 30s));  // all accepted
     ::kill(-pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
 
     rs.restart();
-    std::string replay = "printf '' | " + streamfleet::test::cli_path() + " enqueue --redis " + rs.url() +
-                         " --queue q --lines --spool " + spool + " --timeout-ms 30000";
+    std::string replay = "printf '' | " + streamfleet::test::cli_path() + " enqueue --redis " +
+                         rs.url() + " --queue q --lines --spool " + spool + " --timeout-ms 30000";
     REQUIRE(std::system(replay.c_str()) == 0);
     streamfleet::test::TestConn c(rs.url());
     auto entries = c.cmd({"XRANGE", "streamfleet:{q}", "-", "+"}).value();

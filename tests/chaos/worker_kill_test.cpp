@@ -2,7 +2,6 @@
 // and restarted with its id, while 5,000 tasks flow. Every task is counted.
 
 #include <doctest/doctest.h>
-
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,8 +19,8 @@
 
 using namespace std::chrono_literals;
 using streamfleet::test::cli_path;
-using streamfleet::test::RedisServer;
 using streamfleet::test::kill_group;
+using streamfleet::test::RedisServer;
 using streamfleet::test::spawn_worker;
 
 namespace {
@@ -44,17 +43,19 @@ TEST_CASE("5,000 tasks while a random worker is SIGKILLed every second: all comp
     auto args = [&](int i) {
         return "--redis " + rs.url() + " --queue q --id w" + std::to_string(i) + " --concurrency " +
                std::to_string(kConcurrency) +
-               " --heartbeat-ms 200 --lease-ms 5000 --exec 'read x; sleep 0.005; echo \"$x\" >> " + out + "'";
+               " --heartbeat-ms 200 --lease-ms 5000 --exec 'read x; sleep 0.005; echo \"$x\" >> " +
+               out + "'";
     };
     std::vector<pid_t> workers;
     for (int i = 0; i < 3; ++i) workers.push_back(spawn_worker(args(i)));
-    REQUIRE(std::system(("seq 1 " + std::to_string(kTasks) + " | " + cli_path() + " enqueue --redis " +
-                         rs.url() + " --queue q --lines > /dev/null")
+    REQUIRE(std::system(("seq 1 " + std::to_string(kTasks) + " | " + cli_path() +
+                         " enqueue --redis " + rs.url() + " --queue q --lines > /dev/null")
                             .c_str()) == 0);
     std::mt19937 rng(12345);
     int kills = 0;
     auto until = std::chrono::steady_clock::now() + 150s;
-    while (tally(out).size() < static_cast<std::size_t>(kTasks) && std::chrono::steady_clock::now() < until) {
+    while (tally(out).size() < static_cast<std::size_t>(kTasks) &&
+           std::chrono::steady_clock::now() < until) {
         std::this_thread::sleep_for(1s);
         int victim = static_cast<int>(rng() % 3);
         kill_group(workers[victim], SIGKILL);
@@ -62,7 +63,8 @@ TEST_CASE("5,000 tasks while a random worker is SIGKILLed every second: all comp
         workers[victim] = spawn_worker(args(victim));
     }
     // Let the survivors finish what the last kill left.
-    streamfleet::test::eventually([&] { return tally(out).size() >= static_cast<std::size_t>(kTasks); }, 60s);
+    streamfleet::test::eventually(
+        [&] { return tally(out).size() >= static_cast<std::size_t>(kTasks); }, 60s);
     for (auto pid : workers) kill_group(pid, SIGTERM);
 
     auto seen = tally(out);

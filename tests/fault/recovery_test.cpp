@@ -2,7 +2,6 @@
 // taken over, live long tasks are not, poison tasks end as dead letters.
 
 #include <doctest/doctest.h>
-
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,17 +16,17 @@
 
 #include "streamfleet/streamfleet.hpp"
 #include "support/redis_server.hpp"
-#include "support/wait.hpp"
 #include "support/test_conn.hpp"
+#include "support/wait.hpp"
 
 using namespace std::chrono_literals;
 using namespace streamfleet;
-using streamfleet::test::RedisServer;
+using streamfleet::test::entry_fields;
+using streamfleet::test::eventually;
 using streamfleet::test::kill_group;
+using streamfleet::test::RedisServer;
 using streamfleet::test::spawn_worker;
 using streamfleet::test::TestConn;
-using streamfleet::test::eventually;
-using streamfleet::test::entry_fields;
 
 namespace {
 
@@ -44,13 +43,15 @@ std::vector<std::string> lines(const std::string& path) {
 TEST_CASE("a SIGKILLed worker's in-flight tasks restart on a live worker within seconds") {
     RedisServer rs;
     auto dir = rs.dir();
-    std::string script = "read x; echo \"$x $STREAMFLEET_DELIVERIES\" >> " + dir +
-                         "/started; if [ \"$STREAMFLEET_DELIVERIES\" = 1 ]; then sleep 60; fi; echo \"$x\" >> " +
-                         dir + "/done";
-    auto common = "--redis " + rs.url() + " --queue q --concurrency 4 --heartbeat-ms 200 --exec '" + script + "'";
+    std::string script =
+        "read x; echo \"$x $STREAMFLEET_DELIVERIES\" >> " + dir +
+        "/started; if [ \"$STREAMFLEET_DELIVERIES\" = 1 ]; then sleep 60; fi; echo \"$x\" >> " +
+        dir + "/done";
+    auto common = "--redis " + rs.url() + " --queue q --concurrency 4 --heartbeat-ms 200 --exec '" +
+                  script + "'";
     pid_t a = spawn_worker(common + " --id victim");
-    REQUIRE(std::system(("printf 't1\\nt2\\nt3\\n' | " + streamfleet::test::cli_path() + " enqueue --redis " + rs.url() +
-                         " --queue q --lines > /dev/null")
+    REQUIRE(std::system(("printf 't1\\nt2\\nt3\\n' | " + streamfleet::test::cli_path() +
+                         " enqueue --redis " + rs.url() + " --queue q --lines > /dev/null")
                             .c_str()) == 0);
     REQUIRE(eventually([&] { return lines(dir + "/started").size() == 3; }, 20s));
     pid_t b = spawn_worker(common + " --id survivor");
@@ -63,14 +64,16 @@ TEST_CASE("a SIGKILLed worker's in-flight tasks restart on a live worker within 
             << std::chrono::duration_cast<std::chrono::milliseconds>(recovery).count() << " ms");
     CHECK(recovery < 10s);  // generous liveness bound; the figure goes to docs/reliability.md
     auto done = lines(dir + "/done");
-    CHECK(std::set<std::string>(done.begin(), done.end()) == std::set<std::string>{"t1", "t2", "t3"});
+    CHECK(std::set<std::string>(done.begin(), done.end()) ==
+          std::set<std::string>{"t1", "t2", "t3"});
     int redelivered = 0;
     for (const auto& l : lines(dir + "/started")) redelivered += l.ends_with(" 2");
     CHECK(redelivered == 3);  // each ran again, with its delivery count showing it
     // The dead consumer leaves the group and the registry once it owns nothing.
     TestConn c(rs.url());
     auto gone = [&] {
-        auto consumers = c.cmd({"XINFO", "CONSUMERS", "streamfleet:{q}", "streamfleet-server"}).value();
+        auto consumers =
+            c.cmd({"XINFO", "CONSUMERS", "streamfleet:{q}", "streamfleet-server"}).value();
         for (const auto& cons : consumers.elements()) {
             if (cons[1].str() == "victim") return false;
         }
@@ -86,8 +89,12 @@ TEST_CASE("a task running 4x the lease on a live server runs exactly once") {
     auto opts = [&](std::string id) {
         // dead_after is generous: a loaded CI machine must not make a live
         // server look dead, which is a different scenario from this one.
-        return ServerOptions{.redis = rs.url(), .id = std::move(id), .concurrency = 2,
-                             .read_block = 200ms, .heartbeat_interval = 200ms, .lease = 500ms,
+        return ServerOptions{.redis = rs.url(),
+                             .id = std::move(id),
+                             .concurrency = 2,
+                             .read_block = 200ms,
+                             .heartbeat_interval = 200ms,
+                             .lease = 500ms,
                              .dead_after = 2000ms};
     };
     auto handler = [&](TaskContext& t) {
@@ -115,20 +122,24 @@ TEST_CASE("a task running 4x the lease on a live server runs exactly once") {
     CHECK(short_runs == 20);
 }
 
-TEST_CASE("a task that kills its worker ends as a dead letter after max_deliveries; the rest complete") {
+TEST_CASE(
+    "a task that kills its worker ends as a dead letter after max_deliveries; the rest complete") {
     RedisServer rs;
     auto dir = rs.dir();
     // $PPID of the handler's shell is the worker process itself.
-    std::string script = "read x; if [ \"$x\" = poison ]; then kill -9 $PPID; exit 1; fi; echo \"$x\" >> " +
-                         dir + "/done";
-    REQUIRE(std::system(("printf 'ok1\npoison\nok2\n' | " + streamfleet::test::cli_path() + " enqueue --redis " + rs.url() +
-                         " --queue q --lines > /dev/null")
+    std::string script =
+        "read x; if [ \"$x\" = poison ]; then kill -9 $PPID; exit 1; fi; echo \"$x\" >> " + dir +
+        "/done";
+    REQUIRE(std::system(("printf 'ok1\npoison\nok2\n' | " + streamfleet::test::cli_path() +
+                         " enqueue --redis " + rs.url() + " --queue q --lines > /dev/null")
                             .c_str()) == 0);
     TestConn c(rs.url());
     int restarts = 0;
     for (; restarts < 8; ++restarts) {
-        pid_t w = spawn_worker("--redis " + rs.url() + " --queue q --id crashy --concurrency 1 "
-                               "--max-deliveries 2 --exec '" + script + "'");
+        pid_t w = spawn_worker("--redis " + rs.url() +
+                               " --queue q --id crashy --concurrency 1 "
+                               "--max-deliveries 2 --exec '" +
+                               script + "'");
         // Wait until it dies, or until the poison task is dead-lettered.
         bool dead_letter = false;
         auto until = std::chrono::steady_clock::now() + 20s;
@@ -145,8 +156,10 @@ TEST_CASE("a task that kills its worker ends as a dead letter after max_deliveri
         if (dead_letter) break;
     }
     // The other tasks were never lost: a healthy run finishes whatever is left.
-    pid_t last = spawn_worker("--redis " + rs.url() + " --queue q --id crashy --concurrency 1 "
-                              "--max-deliveries 2 --exec '" + script + "'");
+    pid_t last = spawn_worker("--redis " + rs.url() +
+                              " --queue q --id crashy --concurrency 1 "
+                              "--max-deliveries 2 --exec '" +
+                              script + "'");
     auto both = [&] {
         auto d = lines(dir + "/done");
         return std::set<std::string>(d.begin(), d.end()) == std::set<std::string>{"ok1", "ok2"};
@@ -166,12 +179,17 @@ TEST_CASE("a task that kills its worker ends as a dead letter after max_deliveri
     CHECK(std::set<std::string>(done.begin(), done.end()) == std::set<std::string>{"ok1", "ok2"});
 }
 
-TEST_CASE("outcomes finished while Redis is frozen are kept and written when it returns; nothing runs twice") {
+TEST_CASE(
+    "outcomes finished while Redis is frozen are kept and written when it returns; nothing runs "
+    "twice") {
     RedisServer rs;
     TestConn c(rs.url());
     std::atomic<int> runs{0};
     std::atomic<bool> frozen{false};
-    Server server(ServerOptions{.redis = rs.url(), .id = "w", .concurrency = 4, .read_block = 200ms,
+    Server server(ServerOptions{.redis = rs.url(),
+                                .id = "w",
+                                .concurrency = 4,
+                                .read_block = 200ms,
                                 .command_timeout = 300ms});
     server.handle("q", [&](TaskContext&) {
         ++runs;
@@ -180,7 +198,8 @@ TEST_CASE("outcomes finished while Redis is frozen are kept and written when it 
     server.start();
     Client client({.redis = rs.url(), .command_timeout = 10s}, {"q"});
     std::vector<TaskHandle> handles;
-    for (int i = 0; i < 4; ++i) handles.push_back(client.enqueue_tracked("q", "t" + std::to_string(i)));
+    for (int i = 0; i < 4; ++i)
+        handles.push_back(client.enqueue_tracked("q", "t" + std::to_string(i)));
     REQUIRE(eventually([&] { return runs == 4; }, 10s));
     rs.pause();
     frozen = true;
@@ -191,34 +210,46 @@ TEST_CASE("outcomes finished while Redis is frozen are kept and written when it 
         REQUIRE(out);
         CHECK(out->status == TaskStatus::completed);
     }
-    CHECK(eventually([&] {
-        return c.cmd({"XPENDING", "streamfleet:{q}", "streamfleet-server"}).value()[0].integer() == 0;
-    }, 10s));
+    CHECK(eventually(
+        [&] {
+            return c.cmd({"XPENDING", "streamfleet:{q}", "streamfleet-server"})
+                       .value()[0]
+                       .integer() == 0;
+        },
+        10s));
     CHECK(runs == 4);
     CHECK(server.stats().succeeded == 4);
 }
 
-TEST_CASE("a worker SIGKILLed while its failed task waits out a retry backoff: the task still completes") {
+TEST_CASE(
+    "a worker SIGKILLed while its failed task waits out a retry backoff: the task still "
+    "completes") {
     // The retry lives in P{Q}:delayed, not in the dead worker: a peer's
     // promoter moves it when due (the retry's nudge or its own re-check).
     RedisServer rs;
     auto dir = rs.dir();
     std::string script = "read x; echo \"$x $STREAMFLEET_RETRIES\" >> " + dir +
                          "/runs; if [ \"$STREAMFLEET_RETRIES\" = 0 ]; then exit 1; fi";
-    auto common = "--redis " + rs.url() + " --queue q --concurrency 2 --heartbeat-ms 200 --exec '" + script + "'";
+    auto common = "--redis " + rs.url() + " --queue q --concurrency 2 --heartbeat-ms 200 --exec '" +
+                  script + "'";
     pid_t a = spawn_worker(common + " --id first");
-    REQUIRE(std::system(("printf 'r1\\nr2\\n' | " + streamfleet::test::cli_path() + " enqueue --redis " +
-                         rs.url() + " --queue q --lines --max-retries 3 --retry-delay-ms 1500 > /dev/null")
+    REQUIRE(std::system(("printf 'r1\\nr2\\n' | " + streamfleet::test::cli_path() +
+                         " enqueue --redis " + rs.url() +
+                         " --queue q --lines --max-retries 3 --retry-delay-ms 1500 > /dev/null")
                             .c_str()) == 0);
     REQUIRE(eventually([&] { return lines(dir + "/runs").size() == 2; }, 20s));
     TestConn c(rs.url());
-    REQUIRE(eventually([&] { return c.cmd({"ZCARD", "streamfleet:{q}:delayed"}).value().integer() == 2; }));
+    REQUIRE(eventually([&] {
+        return c.cmd({"ZCARD", "streamfleet:{q}:delayed"}).value().integer() == 2;
+    }));
     kill_group(a, SIGKILL);  // during the 1.5 s backoff
     pid_t b = spawn_worker(common + " --id second");
     REQUIRE(eventually([&] { return lines(dir + "/runs").size() == 4; }, 30s));
     std::set<std::string> runs;
     for (const auto& l : lines(dir + "/runs")) runs.insert(l);
     CHECK(runs == std::set<std::string>{"r1 0", "r2 0", "r1 1", "r2 1"});
-    CHECK(eventually([&] { return c.cmd({"ZCARD", "streamfleet:{q}:delayed"}).value().integer() == 0; }));
+    CHECK(eventually([&] {
+        return c.cmd({"ZCARD", "streamfleet:{q}:delayed"}).value().integer() == 0;
+    }));
     kill_group(b, SIGTERM);
 }

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "support/redis_server.hpp"
-#include "support/wait.hpp"
 #include "support/test_conn.hpp"
+#include "support/wait.hpp"
 
 using namespace std::chrono_literals;
 using namespace streamfleet::detail;
@@ -70,15 +70,19 @@ TEST_CASE("SIGKILL + restart: the connection comes back and later commands succe
     CHECK(states.back() == ConnState::ready);
 }
 
-TEST_CASE("commands sent while the server is down wait in the offline queue and run after restart") {
+TEST_CASE(
+    "commands sent while the server is down wait in the offline queue and run after restart") {
     RedisServer server;
-    TestConn c(server.url(), ConnectionOptions{.command_timeout = 10'000ms, .reconnect_max = 200ms});
+    TestConn c(server.url(),
+               ConnectionOptions{.command_timeout = 10'000ms, .reconnect_max = 200ms});
     REQUIRE(c.cmd({"PING"}).ok());
     server.stop();
     // Let the connection notice the loss before queueing.
     std::this_thread::sleep_for(200ms);
     std::promise<Result<Reply>> p;
-    c.rt().post([&] { c.conn()->send({"SET", "late", "yes"}, [&](Result<Reply> r) { p.set_value(std::move(r)); }); });
+    c.rt().post([&] {
+        c.conn()->send({"SET", "late", "yes"}, [&](Result<Reply> r) { p.set_value(std::move(r)); });
+    });
     std::this_thread::sleep_for(300ms);
     server.restart();
     auto fut = p.get_future();
@@ -91,9 +95,9 @@ TEST_CASE("commands sent while the server is down wait in the offline queue and 
 
 TEST_CASE("SIGSTOP: a command times out within its bound; after SIGCONT the link recovers") {
     RedisServer server;
-    TestConn c(server.url(), ConnectionOptions{.command_timeout = 500ms,
-                                               .connect_timeout = 500ms,
-                                               .reconnect_max = 300ms});
+    TestConn c(server.url(),
+               ConnectionOptions{
+                   .command_timeout = 500ms, .connect_timeout = 500ms, .reconnect_max = 300ms});
     REQUIRE(c.cmd({"PING"}).ok());
     server.pause();
     auto t0 = std::chrono::steady_clock::now();

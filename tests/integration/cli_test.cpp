@@ -1,7 +1,6 @@
 // The streamfleet CLI as users run it: real processes, a real redis-server.
 
 #include <doctest/doctest.h>
-
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,7 +49,8 @@ Run sh(const std::string& cmd, const std::string& dir) {
 pid_t spawn_worker(const std::string& args) {
     pid_t pid = fork();
     if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", ("exec " + streamfleet::test::cli_path() + " worker " + args).c_str(), nullptr);
+        execl("/bin/sh", "sh", "-c",
+              ("exec " + streamfleet::test::cli_path() + " worker " + args).c_str(), nullptr);
         _exit(127);
     }
     return pid;
@@ -86,12 +86,14 @@ TEST_CASE("bad flags, URLs and queue names: non-zero exit and a one-line error")
         {"enqueue --queue q --data x", "missing required flag --redis"},
         {"enqueue --redis " + rs.url() + " --data x", "missing required flag --queue"},
         {"enqueue --redis " + rs.url() + " --queue q --bogus", "unknown flag '--bogus'"},
-        {"enqueue --redis " + rs.url() + " --queue q --max-retries lots", "--max-retries needs a non-negative integer"},
+        {"enqueue --redis " + rs.url() + " --queue q --max-retries lots",
+         "--max-retries needs a non-negative integer"},
         {"enqueue --redis " + rs.url() + " --queue q --data a --lines", "exclude each other"},
         {"enqueue --redis redis://h:port --queue q --data a", "port 'port'"},
         {"enqueue --redis " + rs.url() + " --queue '' --data a", "queue name is empty"},
         {"worker --redis " + rs.url() + " --queue q --exec true", "missing required flag --id"},
-        {"worker --redis " + rs.url() + " --queue q --id w --exec true --concurrency 0", "--concurrency"},
+        {"worker --redis " + rs.url() + " --queue q --id w --exec true --concurrency 0",
+         "--concurrency"},
         {"stats --redis " + rs.url(), "missing required flag --queue"},
     };
     for (const auto& c : cases) {
@@ -108,24 +110,28 @@ TEST_CASE("enqueue --track with a worker process: outcomes, exit codes, env, std
     RedisServer rs;
     auto dir = rs.dir();
     auto log = dir + "/ran.txt";
-    auto w = spawn_worker("--redis " + rs.url() + " --queue q --id w1 --concurrency 2 --exec '"
-                          "read x; echo \"$STREAMFLEET_QUEUE $STREAMFLEET_RETRIES $STREAMFLEET_DELIVERIES $x\" >> " +
-                          log + "; if [ \"$x\" = bad ]; then echo \"no good: $x\" >&2; exit 3; fi'");
-    auto ok = sh("printf 'a\\nb\\n' | " + streamfleet::test::cli_path() + " enqueue --redis " + rs.url() +
-                     " --queue q --lines --track --timeout-ms 20000",
+    auto w = spawn_worker(
+        "--redis " + rs.url() +
+        " --queue q --id w1 --concurrency 2 --exec '"
+        "read x; echo \"$STREAMFLEET_QUEUE $STREAMFLEET_RETRIES $STREAMFLEET_DELIVERIES $x\" >> " +
+        log + "; if [ \"$x\" = bad ]; then echo \"no good: $x\" >&2; exit 3; fi'");
+    auto ok = sh("printf 'a\\nb\\n' | " + streamfleet::test::cli_path() + " enqueue --redis " +
+                     rs.url() + " --queue q --lines --track --timeout-ms 20000",
                  dir);
     CHECK(ok.code == 0);
     CAPTURE(ok.out);
     CHECK(std::count(ok.out.begin(), ok.out.end(), '\n') == 4);  // 2 ids, 2 outcomes
     CHECK(ok.out.find(" completed\n") != std::string::npos);
 
-    auto bad = sh(streamfleet::test::cli_path() + " enqueue --redis " + rs.url() + " --queue q --data bad --track --max-retries 1 --timeout-ms 20000",
+    auto bad = sh(streamfleet::test::cli_path() + " enqueue --redis " + rs.url() +
+                      " --queue q --data bad --track --max-retries 1 --timeout-ms 20000",
                   dir);
     CHECK(bad.code == 1);
     CAPTURE(bad.out);
     CHECK(bad.out.find(" error: no good: bad\n") != std::string::npos);
 
-    auto stats = sh(streamfleet::test::cli_path() + " stats --redis " + rs.url() + " --queue q --json", dir);
+    auto stats =
+        sh(streamfleet::test::cli_path() + " stats --redis " + rs.url() + " --queue q --json", dir);
     CHECK(stats.code == 0);
     CHECK(stats.out.find("\"dead\":1") != std::string::npos);
     CHECK(stats.out.find("\"servers\":1") != std::string::npos);
@@ -147,7 +153,9 @@ TEST_CASE("JSON output keeps UTF-8 text and escapes binary and control bytes") {
     CHECK(s.out.find("\"queue\":\"caf\xc3\xa9\\\"q\"") != std::string::npos);
     // A dead letter with a binary payload: still one valid JSON line.
     TestConn c(rs.url());
-    REQUIRE(c.cmd({"XADD", "streamfleet:{q}:dead", "*", "id", "t1", "data", std::string("\xff\x01z", 3)}).ok());
+    REQUIRE(c.cmd({"XADD", "streamfleet:{q}:dead", "*", "id", "t1", "data",
+                   std::string("\xff\x01z", 3)})
+                .ok());
     auto d = sh(cli + " dead list --redis " + rs.url() + " --queue q --json", rs.dir());
     CHECK(d.code == 0);
     CAPTURE(d.out);
@@ -156,10 +164,13 @@ TEST_CASE("JSON output keeps UTF-8 text and escapes binary and control bytes") {
 
 TEST_CASE("stdin without --lines is one task; fire-and-forget exits 0 once Redis has it") {
     RedisServer rs;
-    auto r = sh("printf 'multi\\nline\\n' | " + streamfleet::test::cli_path() + " enqueue --redis " + rs.url() + " --queue q", rs.dir());
+    auto r = sh("printf 'multi\\nline\\n' | " + streamfleet::test::cli_path() +
+                    " enqueue --redis " + rs.url() + " --queue q",
+                rs.dir());
     CHECK(r.code == 0);
     CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
-    auto s = sh(streamfleet::test::cli_path() + " stats --redis " + rs.url() + " --queue q --json", rs.dir());
+    auto s = sh(streamfleet::test::cli_path() + " stats --redis " + rs.url() + " --queue q --json",
+                rs.dir());
     CHECK(s.out.find("\"stream_length\":1") != std::string::npos);
 }
 
@@ -169,10 +180,13 @@ TEST_CASE("10,000 tasks over 3 worker processes: each handled exactly once") {
     auto out = dir + "/handled.txt";
     std::vector<pid_t> workers;
     for (int i = 0; i < 3; ++i) {
-        workers.push_back(spawn_worker("--redis " + rs.url() + " --queue bulk --id w" + std::to_string(i) +
-                                       " --concurrency 4 --exec 'read x; echo \"$x\" >> " + out + "'"));
+        workers.push_back(
+            spawn_worker("--redis " + rs.url() + " --queue bulk --id w" + std::to_string(i) +
+                         " --concurrency 4 --exec 'read x; echo \"$x\" >> " + out + "'"));
     }
-    auto r = sh("seq 1 10000 | " + streamfleet::test::cli_path() + " enqueue --redis " + rs.url() + " --queue bulk --lines", dir);
+    auto r = sh("seq 1 10000 | " + streamfleet::test::cli_path() + " enqueue --redis " + rs.url() +
+                    " --queue bulk --lines",
+                dir);
     REQUIRE(r.code == 0);
     auto until = std::chrono::steady_clock::now() + 120s;
     while (count_lines(out) < 10'000 && std::chrono::steady_clock::now() < until) {
@@ -188,12 +202,14 @@ TEST_CASE("10,000 tasks over 3 worker processes: each handled exactly once") {
     CHECK(std::set<std::string>(lines.begin(), lines.end()).size() == 10'000);
 }
 
-TEST_CASE("enqueue --lines rides out an outage: it accepts while Redis is down and exits 0 once Redis has all") {
+TEST_CASE(
+    "enqueue --lines rides out an outage: it accepts while Redis is down and exits 0 once Redis "
+    "has all") {
     RedisServer rs;
     auto dir = rs.dir();
     rs.kill();
-    std::string cmd = "seq 1 50 | " + streamfleet::test::cli_path() + " enqueue --redis " + rs.url() +
-                      " --queue q --lines > " + dir + "/ids 2> " + dir + "/err";
+    std::string cmd = "seq 1 50 | " + streamfleet::test::cli_path() + " enqueue --redis " +
+                      rs.url() + " --queue q --lines > " + dir + "/ids 2> " + dir + "/err";
     pid_t pid = fork();
     if (pid == 0) {
         execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
@@ -211,6 +227,7 @@ TEST_CASE("enqueue --lines rides out an outage: it accepts while Redis is down a
     waitpid(pid, &status, 0);
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
-    auto s = sh(streamfleet::test::cli_path() + " stats --redis " + rs.url() + " --queue q --json", dir);
+    auto s =
+        sh(streamfleet::test::cli_path() + " stats --redis " + rs.url() + " --queue q --json", dir);
     CHECK(s.out.find("\"stream_length\":50") != std::string::npos);
 }

@@ -2,6 +2,8 @@
 // the worker's part by hand: it reads the stream with redis commands and
 // writes notifications into the client's stream.
 
+#include "streamfleet/client.hpp"
+
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -11,17 +13,16 @@
 
 #include "core/uuid.hpp"
 #include "core/wire.hpp"
-#include "streamfleet/client.hpp"
 #include "support/redis_server.hpp"
 #include "support/test_conn.hpp"
 #include "support/wait.hpp"
 
 using namespace std::chrono_literals;
 using namespace streamfleet;
-using streamfleet::test::RedisServer;
-using streamfleet::test::TestConn;
 using streamfleet::test::entry_fields;
 using streamfleet::test::eventually;
+using streamfleet::test::RedisServer;
+using streamfleet::test::TestConn;
 namespace d = streamfleet::detail;
 
 namespace {
@@ -63,7 +64,8 @@ TEST_CASE("enqueue writes a v1 task entry to P{Q}") {
     CHECK(f["retry_delay"] == "250");
     CHECK(f["send_notif"] == "0");
     CHECK(f["retries"] == "0");
-    auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(before.time_since_epoch()).count();
+    auto now_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(before.time_since_epoch()).count();
     auto expires = std::stoll(f["expires_ts"]);
     CHECK(expires >= now_ms + 60'000);
     CHECK(expires < now_ms + 70'000);
@@ -107,7 +109,8 @@ TEST_CASE("tracked tasks resolve from notifications; unknown ones are counted") 
     for (auto& w : waiters) w.join();
     CHECK(woke == 3);
     REQUIRE(ok.wait_for(10s));
-    for (int i = 0; i < 200 && client.unknown_notifications() < 2; ++i) std::this_thread::sleep_for(10ms);
+    for (int i = 0; i < 200 && client.unknown_notifications() < 2; ++i)
+        std::this_thread::sleep_for(10ms);
     CHECK(client.unknown_notifications() == 2);
     CHECK(callbacks == 1);
     int after = 0;
@@ -193,7 +196,8 @@ TEST_CASE("enqueue_many sends every task, in order; typed payloads round-trip") 
 
 TEST_CASE("bad input is refused with a typed error naming the problem") {
     RedisServer server;
-    CHECK_THROWS_WITH_AS(Client({.redis = server.url()}, {""}), "queue name is empty", InvalidArgument);
+    CHECK_THROWS_WITH_AS(Client({.redis = server.url()}, {""}), "queue name is empty",
+                         InvalidArgument);
     CHECK_THROWS_AS(Client({.redis = server.url()}, {std::string(300, 'x')}), InvalidArgument);
     CHECK_THROWS_AS(Client({.redis = "redis://h:port"}, {"q"}), InvalidArgument);
     CHECK_THROWS_AS(Client({.redis = "redis-cluster://a:1"}, {"q"}), Unsupported);
@@ -237,7 +241,8 @@ TEST_CASE("the buffer's byte bound, and waiting for room instead of failing") {
     RedisServer server;
     TestConn c(server.url());
     {
-        Client client({.redis = server.url(), .max_buffered_bytes = 4096, .command_timeout = 30s}, {"q"});
+        Client client({.redis = server.url(), .max_buffered_bytes = 4096, .command_timeout = 30s},
+                      {"q"});
         client.enqueue("q", "warm-up");
         wait_entries(c, "streamfleet:{q}", 1);
         REQUIRE(eventually([&] { return client.buffered() == 0; }));
@@ -247,8 +252,9 @@ TEST_CASE("the buffer's byte bound, and waiting for room instead of failing") {
         server.resume();
         wait_entries(c, "streamfleet:{q}", 2);
     }
-    Client waiting({.redis = server.url(), .max_buffered = 5, .full_timeout = 20s, .command_timeout = 30s},
-                   {"q"});
+    Client waiting(
+        {.redis = server.url(), .max_buffered = 5, .full_timeout = 20s, .command_timeout = 30s},
+        {"q"});
     waiting.enqueue("q", "warm-up");
     wait_entries(c, "streamfleet:{q}", 3);
     // The warm-up must be confirmed too, or it holds one of the five places
@@ -267,8 +273,10 @@ TEST_CASE("the buffer's byte bound, and waiting for room instead of failing") {
     auto entries = wait_entries(c, "streamfleet:{q}", 9);
     // The buffer drained in acceptance order.
     std::vector<std::string> tail;
-    for (std::size_t i = 3; i < entries.size(); ++i) tail.push_back(entry_fields(entries[i])["data"]);
-    CHECK(tail == std::vector<std::string>{"t0", "t1", "t2", "t3", "t4", "blocked until there is room"});
+    for (std::size_t i = 3; i < entries.size(); ++i)
+        tail.push_back(entry_fields(entries[i])["data"]);
+    CHECK(tail ==
+          std::vector<std::string>{"t0", "t1", "t2", "t3", "t4", "blocked until there is room"});
 }
 
 TEST_CASE("spool: tasks accepted while Redis is down survive the client; the next one sends them") {
@@ -291,7 +299,7 @@ TEST_CASE("spool: tasks accepted while Redis is down survive the client; the nex
     for (int i = 0; i < 20; ++i) {
         auto f = entry_fields(entries[i]);
         CHECK(f["data"] == "s" + std::to_string(i));  // in acceptance order
-        CHECK(f["id"] == ids[i]);                       // the same tasks, not copies
+        CHECK(f["id"] == ids[i]);                     // the same tasks, not copies
     }
     CHECK(second.close(5s));
     std::ifstream in(spool, std::ios::binary | std::ios::ate);

@@ -2,7 +2,6 @@
 // against a real redis-server.
 
 #include <doctest/doctest.h>
-
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -27,7 +26,8 @@ using streamfleet::test::TestConn;
 
 using streamfleet::test::shell;
 
-TEST_CASE("dead letters keep their error and retries, and can be requeued one by one, all, or purged") {
+TEST_CASE(
+    "dead letters keep their error and retries, and can be requeued one by one, all, or purged") {
     RedisServer rs;
     std::mutex m;
     std::map<std::string, int> runs;
@@ -42,7 +42,8 @@ TEST_CASE("dead letters keep their error and retries, and can be requeued one by
     server.start();
     Client client({.redis = rs.url()}, {"jobs"});
     std::vector<TaskId> ids;
-    for (int i = 0; i < 5; ++i) ids.push_back(client.enqueue("jobs", "t" + std::to_string(i), {.max_retries = 1}));
+    for (int i = 0; i < 5; ++i)
+        ids.push_back(client.enqueue("jobs", "t" + std::to_string(i), {.max_retries = 1}));
     Inspector inspector(rs.url());
     REQUIRE(eventually([&] { return inspector.stats("jobs").dead == 5; }));
 
@@ -69,7 +70,10 @@ TEST_CASE("dead letters keep their error and retries, and can be requeued one by
     CHECK_FALSE(inspector.requeue_dead("jobs", "no-such-task"));
     REQUIRE(inspector.requeue_dead("jobs", ids[0]));
     CHECK_FALSE(inspector.requeue_dead("jobs", ids[0]));  // gone from the dead letters
-    REQUIRE(eventually([&] { std::lock_guard l(m); return runs["t0"] == 3; }));
+    REQUIRE(eventually([&] {
+        std::lock_guard l(m);
+        return runs["t0"] == 3;
+    }));
     CHECK(inspector.stats("jobs").dead == 4);
 
     // The CLI sees the same letters, as JSON lines.
@@ -80,10 +84,12 @@ TEST_CASE("dead letters keep their error and retries, and can be requeued one by
     CHECK(json.find("\"error\":\"boom t1\"") != std::string::npos);
     CHECK(json.find("\"retries\":1") != std::string::npos);
     CHECK(json.find("\"history\":[\"") != std::string::npos);
-    auto [none, rc2] = shell(cli + " dead requeue --redis " + rs.url() + " --queue jobs --id nope 2>&1");
+    auto [none, rc2] =
+        shell(cli + " dead requeue --redis " + rs.url() + " --queue jobs --id nope 2>&1");
     CHECK(rc2 == 1);
     CHECK(none.find("no dead letter of task nope") != std::string::npos);
-    auto [one, rc3] = shell(cli + " dead requeue --redis " + rs.url() + " --queue jobs --id " + ids[1]);
+    auto [one, rc3] =
+        shell(cli + " dead requeue --redis " + rs.url() + " --queue jobs --id " + ids[1]);
     CHECK(rc3 == 0);
     auto [all, rc4] = shell(cli + " dead requeue --redis " + rs.url() + " --queue jobs --all");
     CHECK(rc4 == 0);
@@ -116,12 +122,18 @@ TEST_CASE("dead-letter retention bounds P{Q}:dead by count and by age") {
     TestConn c(rs.url());
     // 1,000 dead letters written directly, as a long-running server would have.
     for (int i = 0; i < 1000; ++i) {
-        REQUIRE(c.cmd({"XADD", "streamfleet:{jobs}:dead", "*", "id", std::to_string(i), "x_error", "old"}).ok());
+        REQUIRE(c.cmd({"XADD", "streamfleet:{jobs}:dead", "*", "id", std::to_string(i), "x_error",
+                       "old"})
+                    .ok());
     }
     {
         // The janitor runs every orphan_timeout / 2 (at least 100 ms).
-        Server server({.redis = rs.url(), .id = "w1", .concurrency = 1, .read_block = 500ms,
-                       .orphan_timeout = 200ms, .dead_max = 150});
+        Server server({.redis = rs.url(),
+                       .id = "w1",
+                       .concurrency = 1,
+                       .read_block = 500ms,
+                       .orphan_timeout = 200ms,
+                       .dead_max = 150});
         server.handle("jobs", [](TaskContext&) {});
         server.start();
         // Approximate trimming keeps whole stream nodes (100 entries each).
@@ -133,8 +145,13 @@ TEST_CASE("dead-letter retention bounds P{Q}:dead by count and by age") {
     }
     std::this_thread::sleep_for(50ms);
     {
-        Server server({.redis = rs.url(), .id = "w2", .concurrency = 1, .read_block = 500ms,
-                       .orphan_timeout = 200ms, .dead_max = 0, .dead_max_age = 10ms});
+        Server server({.redis = rs.url(),
+                       .id = "w2",
+                       .concurrency = 1,
+                       .read_block = 500ms,
+                       .orphan_timeout = 200ms,
+                       .dead_max = 0,
+                       .dead_max_age = 10ms});
         server.handle("jobs", [](TaskContext&) {});
         server.start();
         REQUIRE(eventually([&] {

@@ -32,8 +32,8 @@ std::int64_t wall_ms() {
 }
 
 ServerOptions server_opts(const RedisServer& rs, std::string id, unsigned concurrency = 8) {
-    return ServerOptions{.redis = rs.url(), .id = std::move(id), .concurrency = concurrency,
-                         .read_block = 500ms};
+    return ServerOptions{
+        .redis = rs.url(), .id = std::move(id), .concurrency = concurrency, .read_block = 500ms};
 }
 
 }  // namespace
@@ -60,11 +60,17 @@ TEST_CASE("delayed and scheduled tasks never run early and are not late") {
         client.enqueue("later", name, {.delay = delay});
     }
     auto at = std::chrono::system_clock::now() + 400ms;
-    due["at"] = std::chrono::duration_cast<std::chrono::milliseconds>(at.time_since_epoch()).count();
+    due["at"] =
+        std::chrono::duration_cast<std::chrono::milliseconds>(at.time_since_epoch()).count();
     client.enqueue("later", "at", {.run_at = at});
     // A due time in the past runs at once.
     client.enqueue("later", "past", {.run_at = std::chrono::system_clock::now() - 10s});
-    REQUIRE(eventually([&] { std::lock_guard l(m); return started.size() == due.size() + 1; }, 20s));
+    REQUIRE(eventually(
+        [&] {
+            std::lock_guard l(m);
+            return started.size() == due.size() + 1;
+        },
+        20s));
     std::lock_guard l(m);
     for (const auto& [name, d] : due) {
         CAPTURE(name);
@@ -111,9 +117,15 @@ TEST_CASE("three servers promote concurrently: every delayed task runs exactly o
     constexpr int kTasks = 3000;
     for (int i = 0; i < kTasks; ++i) {
         // Due over about a second, many in the same millisecond.
-        client.enqueue("many", std::to_string(i), {.delay = std::chrono::milliseconds(200 + i / 3)});
+        client.enqueue("many", std::to_string(i),
+                       {.delay = std::chrono::milliseconds(200 + i / 3)});
     }
-    REQUIRE(eventually([&] { std::lock_guard l(m); return seen.size() >= kTasks; }, 30s));
+    REQUIRE(eventually(
+        [&] {
+            std::lock_guard l(m);
+            return seen.size() >= kTasks;
+        },
+        30s));
     std::this_thread::sleep_for(300ms);  // a double promotion would show up by now
     std::lock_guard l(m);
     CHECK(seen.size() == kTasks);
@@ -135,12 +147,13 @@ TEST_CASE("retry backoff follows its strategy and is never early") {
     });
     server.start();
     Client client({.redis = rs.url()}, {"flaky"});
-    auto linear = client.enqueue_tracked(
-        "flaky", "linear", {.retry_delay = 100ms, .backoff = Backoff::linear});
+    auto linear = client.enqueue_tracked("flaky", "linear",
+                                         {.retry_delay = 100ms, .backoff = Backoff::linear});
     auto capped = client.enqueue_tracked(
-        "flaky", "capped", {.retry_delay = 100ms, .backoff = Backoff::linear, .backoff_max = 150ms});
-    auto expo = client.enqueue_tracked(
-        "flaky", "expo", {.retry_delay = 50ms, .backoff = Backoff::exponential});
+        "flaky", "capped",
+        {.retry_delay = 100ms, .backoff = Backoff::linear, .backoff_max = 150ms});
+    auto expo = client.enqueue_tracked("flaky", "expo",
+                                       {.retry_delay = 50ms, .backoff = Backoff::exponential});
     for (auto* h : {&linear, &capped, &expo}) {
         auto out = h->wait_for(20s);
         REQUIRE(out);
@@ -177,7 +190,8 @@ TEST_CASE("a run past its run_timeout is canceled and counts as a failure, then 
         if (++calls == 1) {
             // Hangs until canceled (or 10 s); then "succeeds", too late.
             auto until = std::chrono::steady_clock::now() + 10s;
-            while (!t.canceled() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(5ms);
+            while (!t.canceled() && std::chrono::steady_clock::now() < until)
+                std::this_thread::sleep_for(5ms);
             first_saw_cancel = t.canceled();
         }
     });
@@ -204,9 +218,11 @@ TEST_CASE("bad delay options are refused with the option named") {
     Client client({.redis = rs.url()}, {"q"});
     CHECK_THROWS_WITH_AS(client.enqueue("q", "x", {.delay = -1ms}), doctest::Contains("delay"),
                          InvalidArgument);
-    CHECK_THROWS_WITH_AS(client.enqueue("q", "x", {.run_timeout = -5ms}), doctest::Contains("run_timeout"),
-                         InvalidArgument);
+    CHECK_THROWS_WITH_AS(client.enqueue("q", "x", {.run_timeout = -5ms}),
+                         doctest::Contains("run_timeout"), InvalidArgument);
     CHECK_THROWS_WITH_AS(
-        client.enqueue("q", "x", {.run_at = std::chrono::system_clock::time_point(std::chrono::milliseconds(-1))}),
+        client.enqueue(
+            "q", "x",
+            {.run_at = std::chrono::system_clock::time_point(std::chrono::milliseconds(-1))}),
         doctest::Contains("run_at"), InvalidArgument);
 }

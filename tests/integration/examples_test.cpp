@@ -45,8 +45,9 @@ TEST_CASE("the benchmark binary runs and reports every key (smoke test, no timin
     REQUIRE(std::system(cmd.c_str()) == 0);
     std::ifstream in(out);
     std::string json((std::istreambuf_iterator<char>(in)), {});
-    for (const char* key : {"\"scenario\":\"e2e\"", "\"tasks\":1000", "\"tasks_per_s\":", "\"lat_p50_ms\":",
-                            "\"lat_p99_ms\":", "\"max_rss_kb\":", "\"redis_cpu_us_per_task\":"}) {
+    for (const char* key :
+         {"\"scenario\":\"e2e\"", "\"tasks\":1000", "\"tasks_per_s\":", "\"lat_p50_ms\":",
+          "\"lat_p99_ms\":", "\"max_rss_kb\":", "\"redis_cpu_us_per_task\":"}) {
         CAPTURE(key);
         CHECK(json.find(key) != std::string::npos);
     }

@@ -1,7 +1,6 @@
 // The RedisServer fixture itself: the other tests trust it, so it is tested too.
 
 #include <doctest/doctest.h>
-
 #include <signal.h>
 
 #include <fstream>
@@ -64,7 +63,8 @@ TEST_CASE("kill + restart keeps acknowledged writes with AOF always") {
 
 TEST_CASE("pause freezes the server and resume thaws it") {
     RedisServer s;
-    TestConn c(s.url(), {.command_timeout = 300ms, .connect_timeout = 300ms, .reconnect_max = 100ms});
+    TestConn c(s.url(),
+               {.command_timeout = 300ms, .connect_timeout = 300ms, .reconnect_max = 100ms});
     REQUIRE(c.cmd({"PING"}).ok());
     s.pause();
     CHECK_FALSE(c.cmd({"PING"}).ok());

@@ -67,8 +67,10 @@ TEST_CASE("100,000 pipelined commands complete in order") {
     c.rt().post([&] {
         for (int i = 0; i < kCount; ++i) {
             c.conn()->send({"INCR", "counter"}, [&](Result<Reply> r) {
-                if (!r) ++errors;
-                else got.push_back(r->integer());
+                if (!r)
+                    ++errors;
+                else
+                    got.push_back(r->integer());
                 if (static_cast<int>(got.size()) + errors == kCount) done.set_value();
             });
         }
@@ -131,7 +133,8 @@ TEST_CASE("a refused connection names the address and the cause") {
     CHECK_THROWS_AS(c.cmd({"PING"}).value(), ConnectionError);
 }
 
-TEST_CASE("with the offline queue, a command waiting on a dead address times out naming the cause") {
+TEST_CASE(
+    "with the offline queue, a command waiting on a dead address times out naming the cause") {
     auto port = streamfleet::test::free_port();
     TestConn c("redis://127.0.0.1:" + std::to_string(port),
                ConnectionOptions{.command_timeout = std::chrono::milliseconds(300)});
@@ -148,7 +151,8 @@ TEST_CASE("a bad URL is rejected before any I/O") {
     CHECK(r.error().message().find("port 'notaport'") != std::string::npos);
     CHECK_THROWS_AS(parse_url("tcp://x").value(), InvalidArgument);
     Runtime rt;
-    auto t = rt.call([&] { return make_topology(rt, parse_url("redis-cluster://a:1,b:2").value()); });
+    auto t =
+        rt.call([&] { return make_topology(rt, parse_url("redis-cluster://a:1,b:2").value()); });
     REQUIRE_FALSE(t.ok());
     CHECK(t.error().is(errc::unsupported));
 }
@@ -189,8 +193,10 @@ TEST_CASE("an ACL user with a password works, and AUTH + SELECT are replayed") {
     std::string seen;
     for (int i = 0; i < 50 && seen != "yes"; ++i) {
         auto r = c.cmd({"GET", "in4"});
-        if (r) seen = std::string(r->str());
-        else std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        if (r)
+            seen = std::string(r->str());
+        else
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     CHECK(seen == "yes");
     CHECK(c.cmd({"ACL", "WHOAMI"}).value().str() == "worker");
@@ -234,14 +240,18 @@ TEST_CASE("closing fails pending commands exactly once with closed") {
         c.conn()->send(
             {"BLPOP", "nothing", "10"},
             [&](Result<Reply> r) {
-                if (!r && r.error().is(errc::closed)) ++closed;
-                else ++other;
+                if (!r && r.error().is(errc::closed))
+                    ++closed;
+                else
+                    ++other;
             },
             CommandOptions{.block = std::chrono::seconds(10)});
         c.conn()->close();
         c.conn()->send({"PING"}, [&](Result<Reply> r) {
-            if (!r && r.error().is(errc::closed)) ++closed;
-            else ++other;
+            if (!r && r.error().is(errc::closed))
+                ++closed;
+            else
+                ++other;
             done.set_value();
         });
     });
@@ -299,8 +309,7 @@ TEST_CASE("a command sent from a turn-end callback leaves in that turn") {
 
 TEST_CASE("blocking commands get their block time on top of the timeout") {
     RedisServer server;
-    TestConn c(server.url(),
-               ConnectionOptions{.command_timeout = std::chrono::milliseconds(300)});
+    TestConn c(server.url(), ConnectionOptions{.command_timeout = std::chrono::milliseconds(300)});
     auto r = c.cmd({"BLPOP", "empty", "1"}, CommandOptions{.block = std::chrono::seconds(1)});
     REQUIRE(r.ok());
     CHECK(r->is_nil());
@@ -324,8 +333,9 @@ TEST_CASE("a topology routes commands and hands out dedicated connections") {
     // A blocked dedicated connection does not hold up the shared one.
     std::promise<Result<Reply>> blocked;
     rt.post([&] {
-        blocking->send({"BLPOP", "wake", "5"}, [&](Result<Reply> r) { blocked.set_value(std::move(r)); },
-                       CommandOptions{.block = std::chrono::seconds(5)});
+        blocking->send(
+            {"BLPOP", "wake", "5"}, [&](Result<Reply> r) { blocked.set_value(std::move(r)); },
+            CommandOptions{.block = std::chrono::seconds(5)});
     });
     CHECK(call(rt, *topo, "a", {"GET", "a"}).value().str() == "1");
     REQUIRE(call(rt, *topo, "wake", {"RPUSH", "wake", "now"}).ok());

@@ -10,21 +10,21 @@
 
 #include "streamfleet/streamfleet.hpp"
 #include "support/redis_server.hpp"
-#include "support/wait.hpp"
 #include "support/test_conn.hpp"
+#include "support/wait.hpp"
 
 using namespace std::chrono_literals;
 using namespace streamfleet;
+using streamfleet::test::entry_fields;
+using streamfleet::test::eventually;
 using streamfleet::test::RedisServer;
 using streamfleet::test::TestConn;
-using streamfleet::test::eventually;
-using streamfleet::test::entry_fields;
 
 namespace {
 
 ServerOptions server_opts(const RedisServer& rs, std::string id, unsigned concurrency = 4) {
-    return ServerOptions{.redis = rs.url(), .id = std::move(id), .concurrency = concurrency,
-                         .read_block = 500ms};
+    return ServerOptions{
+        .redis = rs.url(), .id = std::move(id), .concurrency = concurrency, .read_block = 500ms};
 }
 
 }  // namespace
@@ -46,20 +46,26 @@ TEST_CASE("fire-and-forget and tracked tasks run once and leave nothing behind")
     Client client({.redis = rs.url()}, {"jobs"});
     for (int i = 0; i < 200; ++i) client.enqueue("jobs", "f" + std::to_string(i));
     std::vector<TaskHandle> handles;
-    for (int i = 0; i < 50; ++i) handles.push_back(client.enqueue_tracked("jobs", "t" + std::to_string(i)));
+    for (int i = 0; i < 50; ++i)
+        handles.push_back(client.enqueue_tracked("jobs", "t" + std::to_string(i)));
     for (auto& h : handles) {
         auto out = h.wait_for(20s);
         REQUIRE(out);
         CHECK(out->status == TaskStatus::completed);
     }
-    REQUIRE(eventually([&] { std::lock_guard l(m); return seen.size() == 250; }));
+    REQUIRE(eventually([&] {
+        std::lock_guard l(m);
+        return seen.size() == 250;
+    }));
     std::this_thread::sleep_for(100ms);
     {
         std::lock_guard l(m);
         CHECK(seen.size() == 250);
         CHECK(std::set<std::string>(seen.begin(), seen.end()).size() == 250);  // each exactly once
     }
-    REQUIRE(eventually([&] { return c.cmd({"XLEN", "streamfleet:{jobs}"}).value().integer() == 0; }));
+    REQUIRE(eventually([&] {
+        return c.cmd({"XLEN", "streamfleet:{jobs}"}).value().integer() == 0;
+    }));
     auto pending = c.cmd({"XPENDING", "streamfleet:{jobs}", "streamfleet-server"}).value();
     CHECK(pending[0].integer() == 0);
     CHECK(server.stats().succeeded == 250);
@@ -107,7 +113,8 @@ TEST_CASE("exhausted retries: error notification with the handler's text, and a 
         ++runs;
         throw std::runtime_error("database is on fire");
     });
-    server.handle("hopeless", [&](TaskContext&) { return Outcome::dead("bad input, do not retry"); });
+    server.handle("hopeless",
+                  [&](TaskContext&) { return Outcome::dead("bad input, do not retry"); });
     server.start();
     Client client({.redis = rs.url()}, {"doomed", "hopeless"});
     auto h = client.enqueue_tracked("doomed", "payload", {.max_retries = 2});
@@ -148,17 +155,37 @@ TEST_CASE("an expired task is not run; its tracker hears expired") {
     CHECK(server.stats().expired == 1);
 }
 
-TEST_CASE("malformed entries are dead-lettered with their raw fields and the reason; the server goes on") {
+TEST_CASE(
+    "malformed entries are dead-lettered with their raw fields and the reason; the server goes "
+    "on") {
     RedisServer rs;
     TestConn c(rs.url());
     const std::string s = "streamfleet:{q}";
     std::vector<std::vector<std::string>> bad = {
         {"XADD", s, "*", "garbage", "1"},
         {"XADD", s, "*", "enc_version", "2", "id", "a"},
-        {"XADD", s, "*", "enc_version", "1", "id", "b", "client_id", "", "data", "", "max_retries", "x",
-         "expires_ts", "0", "retry_delay", "0", "send_notif", "0", "retries", "0"},
-        {"XADD", s, "*", "enc_version", "1", "id", "c", "client_id", "", "data", "", "max_retries", "0",
-         "expires_ts", "0", "retry_delay", "0", "send_notif", "maybe", "retries", "0"},
+        {"XADD", s,
+         "*",    "enc_version",
+         "1",    "id",
+         "b",    "client_id",
+         "",     "data",
+         "",     "max_retries",
+         "x",    "expires_ts",
+         "0",    "retry_delay",
+         "0",    "send_notif",
+         "0",    "retries",
+         "0"},
+        {"XADD",  s,
+         "*",     "enc_version",
+         "1",     "id",
+         "c",     "client_id",
+         "",      "data",
+         "",      "max_retries",
+         "0",     "expires_ts",
+         "0",     "retry_delay",
+         "0",     "send_notif",
+         "maybe", "retries",
+         "0"},
     };
     for (const auto& b : bad) REQUIRE(c.cmd(b).ok());
     std::atomic<int> runs{0};
@@ -174,7 +201,8 @@ TEST_CASE("malformed entries are dead-lettered with their raw fields and the rea
     auto f0 = entry_fields(dead[0]);
     CHECK(f0["garbage"] == "1");
     CHECK(f0["x_error"].find("missing field 'enc_version'") != std::string::npos);
-    CHECK(entry_fields(dead[1])["x_error"].find("unsupported enc_version '2'") != std::string::npos);
+    CHECK(entry_fields(dead[1])["x_error"].find("unsupported enc_version '2'") !=
+          std::string::npos);
     CHECK(entry_fields(dead[2])["x_error"].find("'max_retries'") != std::string::npos);
     CHECK(entry_fields(dead[3])["x_error"].find("'send_notif'") != std::string::npos);
     CHECK(runs == 1);
@@ -189,7 +217,8 @@ TEST_CASE("concurrency N is never exceeded and is fully used") {
     server.handle("q", [&](TaskContext&) {
         int now = ++active;
         int p = peak.load();
-        while (now > p && !peak.compare_exchange_weak(p, now)) {}
+        while (now > p && !peak.compare_exchange_weak(p, now)) {
+        }
         std::this_thread::sleep_for(30ms);
         --active;
         ++done;
@@ -225,7 +254,12 @@ TEST_CASE("10,000 tasks over 3 servers: each handled exactly once") {
     client.enqueue_many("bulk", std::vector<std::string>(data.begin(), data.begin() + 5000));
     for (auto& s : servers) s->start();
     client.enqueue_many("bulk", std::vector<std::string>(data.begin() + 5000, data.end()));
-    REQUIRE(eventually([&] { std::lock_guard l(m); return count.size() == 10'000; }, 60s));
+    REQUIRE(eventually(
+        [&] {
+            std::lock_guard l(m);
+            return count.size() == 10'000;
+        },
+        60s));
     std::this_thread::sleep_for(200ms);
     std::lock_guard l(m);
     int dup = 0;
@@ -258,7 +292,8 @@ TEST_CASE("shutdown cancels overdue handlers and returns their tasks to the stre
     // and none of them spent a retry.
     auto entries = c.cmd({"XRANGE", "streamfleet:{slow}", "-", "+"}).value();
     CHECK(entries.size() == 5);
-    for (std::size_t i = 0; i < entries.size(); ++i) CHECK(entry_fields(entries[i])["retries"] == "0");
+    for (std::size_t i = 0; i < entries.size(); ++i)
+        CHECK(entry_fields(entries[i])["retries"] == "0");
     auto pending = c.cmd({"XPENDING", "streamfleet:{slow}", "streamfleet-server"}).value();
     CHECK(pending[0].integer() == 0);
 

@@ -2,12 +2,11 @@
 // against a real redis-server.
 
 #include <doctest/doctest.h>
-
 #include <sys/wait.h>
 
 #include <atomic>
-#include <cstdio>
 #include <chrono>
+#include <cstdio>
 #include <future>
 #include <map>
 #include <mutex>
@@ -28,7 +27,8 @@ using streamfleet::test::TestConn;
 namespace {
 
 ServerOptions server_opts(const RedisServer& rs, std::string id = "w1") {
-    return ServerOptions{.redis = rs.url(), .id = std::move(id), .concurrency = 4, .read_block = 500ms};
+    return ServerOptions{
+        .redis = rs.url(), .id = std::move(id), .concurrency = 4, .read_block = 500ms};
 }
 
 }  // namespace
@@ -69,7 +69,8 @@ TEST_CASE("get follows a task through delayed, ready, active, failed and complet
     server.shutdown(5s);
 }
 
-TEST_CASE("a task with no retries left is dead, an expired one expired, retention 0 leaves nothing") {
+TEST_CASE(
+    "a task with no retries left is dead, an expired one expired, retention 0 leaves nothing") {
     RedisServer rs;
     Server server(server_opts(rs));
     server.handle("jobs", [](TaskContext& t) -> Outcome {
@@ -87,7 +88,9 @@ TEST_CASE("a task with no retries left is dead, an expired one expired, retentio
     REQUIRE(eventually([&] { return client.get("jobs", old).state == TaskState::expired; }));
     REQUIRE(eventually([&] { return server.stats().succeeded == 1; }));
     TestConn c(rs.url());
-    CHECK(eventually([&] { return c.cmd({"EXISTS", "streamfleet:{jobs}:task:" + gone}).value().integer() == 0; }));
+    CHECK(eventually([&] {
+        return c.cmd({"EXISTS", "streamfleet:{jobs}:task:" + gone}).value().integer() == 0;
+    }));
     CHECK(client.get("jobs", gone).state == TaskState::unknown);
     server.shutdown(5s);
 }
@@ -118,13 +121,15 @@ TEST_CASE("cancel: delayed and ready tasks never run, a running one stops, finis
         }
         if (t.data() == "long") {
             auto until = std::chrono::steady_clock::now() + 20s;
-            while (!t.canceled() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(5ms);
+            while (!t.canceled() && std::chrono::steady_clock::now() < until)
+                std::this_thread::sleep_for(5ms);
             saw_cancel = t.canceled();
         }
     });
     server.start();
     auto running = client.enqueue_tracked("jobs", "long");
-    REQUIRE(eventually([&] { return client.get("jobs", running.id()).state == TaskState::active; }));
+    REQUIRE(
+        eventually([&] { return client.get("jobs", running.id()).state == TaskState::active; }));
     CHECK(client.cancel("jobs", running.id()) == CancelResult::active);
     auto out = running.wait_for(10s);
     REQUIRE(out);
@@ -145,7 +150,8 @@ TEST_CASE("cancel: delayed and ready tasks never run, a running one stops, finis
     server.shutdown(5s);
 }
 
-TEST_CASE("a task waiting for its retry can be canceled; with track_state off nothing is recorded") {
+TEST_CASE(
+    "a task waiting for its retry can be canceled; with track_state off nothing is recorded") {
     RedisServer rs;
     std::atomic<int> runs{0};
     Server server(server_opts(rs));
@@ -194,8 +200,8 @@ TEST_CASE("unique tasks: a second enqueue inside the window is a Duplicate namin
     std::this_thread::sleep_for(500ms);
     auto again = client.enqueue("jobs", "e", o);
     CHECK(again != first);
-    CHECK_THROWS_WITH_AS(client.enqueue("jobs", "x", {.unique_key = "k"}), doctest::Contains("unique_ttl"),
-                         InvalidArgument);
+    CHECK_THROWS_WITH_AS(client.enqueue("jobs", "x", {.unique_key = "k"}),
+                         doctest::Contains("unique_ttl"), InvalidArgument);
     CHECK_THROWS_AS(client.enqueue_many("jobs", {"1", "2"}, o), InvalidArgument);
     client.close(5s);  // every accepted task is in Redis now
     TestConn c(rs.url());
@@ -206,7 +212,8 @@ TEST_CASE("CLI: get --json names the state, cancel reports what it did, unknown 
     RedisServer rs;
     auto cli = streamfleet::test::cli_path();
     auto sh = streamfleet::test::shell;
-    auto [id_line, rc] = sh(cli + " enqueue --redis " + rs.url() + " --queue q --data hi --delay-ms 60000");
+    auto [id_line, rc] =
+        sh(cli + " enqueue --redis " + rs.url() + " --queue q --data hi --delay-ms 60000");
     REQUIRE(rc == 0);
     auto id = id_line.substr(0, id_line.find('\n'));
     auto [json, rc2] = sh(cli + " get --redis " + rs.url() + " --queue q --id " + id + " --json");
@@ -264,7 +271,8 @@ TEST_CASE("the Inspector lists delayed tasks and retries, and tasks in flight") 
     server.shutdown(5s);
 }
 
-TEST_CASE("get and cancel from an on_done callback fail with a clear error instead of deadlocking") {
+TEST_CASE(
+    "get and cancel from an on_done callback fail with a clear error instead of deadlocking") {
     RedisServer rs;
     Server server(server_opts(rs));
     server.handle("jobs", [](TaskContext&) {});

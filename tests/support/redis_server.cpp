@@ -25,7 +25,8 @@ namespace {
 
 std::string make_temp_dir() {
     std::string tmpl = (std::filesystem::temp_directory_path() / "sf-redis-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed: " + std::string(strerror(errno)));
+    if (!mkdtemp(tmpl.data()))
+        throw std::runtime_error("mkdtemp failed: " + std::string(strerror(errno)));
     return tmpl;
 }
 
@@ -53,7 +54,8 @@ bool answers_ping(std::uint16_t port) {
 
 // Sends `commands` (inline form, one per line) on a fresh socket, after AUTH
 // when `password` is set, and returns what arrived within a second.
-std::string raw_commands(std::uint16_t port, const std::string& password, const std::string& commands) {
+std::string raw_commands(std::uint16_t port, const std::string& password,
+                         const std::string& commands) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) return {};
     sockaddr_in addr{};
@@ -140,7 +142,8 @@ void RedisServer::write_config() const {
          << "bind 127.0.0.1\n"
          << "dir " << dir_ << "\n"
          << "daemonize no\n"
-         << "logfile " << dir_ << "/redis.log\n"
+         << "logfile " << dir_
+         << "/redis.log\n"
          // A save point makes SIGTERM write a snapshot (stop() keeps data);
          // it never fires by itself within a test.
          << "save 3600 1\n"
@@ -187,7 +190,8 @@ void RedisServer::spawn() {
         dup2(devnull, STDIN_FILENO);
         dup2(devnull, STDOUT_FILENO);
         // Config errors go to stderr before the log file opens: keep them.
-        int err = open((std::string(dir_) + "/stderr.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+        int err =
+            open((std::string(dir_) + "/stderr.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (err >= 0) dup2(err, STDERR_FILENO);
         execlp("redis-server", "redis-server", conf.c_str(), static_cast<char*>(nullptr));
         _exit(127);

@@ -3,6 +3,7 @@
 // Helpers for tests that wait on other threads or processes, and find the
 // built tools. Waits poll with a generous bound: liveness, not speed.
 
+#include <doctest/doctest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,10 +12,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <utility>
 #include <thread>
-
-#include <doctest/doctest.h>
+#include <utility>
 
 namespace streamfleet::test {
 

@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "core/backoff.hpp"
+
+#include <doctest/doctest.h>
 
 using namespace std::chrono_literals;
 using streamfleet::detail::reconnect_delay;
@@ -30,7 +30,8 @@ TEST_CASE("retry delay: fixed, linear and exponential schedules, capped, never o
     CHECK(retry_delay_ms(std::nullopt, -3, 0, 0, 0) == 0);
     CHECK(retry_delay_ms(K::fixed, 200, 0, 9, 12345) == 200);
     CHECK(retry_delay_ms(K::fixed, 200, 150, 0, 0) == 150);
-    for (std::uint32_t n = 0; n < 5; ++n) CHECK(retry_delay_ms(K::linear, 100, 0, n, 0) == 100 * (n + 1));
+    for (std::uint32_t n = 0; n < 5; ++n)
+        CHECK(retry_delay_ms(K::linear, 100, 0, n, 0) == 100 * (n + 1));
     CHECK(retry_delay_ms(K::linear, 100, 250, 4, 0) == 250);
     CHECK(retry_delay_ms(K::linear, std::int64_t{1} << 62, 0, 1000, 0) == kDefaultBackoffMaxMs);
     // Exponential with full jitter: uniform in [0, base × 2^n], capped.
@@ -41,5 +42,6 @@ TEST_CASE("retry delay: fixed, linear and exponential schedules, capped, never o
     for (std::uint64_t r = 0; r < 5000; r += 37) {
         CHECK(retry_delay_ms(K::exponential, 100, 1000, 30, r * 1'000'003) <= 1000);
     }
-    CHECK(retry_delay_ms(K::exponential, 1000, 0, 4'000'000'000u, ~std::uint64_t{0}) <= kDefaultBackoffMaxMs);
+    CHECK(retry_delay_ms(K::exponential, 1000, 0, 4'000'000'000u, ~std::uint64_t{0}) <=
+          kDefaultBackoffMaxMs);
 }

@@ -1,9 +1,10 @@
+#include "redis/resp.hpp"
+
 #include <doctest/doctest.h>
 
 #include <string>
 #include <vector>
 
-#include "redis/resp.hpp"
 #include "redis/streams.hpp"
 #include "streamfleet/errors.hpp"
 

@@ -1,3 +1,5 @@
+#include "runtime/runtime.hpp"
+
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -7,7 +9,6 @@
 #include <thread>
 #include <vector>
 
-#include "runtime/runtime.hpp"
 #include "streamfleet/errors.hpp"
 
 using namespace streamfleet::detail;

@@ -1,6 +1,6 @@
-#include <doctest/doctest.h>
-
 #include "redis/url.hpp"
+
+#include <doctest/doctest.h>
 
 using namespace streamfleet::detail;
 using namespace streamfleet::detail::redis;
