@@ -87,3 +87,23 @@ TEST_CASE("password, ACL user and unix socket options") {
     TestConn unix_conn("unix://:pw@" + s.dir() + "/redis.sock");
     CHECK(unix_conn.cmd({"PING"}).value().str() == "PONG");
 }
+
+TEST_CASE(
+    "a one-node cluster holds every slot, refuses cross-slot commands, and keeps them across a "
+    "restart") {
+    RedisServer rs(streamfleet::test::RedisServerOptions{.password = "pw", .cluster = true});
+    TestConn c(rs.url());
+    auto info = std::string(c.cmd({"CLUSTER", "INFO"}).value().str());
+    CHECK(info.find("cluster_state:ok") != std::string::npos);
+    CHECK(info.find("cluster_slots_assigned:16384") != std::string::npos);
+    // {a} and {b} hash to different slots: one command may not name both.
+    CHECK(c.cmd({"MSET", "{a}x", "1", "{a}y", "2"}).ok());
+    auto cross = c.cmd({"MSET", "{a}x", "1", "{b}y", "2"});
+    REQUIRE_FALSE(cross.ok());
+    CHECK(cross.error().message().starts_with("CROSSSLOT"));
+    rs.restart();
+    TestConn again(rs.url());
+    CHECK(std::string(again.cmd({"CLUSTER", "INFO"}).value().str()).find("cluster_state:ok") !=
+          std::string::npos);
+    CHECK(again.cmd({"GET", "{a}y"}).value().str() == "2");
+}

@@ -30,20 +30,31 @@ std::string make_temp_dir() {
     return tmpl;
 }
 
-// Sends PING on a fresh socket; true once the server answers anything but
-// -LOADING (NOAUTH counts: the server is up, it just wants a password).
-bool answers_ping(std::uint16_t port) {
+// A socket connected to 127.0.0.1:`port` whose reads give up after a
+// second, or -1.
+int connect_loopback(std::uint16_t port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return false;
+    if (fd < 0) return -1;
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     timeval tv{1, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+// Sends PING on a fresh socket; true once the server answers anything but
+// -LOADING (NOAUTH counts: the server is up, it just wants a password).
+bool answers_ping(std::uint16_t port) {
+    int fd = connect_loopback(port);
+    if (fd < 0) return false;
     bool ok = false;
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-        write(fd, "PING\r\n", 6) == 6) {
+    if (write(fd, "PING\r\n", 6) == 6) {
         char buf[64] = {};
         ssize_t n = read(fd, buf, sizeof buf - 1);
         ok = n > 0 && std::strncmp(buf, "-LOADING", 8) != 0;
@@ -52,30 +63,20 @@ bool answers_ping(std::uint16_t port) {
     return ok;
 }
 
-// Sends `commands` (inline form, one per line) on a fresh socket, after AUTH
-// when `password` is set, and returns what arrived within a second.
+// Sends `commands` (inline form, CRLF-terminated) on a fresh socket, after
+// AUTH when `password` is set, and returns what arrives until `until` shows
+// up in it or a read times out.
 std::string raw_commands(std::uint16_t port, const std::string& password,
-                         const std::string& commands) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+                         const std::string& commands, std::string_view until) {
+    int fd = connect_loopback(port);
     if (fd < 0) return {};
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    timeval tv{1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     std::string out;
     std::string send = (password.empty() ? "" : "AUTH " + password + "\r\n") + commands;
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-        write(fd, send.data(), send.size()) == static_cast<ssize_t>(send.size())) {
+    if (write(fd, send.data(), send.size()) == static_cast<ssize_t>(send.size())) {
         char buf[4096];
         ssize_t n;
-        // One read per reply is enough for these short answers; stop at the
-        // first timeout.
-        while ((n = read(fd, buf, sizeof buf)) > 0) {
+        while (out.find(until) == std::string::npos && (n = read(fd, buf, sizeof buf)) > 0) {
             out.append(buf, static_cast<std::size_t>(n));
-            if (out.find("cluster_state:") != std::string::npos || out.size() > 8192) break;
-            if (commands.find("CLUSTER INFO") == std::string::npos) break;
         }
     }
     close(fd);
@@ -116,7 +117,7 @@ RedisServer::RedisServer(RedisServerOptions options)
             spawn();
             wait_ready();
             if (options_.cluster) {
-                raw_commands(port_, options_.password, "CLUSTER ADDSLOTSRANGE 0 16383\r\n");
+                raw_commands(port_, options_.password, "CLUSTER ADDSLOTSRANGE 0 16383\r\n", "\r\n");
                 wait_cluster_ok();
             }
             return;
@@ -168,8 +169,8 @@ void RedisServer::write_config() const {
 void RedisServer::wait_cluster_ok() {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (std::chrono::steady_clock::now() < deadline) {
-        if (raw_commands(port_, options_.password, "CLUSTER INFO\r\n").find("cluster_state:ok") !=
-            std::string::npos) {
+        if (raw_commands(port_, options_.password, "CLUSTER INFO\r\n", "cluster_state:")
+                .find("cluster_state:ok") != std::string::npos) {
             return;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
