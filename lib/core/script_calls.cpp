@@ -45,6 +45,12 @@ ScriptCall promote(const QueueKeys& k, std::int64_t now_ms, std::int64_t limit) 
     return c;
 }
 
+ScriptCall forget(const QueueKeys& k, std::string_view consumer, std::int64_t cutoff_ms) {
+    ScriptCall c(scripts::forget);
+    c.key(k.stream()).key(k.servers()).arg(kServerGroup).arg(consumer).arg(cutoff_ms);
+    return c;
+}
+
 ScriptCall keep(const QueueKeys& k, std::string_view consumer,
                 std::span<const std::string> entry_ids) {
     ScriptCall c(scripts::keep);

@@ -36,6 +36,8 @@ ScriptCall cancel(const QueueKeys& k, std::string_view task_id, std::int64_t now
 ScriptCall get(const QueueKeys& k, std::string_view task_id);
 
 ScriptCall promote(const QueueKeys& k, std::int64_t now_ms, std::int64_t limit);
+/// forget.lua: drop `consumer` (heartbeat older than `cutoff_ms`, nothing pending).
+ScriptCall forget(const QueueKeys& k, std::string_view consumer, std::int64_t cutoff_ms);
 ScriptCall keep(const QueueKeys& k, std::string_view consumer,
                 std::span<const std::string> entry_ids);
 

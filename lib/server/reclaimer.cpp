@@ -5,6 +5,8 @@
 #include <algorithm>
 
 #include "core/log.hpp"
+#include "core/script_calls.hpp"
+#include "redis/script_runner.hpp"
 
 namespace streamfleet::detail {
 
@@ -189,14 +191,15 @@ void Reclaimer::take(QueueContext& q, Candidates candidates, long long min_idle_
         });
 }
 
+// A dead server that owns nothing more leaves the group and the registry -- unless it beat again
+// or read something meanwhile (a restart under the same name), which the script checks in the
+// same step as the delete (lib/scripts/forget.lua).
 void Reclaimer::forget(QueueContext& q, const std::string& consumer, Done done) {
-    auto join = Join::make(std::move(done));
-    auto arrive = [join](Result<r::Reply>) { join->arrive(); };
-    join->add(2);
-    ctx_.topo.send(r::Route{q.keys.stream()},
-                   {"XGROUP", "DELCONSUMER", q.keys.stream(), kServerGroup, consumer}, arrive);
-    ctx_.topo.send(r::Route{q.keys.servers()}, {"ZREM", q.keys.servers(), consumer}, arrive);
-    join->arrive();
+    auto cutoff = ctx_.clock.now_ms() - ctx_.opts.dead_after.count();
+    r::run_script(ctx_.topo, calls::forget(q.keys, consumer, cutoff),
+                  [done = std::move(done)](Result<r::Reply>) {
+                      if (done) done();
+                  });
 }
 
 }  // namespace streamfleet::detail

@@ -62,6 +62,7 @@ const Script* const kAllScripts[] = {
     &scripts::enqueue, &scripts::schedule, &scripts::unique_claim, &scripts::unique_release,
     &scripts::cancel,  &scripts::get,      &scripts::promote,      &scripts::move,
     &scripts::keep,    &scripts::finish,   &scripts::requeue_dead, &scripts::purge_dead,
+    &scripts::forget,
 };
 
 Reply S(std::string_view s) { return Reply::string(std::string(s)); }
@@ -942,6 +943,26 @@ TEST_CASE("keep does not report an entry gone from the stream as renewed") {
     CHECK(kept == A(Flat{}));
 }
 TEST_CASE("finish writes each record and its TTL") { run_alone(check_finish); }
+
+// XGROUP DELCONSUMER drops the consumer's pending entries with it, so a server
+// found dead is forgotten only while its beat is still old and it owns nothing:
+// one restarted under the same name may have read since.
+TEST_CASE("forget drops a dead server only while it is dead and owns nothing") {
+    Env e;
+    CHECK(e.ok(calls::forget(e.k, "w1", kNow)) == I(0));  // no group yet: nothing to drop
+    e.create_group();
+    e.cmd({"ZADD", e.k.servers(), std::to_string(kNow), "w1"});
+    auto entry = e.xadd(e.k.stream(), task_fields("t", false));
+    REQUIRE(e.deliver("w1") == Flat{entry});
+    CHECK(e.ok(calls::forget(e.k, "w1", kNow - 1000)) == I(0));  // it beat after the cutoff
+    CHECK(e.ok(calls::forget(e.k, "w1", kNow + 1)) == I(0));     // dead, but owns an entry
+    CHECK(e.pel() == Fields{{entry, "w1"}});
+    CHECK(e.cmd({"ZSCORE", e.k.servers(), "w1"}).is_string());
+    e.cmd({"XACK", e.k.stream(), std::string(kGroup), entry});
+    CHECK(e.ok(calls::forget(e.k, "w1", kNow + 1)) == I(1));  // dead and owns nothing
+    CHECK(e.cmd({"ZSCORE", e.k.servers(), "w1"}).is_nil());
+    CHECK(e.cmd({"XINFO", "CONSUMERS", e.k.stream(), std::string(kGroup)}).size() == 0);
+}
 TEST_CASE("requeue_dead resets retries and skips ids that are gone") {
     run_alone(check_requeue_dead);
 }
