@@ -269,6 +269,16 @@ TEST_CASE("janitor: dead letters older than dead_max_age by the clock go") {
     CHECK(recent.size() == 50);
 }
 
+// A reclaimer that sees no task of its own running and needs no wake-ups.
+Reclaimer& make_reclaimer(Rig& rig, Slots& slots, Taken& taken) {
+    return rig.make<Reclaimer>(
+        rig.queues(), slots, taken,
+        Reclaimer::Hooks{.is_running = [](const QueueContext&, std::string_view) { return false; },
+                         .need_slots = {},
+                         .claimed = {},
+                         .changed = {}});
+}
+
 TEST_CASE("reclaimer: one tick takes a dead server's pending entries and leaves a live one's") {
     RedisServer rs;
     TestConn c(rs.url());
@@ -282,12 +292,7 @@ TEST_CASE("reclaimer: one tick takes a dead server's pending entries and leaves 
     REQUIRE(c.cmd({"ZADD", "streamfleet:{q}:servers", std::to_string(now - 10'000), "dead",
                    std::to_string(now), "live"})
                 .ok());
-    auto& reclaimer = rig.make<Reclaimer>(
-        rig.queues(), slots, taken,
-        Reclaimer::Hooks{.is_running = [](const QueueContext&, std::string_view) { return false; },
-                         .need_slots = {},
-                         .claimed = {},
-                         .changed = {}});
+    auto& reclaimer = make_reclaimer(rig, slots, taken);
 
     rig.run([&](Done done) { reclaimer.tick(done); });
     auto pending = pending_of(c, s);
@@ -320,12 +325,7 @@ TEST_CASE("reclaimer: claims that overlap take a dead server's entry once") {
     REQUIRE(c.cmd({"ZADD", "streamfleet:{q}:servers", std::to_string(rig.clock.now_ms() - 10'000),
                    "dead"})
                 .ok());
-    auto& reclaimer = rig.make<Reclaimer>(
-        rig.queues(), slots, taken,
-        Reclaimer::Hooks{.is_running = [](const QueueContext&, std::string_view) { return false; },
-                         .need_slots = {},
-                         .claimed = {},
-                         .changed = {}});
+    auto& reclaimer = make_reclaimer(rig, slots, taken);
     // Two looks in one loop turn: both XPENDINGs are answered before either XCLAIM is sent.
     rig.run([&](Done done) {
         auto both = Join::make(done);
