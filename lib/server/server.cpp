@@ -221,6 +221,11 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
     }
     if (o.max_deliveries == 0) throw InvalidArgument("max_deliveries is 0");
     if (o.orphan_timeout.count() <= 0) throw InvalidArgument("orphan_timeout is not positive");
+    if (o.go_compatible && o.lease.count() > kGoReclaimIdleMs) {
+        // Go servers take over a task idle for a minute; our renewals must come sooner.
+        throw InvalidArgument("lease (" + std::to_string(o.lease.count()) +
+                              " ms) must be at most 60000 ms with go_compatible");
+    }
     if (auto st = validate_prefix(o.prefix); !st) throw_error(st.error());
     (void)r::parse_url(o.redis).value();  // a bad URL fails here, not later
 }
@@ -239,7 +244,9 @@ void Server::handle(std::string_view queue, OutcomeHandler handler) {
         std::lock_guard lock(im.state_mutex);
         if (im.started) throw InvalidArgument("handle() after start(): register handlers first");
     }
-    if (auto st = validate_queue_name(queue); !st) throw_error(st.error());
+    if (auto st = validate_queue_name(queue, key_style(im.opts.go_compatible)); !st) {
+        throw_error(st.error());
+    }
     if (!handler) throw InvalidArgument("handler for queue '" + std::string(queue) + "' is empty");
     if (im.handlers.count(queue)) {
         throw InvalidArgument("queue '" + std::string(queue) + "' already has a handler");
@@ -260,7 +267,8 @@ void Server::start() {
     im.queues.reserve(im.handlers.size());
     for (auto& [name, handler] : im.handlers) {
         im.queues.push_back(
-            QueueContext{QueueKeys(im.opts.prefix, name), handler, im.queues.size()});
+            QueueContext{QueueKeys(im.opts.prefix, name, key_style(im.opts.go_compatible)), handler,
+                         im.queues.size()});
     }
     im.rt = std::make_unique<Runtime>("sf-server");
     try {
