@@ -18,6 +18,7 @@ Reclaimer::Reclaimer(ServerContext& ctx, Queues queues, Slots& slots, TaskSink& 
       slots_(slots),
       sink_(sink),
       hooks_(std::move(hooks)),
+      foreign_min_idle_ms_(ctx.opts.go_compatible ? kGoReclaimIdleMs : 0),
       dead_timer_(ctx.rt.loop()),
       idle_timer_(ctx.rt.loop()) {}
 
@@ -74,8 +75,35 @@ void Reclaimer::find_dead_servers(const std::shared_ptr<Join>& join) {
 void Reclaimer::scan_idle(const std::shared_ptr<Join>& join) {
     for (auto& q : queues_) {
         join->add();
+        if (foreign_min_idle_ms_ > ctx_.opts.lease.count()) {
+            scan_idle_go(q, join);
+            continue;
+        }
         claim(q, std::nullopt, ctx_.opts.lease.count(), [join] { join->arrive(); });
     }
+}
+
+// The Go rule: two claims, each with its own min-idle in XPENDING and XCLAIM alike, so an entry
+// renewed meanwhile is never taken early: our registered servers' entries after the lease, any
+// entry after foreign_min_idle. A consumer registered after the ZRANGE counts as foreign, which
+// only waits longer.
+void Reclaimer::scan_idle_go(QueueContext& q, const std::shared_ptr<Join>& join) {
+    const auto& servers = q.keys.servers();
+    ctx_.topo.send(r::Route{servers}, {"ZRANGE", servers, "0", "-1"},
+                   [this, &q, join](Result<r::Reply> res) {
+                       if (stopped_) return;
+                       if (res.ok() && res->is_array()) {
+                           auto owners = std::make_shared<std::set<std::string, std::less<>>>();
+                           for (const auto& m : res->elements()) {
+                               if (auto id = m.as_string()) owners->emplace(*id);
+                           }
+                           join->add();
+                           claim(
+                               q, std::nullopt, ctx_.opts.lease.count(), [join] { join->arrive(); },
+                               std::move(owners));
+                       }
+                       claim(q, std::nullopt, foreign_min_idle_ms_, [join] { join->arrive(); });
+                   });
 }
 
 void Reclaimer::schedule_scan() {
@@ -106,7 +134,7 @@ void Reclaimer::recover_from(std::size_t i, Done then) {
 // Claims up to `concurrency` pending entries of `q` idle for at least `min_idle_ms` (owned by
 // `consumer`, if given) and runs them here.
 void Reclaimer::claim(QueueContext& q, std::optional<std::string> consumer, long long min_idle_ms,
-                      Done then) {
+                      Done then, Owners owners) {
     if (stopped_) return;
     auto idle = std::to_string(min_idle_ms);
     auto count = std::to_string(std::max(ctx_.opts.concurrency, 1u));
@@ -115,7 +143,7 @@ void Reclaimer::claim(QueueContext& q, std::optional<std::string> consumer, long
     if (consumer) argv.push_back(*consumer);
     ctx_.topo.send(
         r::Route{q.keys.stream()}, argv,
-        [this, &q, consumer, min_idle_ms, then](Result<r::Reply> res) {
+        [this, &q, consumer, min_idle_ms, then, owners](Result<r::Reply> res) {
             if (stopped_) return;
             if (!res.ok() || !res->is_array() || res->size() == 0) {
                 if (consumer && *consumer != ctx_.consumer && res.ok() && res->is_array()) {
@@ -131,6 +159,10 @@ void Reclaimer::claim(QueueContext& q, std::optional<std::string> consumer, long
                 auto id = p[0].as_string();
                 auto n = p[3].as_integer();
                 if (!id || !n || hooks_.is_running(q, *id)) continue;
+                if (owners) {
+                    auto owner = p[1].as_string();
+                    if (!owner || !owners->count(*owner)) continue;
+                }
                 if (!claiming_.emplace(q.index, std::string(*id)).second) continue;
                 candidates.emplace_back(std::string(*id), static_cast<std::uint64_t>(*n));
             }

@@ -7,6 +7,11 @@
 // leftovers from a previous life (on start, before the first read). Dead consumers that own
 // nothing any more are forgotten.
 //
+// In Go-compatible mode a Go worker's task (one held by a consumer that is not in our registry of
+// servers, P{Q}:servers) is taken only once idle for foreign_min_idle (1 minute, the Go rule:
+// Go workers renew every 10 s and may legitimately run a task longer than our lease), while our
+// own servers' tasks still go after the lease.
+//
 // A claim is XPENDING (ids and delivery counts, taking nothing) then XCLAIM with the same min-idle
 // (taking only entries still idle, so two servers racing for one entry cannot both win), then the
 // normal accept path, where a delivery count past max_deliveries dead-letters the entry. Claims
@@ -15,6 +20,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -56,8 +62,12 @@ private:
     void scan_idle(const std::shared_ptr<Join>& join);
     void schedule_scan();
     void recover_from(std::size_t i, Done then);
+    /// Registered server ids; a claim given one takes only entries they hold.
+    using Owners = std::shared_ptr<const std::set<std::string, std::less<>>>;
+
     void claim(QueueContext& q, std::optional<std::string> consumer, long long min_idle_ms,
-               Done then);
+               Done then, Owners owners = {});
+    void scan_idle_go(QueueContext& q, const std::shared_ptr<Join>& join);
     void take(QueueContext& q, Candidates candidates, long long min_idle_ms, Done then);
     void forget(QueueContext& q, const std::string& consumer, Done done);
 
@@ -66,6 +76,8 @@ private:
     Slots& slots_;
     TaskSink& sink_;
     Hooks hooks_;
+    // Least idle time before an entry of a consumer outside our registry is taken; 0 = no rule.
+    long long foreign_min_idle_ms_ = 0;
     bool stopped_ = false;
     // (queue index, entry id) of entries between XPENDING and the XCLAIM reply. Claims overlap
     // (a slow reply, a claim waiting for slots) and XCLAIM with min-idle 0 takes an entry this
