@@ -138,6 +138,47 @@ TEST_CASE("a Go client's tasks run on our go-compatible server; its notification
     server.shutdown(5s);
 }
 
+TEST_CASE("native mode too: every notification our server writes carries err_msg") {
+    RedisServer rs;
+    TestConn c(rs.url());
+    Server server(ServerOptions{.redis = rs.url(), .id = "sf-1", .read_block = 500ms});
+    server.handle("nq", [](TaskContext& t) {
+        if (t.data() == "bad") throw std::runtime_error("no good");
+    });
+    server.start();
+    for (const char* data : {"ok", "bad"}) {
+        std::vector<std::string> argv{"XADD", "streamfleet:{nq}", "*"};
+        for (auto& f : go_task_fields({{"enc_version", "1"},
+                                       {"id", std::string("task-") + data},
+                                       {"client_id", "c1"},
+                                       {"data", data},
+                                       {"max_retries", "1"},
+                                       {"expires_ts", "0"},
+                                       {"retry_delay", "0"},
+                                       {"send_notif", "1"},
+                                       {"retries", "0"}})) {
+            argv.push_back(std::move(f));
+        }
+        c.cmd(argv).value();
+    }
+    REQUIRE(eventually([&] {
+        return c.cmd({"XLEN", "streamfleet:receiver:{c1}"}).value().integer() == 2;
+    }));
+    std::map<std::string, std::map<std::string, std::string>> by_task;
+    auto notes = c.cmd({"XRANGE", "streamfleet:receiver:{c1}", "-", "+"}).value();
+    for (const auto& e : notes.elements()) {
+        auto f = entry_fields(e);
+        by_task[f["task_id"]] = f;
+    }
+    REQUIRE(by_task.size() == 2);
+    CHECK(by_task["task-ok"]["type"] == "completed");
+    REQUIRE(by_task["task-ok"].count("err_msg"));
+    CHECK(by_task["task-ok"]["err_msg"].empty());
+    CHECK(by_task["task-bad"]["type"] == "error");
+    CHECK(by_task["task-bad"]["err_msg"] == "no good");
+    server.shutdown(5s);
+}
+
 TEST_CASE("a Go worker runs our go-compatible client's tasks and the tracked handles resolve") {
     RedisServer rs;
     GoWorker gw(rs.url(), "gq", "go-worker-1", [](const std::string& data) {
