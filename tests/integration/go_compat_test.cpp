@@ -292,12 +292,7 @@ TEST_CASE("our server leaves a Go worker's task alone until it has been idle a m
         c.cmd({"XREADGROUP", "GROUP", kGoGroup, consumer, "COUNT", "1", "STREAMS", stream, ">"})
             .value();
     };
-    // A Go worker runs a long task (it renews every 10 s, so the task is idle for seconds at a
-    // time, past our 1 s lease), and another Go worker died holding one 40 s ago.
-    auto running = task("go-running");
-    read_as("go-worker-1");
-    c.cmd({"XCLAIM", stream, kGoGroup, "go-worker-1", "0", running, "IDLE", "5000", "JUSTID"})
-        .value();
+    // A Go worker died holding a task 40 s ago.
     auto stale = task("go-stale");
     read_as("go-worker-2");
     c.cmd({"XCLAIM", stream, kGoGroup, "go-worker-2", "0", stale, "IDLE", "40000", "JUSTID"})
@@ -310,6 +305,23 @@ TEST_CASE("our server leaves a Go worker's task alone until it has been idle a m
     c.cmd({"ZADD", "{streamfleet:gq}:servers", std::to_string(unix_ms() + 600'000), "sf-stuck"})
         .value();
 
+    // A live Go worker runs a long task, renewing it every 2 s: idle for up to 2 s at a time,
+    // past our 1 s lease.
+    std::atomic<bool> release{false};
+    GoWorker gw(
+        rs.url(), "gq", "go-worker-1",
+        [&](const std::string&) {
+            while (!release) std::this_thread::sleep_for(10ms);
+            return std::optional<std::string>();
+        },
+        2s);
+    struct Release {
+        std::atomic<bool>& flag;
+        ~Release() { flag = true; }  // before gw's destructor waits for the run
+    } releaser{release};
+    auto running = task("go-long");
+    REQUIRE(eventually([&] { return gw.runs().size() == 1; }));
+
     Runs runs;
     auto opts = go_server(rs, "sf-1");
     opts.lease = 1s;
@@ -320,7 +332,7 @@ TEST_CASE("our server leaves a Go worker's task alone until it has been idle a m
     REQUIRE(eventually([&] { return runs.of("ours-stuck") == 1; }));
     // Several more idle scans (every ~0.5 s) pass; the Go workers' tasks stay theirs.
     std::this_thread::sleep_for(3s);
-    CHECK(runs.of("go-running") == 0);
+    CHECK(runs.of("go-long") == 0);
     CHECK(runs.of("go-stale") == 0);
     CHECK(owner_of(c, stream, running) == "go-worker-1");
     CHECK(owner_of(c, stream, stale) == "go-worker-2");
@@ -329,8 +341,13 @@ TEST_CASE("our server leaves a Go worker's task alone until it has been idle a m
     c.cmd({"XCLAIM", stream, kGoGroup, "go-worker-2", "0", stale, "IDLE", "61000", "JUSTID"})
         .value();
     REQUIRE(eventually([&] { return runs.of("go-stale") == 1; }));
-    CHECK(runs.of("go-running") == 0);
+    CHECK(runs.of("go-long") == 0);
     CHECK(owner_of(c, stream, running) == "go-worker-1");
+    // The Go worker finishes its task: it ran once, there.
+    release = true;
+    REQUIRE(eventually([&] { return owner_of(c, stream, running).empty(); }));
+    CHECK(runs.of("go-long") == 0);
+    CHECK(gw.runs() == std::vector<std::string>{"go-long"});
     server.shutdown(5s);
 }
 
