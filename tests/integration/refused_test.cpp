@@ -144,3 +144,56 @@ TEST_CASE("a client whose notification group cannot be created backs off and log
     REQUIRE(admin.cmd({"ACL", "SETUSER", "w", "+xgroup"}).ok());
     CHECK(eventually([&] { return admin.cmd({"XINFO", "GROUPS", receiver}).ok(); }, 30s));
 }
+
+TEST_CASE("a server whose user lacks commands it needs fails at start, naming them") {
+    auto rs = acl_server();
+    TestConn admin(rs.url());
+    REQUIRE(admin.cmd({"ACL", "SETUSER", "w", "-xgroup", "-evalsha"}).ok());
+    {
+        Server server({.redis = user_url(rs), .id = "w1"});
+        server.handle("q", [](TaskContext&) {});
+        try {
+            server.start();
+            FAIL("start() did not throw");
+        } catch (const ReplyError& e) {
+            std::string what = e.what();
+            CHECK(what.find("XGROUP CREATE") != std::string::npos);
+            CHECK(what.find("EVALSHA") != std::string::npos);
+            CHECK(what.find("XREADGROUP") == std::string::npos);  // allowed: not named
+        }
+        CHECK_FALSE(admin.cmd({"EXISTS", "streamfleet:{q}"}).value().integer() == 1);
+    }
+    // Keys: the user may touch the stream but not the dead letters.
+    REQUIRE(
+        admin
+            .cmd({"ACL", "SETUSER", "w", "+@all", "resetkeys", "~streamfleet:{q}",
+                  "~streamfleet:{q}:task:*", "~streamfleet:{q}:servers", "~streamfleet:{q}:delayed",
+                  "~streamfleet:{q}:clients", "~streamfleet:{q}:nudge", "~streamfleet:{q}:cancels",
+                  "~streamfleet:receiver:*"})
+            .ok());
+    {
+        Server server({.redis = user_url(rs), .id = "w1"});
+        server.handle("q", [](TaskContext&) {});
+        CHECK_THROWS_WITH_AS(server.start(), doctest::Contains("'streamfleet:{q}:dead'"),
+                             ReplyError);
+    }
+    // Every right back: it starts, and the check itself ran nothing.
+    REQUIRE(admin.cmd({"ACL", "SETUSER", "w", "allkeys"}).ok());
+    REQUIRE(admin.cmd({"CONFIG", "RESETSTAT"}).ok());
+    Server server({.redis = user_url(rs), .id = "w1"});
+    server.handle("q", [](TaskContext&) {});
+    server.start();
+    CHECK(admin.cmd({"XLEN", "streamfleet:{q}:dead"}).value().integer() == 0);
+    CHECK(admin.cmd({"EXISTS", "streamfleet:{q}:task:acl-check"}).value().integer() == 0);
+    server.shutdown(5s);
+}
+
+TEST_CASE("a server started while Redis is unreachable starts without the check") {
+    auto url = "redis://127.0.0.1:" + std::to_string(test::free_port());
+    Server server({.redis = url, .id = "w1", .command_timeout = 500ms});
+    server.handle("q", [](TaskContext&) {});
+    auto t0 = std::chrono::steady_clock::now();
+    server.start();
+    CHECK(std::chrono::steady_clock::now() - t0 < 5s);  // liveness bound, not a timing claim
+    server.shutdown(1s);
+}
