@@ -47,8 +47,7 @@ void log_limited(spdlog::level::level_enum level, std::string_view key,
     if (suppressed == 0) {
         l.log(level, "{}", text);
     } else {
-        l.log(level, "{} ({} more like it in the last {} s)", text, suppressed,
-              std::chrono::duration_cast<std::chrono::seconds>(period).count());
+        l.log(level, "{} ({} more like it held back)", text, suppressed);
     }
 }
 
