@@ -114,6 +114,9 @@ struct Check : std::enable_shared_from_this<Check> {
     void run() {
         auto self = shared_from_this();
         conn->send({"MULTI"}, [self](Result<r::Reply> res) {
+            // A handshake refused (bad password, or CLIENT SETNAME not allowed) fails every
+            // connection of the server alike: say so now, naming the step.
+            if (!res.ok() && res.error().is(errc::auth_failed)) return self->finish(res.error());
             if (!res.ok()) return self->unchecked(res.error());
             self->queue_all();
         });

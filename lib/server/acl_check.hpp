@@ -11,9 +11,11 @@
 // the rest: without a transaction they would run), queues every command the server sends
 // itself or through its scripts, on the keys they touch, and ends with DISCARD. Nothing is run.
 //
-// When the check cannot be made (Redis unreachable or not answering within the command
-// timeout, MULTI itself refused) the server starts as before; refusals then show in its logs.
-// Keep the list in acl_check.cpp in step with the commands of lib/server and lib/scripts.
+// A refused handshake (wrong password, CLIENT SETNAME not allowed) fails start() too: every
+// connection of the server would fail the same way. When the check cannot be made (Redis
+// unreachable or not answering within the command timeout, MULTI itself refused) the server starts
+// as before; refusals then show in its logs. Keep the list in acl_check.cpp in step with the
+// commands of lib/server and lib/scripts.
 
 #include "core/error.hpp"
 #include "runtime/runtime.hpp"
@@ -22,8 +24,8 @@
 namespace streamfleet::detail {
 
 /// Runs the check on `rt`'s loop and waits for it (not from the loop thread). An error
-/// (reply_errc::noperm) names every refused command; Ok when all are allowed or the check could
-/// not be made.
+/// (reply_errc::noperm) names every refused command, errc::auth_failed a refused handshake; Ok
+/// when all are allowed or the check could not be made.
 Status check_permissions(Runtime& rt, const ServerOptions& opts, Queues queues);
 
 }  // namespace streamfleet::detail

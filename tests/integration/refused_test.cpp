@@ -157,6 +157,7 @@ TEST_CASE("a server whose user lacks commands it needs fails at start, naming th
             FAIL("start() did not throw");
         } catch (const ReplyError& e) {
             std::string what = e.what();
+            MESSAGE(what);
             CHECK(what.find("XGROUP CREATE") != std::string::npos);
             CHECK(what.find("EVALSHA") != std::string::npos);
             CHECK(what.find("XREADGROUP") == std::string::npos);  // allowed: not named
@@ -196,4 +197,19 @@ TEST_CASE("a server started while Redis is unreachable starts without the check"
     server.start();
     CHECK(std::chrono::steady_clock::now() - t0 < 5s);  // liveness bound, not a timing claim
     server.shutdown(1s);
+}
+
+TEST_CASE("a server whose handshake is refused fails at start, naming the step") {
+    auto rs = acl_server();
+    TestConn admin(rs.url());
+    {
+        Server server(
+            {.redis = "redis://w:wrong@127.0.0.1:" + std::to_string(rs.port()), .id = "w1"});
+        server.handle("q", [](TaskContext&) {});
+        CHECK_THROWS_WITH_AS(server.start(), doctest::Contains("AUTH rejected"), AuthError);
+    }
+    REQUIRE(admin.cmd({"ACL", "SETUSER", "w", "-client|setname"}).ok());
+    Server server({.redis = user_url(rs), .id = "w1"});
+    server.handle("q", [](TaskContext&) {});
+    CHECK_THROWS_WITH_AS(server.start(), doctest::Contains("CLIENT SETNAME rejected"), AuthError);
 }
