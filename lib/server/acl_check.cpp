@@ -130,7 +130,9 @@ struct Check : std::enable_shared_from_this<Check> {
                 if (res.ok()) return;
                 if (res.error().is(reply_errc::noperm)) {
                     const auto& p = self->list[i];
-                    auto key = key_of(p.argv);
+                    // Name the key only when the key is what Redis refused.
+                    const auto& text = res.error().message();
+                    auto key = text.find("keys") != std::string::npos ? key_of(p.argv) : "";
                     self->refused.push_back(p.what + (key.empty() ? "" : " on '" + key + "'") +
                                             ": " + res.error().message());
                 } else {
