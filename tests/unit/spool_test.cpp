@@ -264,6 +264,10 @@ TEST_CASE("spool: a second opener is refused clearly and the first keeps its loc
         CHECK(WIFEXITED(status));
         CHECK(WEXITSTATUS(status) == 0);
     }
+    // Another spool in the same directory is another client's: it opens.
+    auto [other, none] = open_ok(dir.path + "/other");
+    CHECK(none.empty());
+    REQUIRE(other->append("q", task(9)).ok());
     REQUIRE(first->append("q", task(3)).ok());
     first.reset();
     auto [again, after] = open_ok(path);
@@ -350,6 +354,8 @@ TEST_CASE("spool: a process killed in the middle of an append loses only that ta
     CHECK(accepted.size() > 10);
     {
         auto [spool, left] = open_ok(path);
+        MESSAGE("appends completed before the crash: ", accepted.size(),
+                ", recovered: ", left.size());
         CHECK(ids_of(left) == accepted);
         REQUIRE(spool->append("q", task(2000)).ok());
     }
