@@ -40,6 +40,15 @@ void ControlListener::start() {
         }
         for (auto& g : groups_) {
             g->conn = ctx_.topo.dedicated(r::Route{g->queues.front()->keys.nudge()}, "nudges");
+            // Back from an outage: listen now rather than at the end of a long backoff.
+            g->conn->on_state([this](r::ConnState st, const Error*) {
+                if (st != r::ConnState::ready || stopped_) return;
+                backoff_.succeeded();
+                if (retry_timer_.active()) {
+                    retry_timer_.stop();
+                    tick();
+                }
+            });
         }
         tick();
     });
