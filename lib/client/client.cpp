@@ -314,9 +314,12 @@ std::vector<TaskId> Client::enqueue_many(std::string_view queue,
     for (const auto& m : msgs) bytes += Admission::footprint(m);
     if (im.spool) {
         im.admission->reserve(msgs.size(), bytes);
-        // Those written before a failure stay in the spool (the next client
-        // sends them); none is accepted here.
-        for (const auto& m : msgs) im.spool_append(queue, m, msgs.size(), bytes);
+        // One write for the whole batch: a failure leaves none of it in the
+        // spool, since the caller is told none was accepted.
+        if (auto st = im.spool->append_many(queue, msgs); !st) {
+            im.admission->release(msgs.size(), bytes);
+            throw_error(st.error());
+        }
     }
     std::vector<TaskId> out;
     out.reserve(msgs.size());

@@ -16,6 +16,8 @@
 // learn of each other comes through the callbacks wired in Parts below.
 //
 // Start order (loop thread, unless said):
+//   0. off the loop, waiting: the ACL check (acl_check.hpp) -- a command the Redis user may not
+//      run fails start() with its name;
 //   1. the topology, then the stop hook, before any other handle exists, so that whatever
 //      follows is closed on the loop when the runtime stops, even after a failed start;
 //   2. the components (their timers exist from here on);
@@ -54,6 +56,7 @@
 #include "core/random.hpp"
 #include "redis/topology.hpp"
 #include "runtime/runtime.hpp"
+#include "server/acl_check.hpp"
 #include "server/context.hpp"
 #include "server/control_listener.hpp"
 #include "server/dispatcher.hpp"
@@ -272,6 +275,8 @@ void Server::start() {
     }
     im.rt = std::make_unique<Runtime>("sf-server");
     try {
+        // Before any component runs: a command the user may not run fails here, named.
+        if (auto st = check_permissions(*im.rt, im.opts, im.queues); !st) throw_error(st.error());
         im.rt->call([&im] { im.start_on_loop(); });
     } catch (...) {
         // Nothing was started that needs a shutdown; leave a clean, unstarted server.
