@@ -84,21 +84,46 @@ void Connection::send_encoded(std::string_view resp, ReplyCallback cb, CommandOp
     submit([resp](std::string& out) { out.append(resp); }, std::move(cb), o);
 }
 
+// A command's budget grows with its size: Redis must read (and copy) every
+// byte before it can answer, and a fixed limit would time out -- and, worse,
+// resend -- a large payload Redis is still reading. The rate is conservative
+// (a loaded server or a slow link), so only a truly stuck command times out.
+namespace {
+milliseconds size_allowance(std::size_t bytes) {
+    return milliseconds(static_cast<std::int64_t>(bytes / kBytesPerMs));
+}
+}  // namespace
+
+// RESP answers in order, so a command's reply can come no sooner than the one
+// of the command before it: its deadline is never earlier than that one's.
+// Without this, a small command pipelined behind a large one would expire
+// first and reset the connection under the large one.
+Clock::time_point Connection::ordered_deadline(Clock::time_point own) const {
+    if (!inflight_.empty()) {
+        auto before = inflight_.back().deadline;
+        if (before != Clock::time_point::max() && before > own) return before;
+    }
+    return own;
+}
+
 template <class Append>
 void Connection::submit(Append&& append, ReplyCallback cb, CommandOptions o) {
-    auto budget = (o.timeout.count() > 0 ? o.timeout : opts_.command_timeout) + o.block;
-    auto deadline = Clock::now() + budget;
+    auto base = (o.timeout.count() > 0 ? o.timeout : opts_.command_timeout) + o.block;
     switch (state_) {
         case ConnState::closed:
             complete_later(std::move(cb),
                            Error(errc::closed, "connection to " + where() + " is closed"));
             return;
-        case ConnState::ready:
+        case ConnState::ready: {
+            auto before = wbuf_.size();
             append(wbuf_);
+            auto budget = base + size_allowance(wbuf_.size() - before);
+            auto deadline = ordered_deadline(Clock::now() + budget);
             inflight_.push_back(Inflight{std::move(cb), deadline, budget});
             turn_end_.arm();
             arm_deadline(deadline);
             return;
+        }
         case ConnState::down:
             // Waiting cannot help after a configuration error, and the caller
             // may have asked not to wait at all.
@@ -109,10 +134,12 @@ void Connection::submit(Append&& append, ReplyCallback cb, CommandOptions o) {
             [[fallthrough]];
         case ConnState::idle:
         case ConnState::connecting: {
-            Queued q{{}, std::move(cb), deadline, budget};
+            Queued q{{}, std::move(cb), {}, base};
             append(q.bytes);
+            q.budget += size_allowance(q.bytes.size());
+            q.deadline = Clock::now() + q.budget;
+            arm_deadline(q.deadline);
             queued_.push_back(std::move(q));
-            arm_deadline(deadline);
             return;
         }
     }
