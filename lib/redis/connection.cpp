@@ -249,6 +249,14 @@ void Connection::on_read(long nread, const char* data) {
     }
     Socket* s = sock_;
     auto total = static_cast<std::size_t>(nread);
+    // A large reply takes time to arrive, as a large command takes time to
+    // send: the oldest command, whose reply this is (or comes after), gets
+    // the same allowance per byte received, so it is not cut off mid-reply.
+    if (!inflight_.empty() && inflight_.front().deadline != Clock::time_point::max()) {
+        auto more = size_allowance(total);
+        inflight_.front().deadline += more;
+        inflight_.front().budget += more;
+    }
     for (std::size_t off = 0; off < total; off += kFeedSlice) {
         if (auto st = parser_.feed(data + off, std::min(kFeedSlice, total - off)); !st) {
             fail_connection(st.error().with_context(where()));
@@ -276,6 +284,11 @@ void Connection::dispatch(std::unique_ptr<Reply> reply) {
     }
     auto entry = std::move(inflight_.front());
     inflight_.pop_front();
+    // The next command's deadline may be earlier than the one the timer waits
+    // for, if the one just answered had been extended (on_read).
+    if (!inflight_.empty() && inflight_.front().deadline != Clock::time_point::max()) {
+        arm_deadline(inflight_.front().deadline);
+    }
     if (reply->is_error()) {
         auto kind = classify_reply(reply->error_text());
         run_callback(entry.cb, Error(kind, std::move(reply->mutable_str())));
@@ -367,8 +380,10 @@ void Connection::on_deadline() {
         expired.emplace_back(std::move(it->cb), Error(errc::timeout, std::move(msg)));
         it = queued_.erase(it);
     }
-    bool stuck = std::any_of(inflight_.begin(), inflight_.end(),
-                             [&](const Inflight& f) { return f.deadline <= now; });
+    // Replies come in order, so the oldest command decides: one behind it
+    // cannot answer first. (Deadlines are ordered when sent; only the oldest
+    // one moves later, while its reply arrives -- see on_read.)
+    bool stuck = !inflight_.empty() && inflight_.front().deadline <= now;
     if (stuck) {
         log().warn("redis {}: command timed out; resetting the connection", where());
         fail_connection(
@@ -379,7 +394,7 @@ void Connection::on_deadline() {
 
     auto next = Clock::time_point::max();
     for (const auto& q : queued_) next = std::min(next, q.deadline);
-    for (const auto& f : inflight_) next = std::min(next, f.deadline);
+    if (!inflight_.empty()) next = std::min(next, inflight_.front().deadline);
     if (next != Clock::time_point::max()) arm_deadline(next);
 }
 

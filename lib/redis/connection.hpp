@@ -20,7 +20,9 @@
 // Deadlines: a command fails with errc::timeout when its deadline passes, queued
 // or in flight. The deadline grows with the command's size (kBytesPerMs) and
 // is never earlier than the one of the command before it (replies come in
-// order). A timed-out in-flight command poisons the connection (its reply
+// order); the oldest command's deadline also grows with every byte received
+// while it waits, so a large reply is not cut off as it arrives. Only the
+// oldest command can be late: the others wait for its reply first. A timed-out in-flight command poisons the connection (its reply
 // could still arrive and be matched to the next command), so the connection is
 // reset; the other in-flight commands fail with errc::connection_lost, since
 // they may or may not have run. Commands still queued survive the reset.

@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <set>
@@ -250,4 +251,32 @@ TEST_CASE("a Redis restarted without persistence ends the tracked waits of the t
     auto t0 = std::chrono::steady_clock::now();
     CHECK_FALSE(later.wait_for(200ms));
     CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+}
+// Figures for the report (skipped by default; run with -tc="measure*" --no-skip):
+// a SF_BIG_MIB MiB payload (256) under a SF_TIMEOUT_MS command timeout (5000).
+TEST_CASE("measure: entries and runs of one big payload" * doctest::skip()) {
+    long mib = std::getenv("SF_BIG_MIB") ? std::atol(std::getenv("SF_BIG_MIB")) : 256;
+    long tms = std::getenv("SF_TIMEOUT_MS") ? std::atol(std::getenv("SF_TIMEOUT_MS")) : 5000;
+    RedisServer server;
+    TestConn c(server.url());
+    Client client({.redis = server.url(), .command_timeout = std::chrono::milliseconds(tms)}, {"big"});
+    const std::string payload(static_cast<std::size_t>(mib) << 20, 'p');
+    auto t0 = std::chrono::steady_clock::now();
+    auto id = client.enqueue("big", payload);
+    bool ok = drained(client, 120s);
+    auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::this_thread::sleep_for(1s);
+    auto n = static_cast<int>(c.cmd({"XLEN", "streamfleet:{big}"}).value().integer());
+    std::atomic<int> runs{0};
+    Server worker(ServerOptions{.redis = server.url(), .id = "w1", .read_block = 500ms});
+    worker.handle("big", [&](TaskContext& t) {
+        if (t.id() == id) runs += 1;
+    });
+    worker.start();
+    eventually([&] { return runs.load() >= n; }, 120s);
+    std::this_thread::sleep_for(2s);
+    MESSAGE(mib << " MiB, timeout " << tms << " ms: drained=" << ok << " after " << secs
+                << " s; entries=" << n << " runs=" << runs.load());
+    worker.shutdown(5s);
+    client.close(200ms);
 }
