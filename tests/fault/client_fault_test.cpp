@@ -127,6 +127,51 @@ TEST_CASE("a refused enqueue (WRONGTYPE) reaches the caller every way, once, and
     CHECK(refusals.count() == 3);
 }
 
+TEST_CASE("NOPERM: an ACL user that may not enqueue gets Refused at once, not endless resends") {
+    RedisServer server;
+    TestConn c(server.url());
+    REQUIRE(c.cmd({"ACL", "SETUSER", "reader", "on", ">pw", "~*", "&*", "+@all", "-xadd", "-eval",
+                   "-evalsha"})
+                .ok());
+    Refusals refusals;
+    auto url = "redis://reader:pw@127.0.0.1:" + std::to_string(server.port());
+    Client client({.redis = url, .on_refused = refusals.callback()}, {"q"});
+    try {
+        client.enqueue_confirmed("q", "x", {}, 20s);
+        FAIL("enqueue_confirmed without permission returned");
+    } catch (const Refused& e) {
+        CHECK(std::string(e.what()).find("NOPERM") != std::string::npos);
+    }
+    auto id = client.enqueue("q", "y");
+    REQUIRE(eventually([&] { return refusals.count() == 2; }));
+    CHECK(refusals.ids().count(id) == 1);
+    CHECK(drained(client));
+    CHECK(c.cmd({"XLEN", "streamfleet:{q}"}).value().integer() == 0);
+}
+
+TEST_CASE("a refused task leaves the spool: the next client does not send it again") {
+    RedisServer server;
+    TestConn c(server.url());
+    REQUIRE(c.cmd({"SET", "streamfleet:{bad}", "not a stream"}).ok());
+    auto path = server.dir() + "/refused.spool";
+    Refusals first, second;
+    std::string good;
+    {
+        Client client({.redis = server.url(), .spool_path = path, .on_refused = first.callback()},
+                      {"bad", "good"});
+        client.enqueue("bad", "refused");
+        good = client.enqueue("good", "fine");
+        REQUIRE(eventually([&] { return first.count() == 1; }));
+        REQUIRE(drained(client));
+    }
+    Client again({.redis = server.url(), .spool_path = path, .on_refused = second.callback()},
+                 {"bad", "good"});
+    REQUIRE(drained(again));
+    std::this_thread::sleep_for(300ms);  // a replayed refusal would be reported by now
+    CHECK(second.count() == 0);
+    CHECK(entries_by_id(c, "streamfleet:{good}")[good] == 1);
+}
+
 TEST_CASE("a payload over proto-max-bulk-len is refused alone; the tasks around it go through") {
     RedisServer server(RedisServerOptions{.extra_config = {"proto-max-bulk-len 1mb"}});
     TestConn c(server.url());
