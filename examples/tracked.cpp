@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
                         std::string(streamfleet::to_string(out.status)).c_str(), out.error.c_str());
             done.count_down();
         });
-        // close() resolves still-open handles as canceled, so the latch always opens.
+        // close() resolves still-open handles as closed, so the latch always opens.
         if (!h2.wait_for(std::chrono::seconds(5))) client.close();
         done.wait();
         return 0;

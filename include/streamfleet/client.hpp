@@ -38,12 +38,33 @@ public:
     Client& operator=(const Client&) = delete;
 
     /// @brief Fire-and-forget: returns once the task is accepted locally; it
-    ///        reaches Redis asynchronously, pipelined with others.
+    ///        reaches Redis asynchronously, pipelined with others. A task
+    ///        Redis refuses is reported to ClientOptions::on_refused.
     /// @throws UnknownQueue, InvalidArgument (payload too large), QueueFull, ClosedError.
     /// @note Thread-safe.
     TaskId enqueue(std::string_view queue, std::string_view data, const TaskOptions& opts = {});
 
-    /// @brief Like enqueue(), and the returned handle learns the outcome.
+    /// @brief Like enqueue(), but returns only once Redis has the task: the
+    ///        call to use when a task must not be lost by a crash of this
+    ///        process (without a spool, enqueue() returns before the task
+    ///        leaves, and a client killed then loses what it had not sent).
+    /// @param timeout how long to wait for Redis to confirm.
+    /// @throws Refused when Redis refuses the task (NOPERM, WRONGTYPE, a
+    ///         payload over its proto-max-bulk-len, OOM past oom_patience):
+    ///         it is not enqueued and not resent. TimeoutError when Redis has
+    ///         not confirmed within `timeout` (Redis unreachable): the task
+    ///         stays buffered and is still sent. ClosedError when the client
+    ///         closes first. Otherwise as enqueue(); InvalidArgument from the
+    ///         client's loop thread (an on_done or on_refused callback).
+    /// @note Thread-safe. The task is not tracked (it has no handle).
+    TaskId enqueue_confirmed(std::string_view queue, std::string_view data,
+                             const TaskOptions& opts = {},
+                             std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+    /// @brief Like enqueue(), and the returned handle learns the outcome:
+    ///        how the task ended, or TaskStatus::refused (Redis would not
+    ///        store it), closed (this client closed first) or lost (Redis
+    ///        restarted without persistence and lost it).
     TaskHandle enqueue_tracked(std::string_view queue, std::string_view data,
                                const TaskOptions& opts = {});
 
@@ -85,8 +106,9 @@ public:
     TaskInfo get(std::string_view queue, std::string_view id);
 
     /// @brief Sends what is buffered within `deadline`, resolves open handles as
-    ///        canceled, deletes the notification stream, its group and the
-    ///        heartbeat entries. Idempotent.
+    ///        TaskStatus::closed (their tasks may still run, unseen), deletes
+    ///        the notification stream, its group and the heartbeat entries.
+    ///        Idempotent.
     /// @return true if every buffered task reached Redis in time.
     bool close(std::chrono::milliseconds deadline = std::chrono::seconds(5));
 

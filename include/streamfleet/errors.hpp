@@ -58,6 +58,20 @@ public:
     using Error::Error;
 };
 
+/// @brief Redis refused to store a task (NOPERM, OOM past
+/// `ClientOptions::oom_patience`, WRONGTYPE, a payload over its
+/// `proto-max-bulk-len`, ...). The task was not enqueued, is not resent and
+/// has left the spool; what() is Redis's reply. task_id() names the task.
+class STREAMFLEET_API Refused : public ReplyError {
+public:
+    Refused(const std::string& what, std::string task_id)
+        : ReplyError(what), task_id_(std::move(task_id)) {}
+    const std::string& task_id() const noexcept { return task_id_; }
+
+private:
+    std::string task_id_;
+};
+
 /// @brief Redis sent something that violates the protocol or the expected reply shape.
 class STREAMFLEET_API ProtoError : public Error {
 public:

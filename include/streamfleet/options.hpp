@@ -7,8 +7,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
+
+#include "streamfleet/errors.hpp"
 
 namespace streamfleet {
 inline namespace v1 {
@@ -37,8 +40,24 @@ struct ClientOptions {
     std::size_t max_payload_bytes = std::size_t{512} << 20;
     /// How often the client refreshes its entry in P{Q}:clients.
     std::chrono::milliseconds heartbeat_interval{10'000};
-    /// Time limit of each Redis command.
+    /// Time limit of each Redis command. A command's limit grows with its size
+    /// (by 1 s per 10 MB sent), so a large payload is not timed out while Redis
+    /// is still reading it.
     std::chrono::milliseconds command_timeout{5'000};
+    /// Called once for each task Redis refused to store (Refused: NOPERM,
+    /// WRONGTYPE, a payload over `proto-max-bulk-len`, OOM past
+    /// `oom_patience`, ...), with its id. The task is not resent and leaves
+    /// the spool; a tracked task's handle also resolves as
+    /// TaskStatus::refused. Runs on the client's event-loop thread: keep it
+    /// short and do not call the client's waiting methods from it. Unset: the
+    /// refusal is logged (a warning).
+    std::function<void(const std::string& task_id, const Refused& why)> on_refused{};
+    /// How long a task Redis refuses for lack of memory (OOM under
+    /// `maxmemory` with `noeviction`) is retried, with backoff (0.5 s doubling
+    /// up to 5 s), before it is refused for good: memory may come back as
+    /// workers consume the queue. Other tasks are not held up meanwhile.
+    /// 0 = refuse at the first OOM.
+    std::chrono::milliseconds oom_patience{30'000};
     /// Keep a state record per task (P{Q}:task:ID) so Client::get() and
     /// Client::cancel() can find it. Costs Redis a hash per live task and a
     /// little CPU per task (docs/benchmarks.md); false = pure fire-and-forget,

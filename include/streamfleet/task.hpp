@@ -22,15 +22,34 @@ inline namespace v1 {
 /// A task id: UUIDv7 text, time-ordered.
 using TaskId = std::string;
 
-/// How a tracked task ended.
-enum class TaskStatus { completed, error, expired, canceled };
+/// How a tracked task ended, or why its handle stopped waiting.
+enum class TaskStatus {
+    completed,
+    error,
+    expired,
+    canceled,
+    /// Redis refused to store the task (no permission, out of memory for
+    /// longer than `ClientOptions::oom_patience`, a key of the wrong type, a
+    /// payload over Redis's `proto-max-bulk-len`, ...): it was never enqueued
+    /// and will not run. `error` is Redis's reply.
+    refused,
+    /// The client closed before the outcome arrived. The task may still run
+    /// (or have run); this client will not hear of it.
+    closed,
+    /// Redis lost the task after storing it: the server restarted without
+    /// persistence (the client's notification stream and the task's state
+    /// record vanished). It will not run again; a run already under way may
+    /// still finish unseen.
+    lost,
+};
 
-/// @return "completed", "error", "expired" or "canceled".
+/// @return "completed", "error", "expired", "canceled", "refused", "closed" or "lost".
 STREAMFLEET_API std::string_view to_string(TaskStatus s) noexcept;
 
 struct TaskOutcome {
     TaskStatus status = TaskStatus::completed;
-    /// The handler's error text for `error`; the reason for `canceled`.
+    /// The handler's error text for `error`; the reason for `canceled`,
+    /// `refused`, `closed` and `lost`.
     std::string error{};
 };
 

@@ -11,7 +11,9 @@
 // They know each other only through what this file passes them: Admission
 // wakes the loop through a callback, whose drain() registers tracked handles
 // with the Listener and gives the tasks to the Outbox; the Outbox reports
-// confirmations through a callback that gives their room back to Admission.
+// confirmations through a callback that gives their room back to Admission,
+// and refusals through one that tells the caller (refused()): the task's
+// handle, enqueue_confirmed()'s wait, and ClientOptions::on_refused.
 //
 // Start order (constructor):
 //   1. check the options and queue names, make the client id, open the spool
@@ -34,7 +36,8 @@
 //      notification stream (its group goes with it) and this client's
 //      heartbeat entries, waiting for the replies within what is left of the
 //      deadline (at least 500 ms);
-//   4. resolve the handles still open as canceled, on the caller's thread;
+//   4. resolve the handles still open as closed (the tasks may still run; this
+//      client will not hear of them), on the caller's thread;
 //   5. stop the loop. Its stop hook closes the heartbeat → the outbox (handing
 //      on its last confirmations) → the listener's connection → the topology,
 //      failing whatever is pending; then the loop runs until every handle is
@@ -75,8 +78,10 @@ struct Client::Impl {
     void start_loop(std::vector<Spool::Pending>& leftovers);
     void replay(std::vector<Spool::Pending>& leftovers);
     void drain();
+    void refused(Outgoing& task, const detail::Error& why);
     void accept(std::string_view queue, const QueueKeys& keys, const TaskMessage& m,
-                std::shared_ptr<HandleState> handle, std::chrono::milliseconds unique_ttl);
+                std::shared_ptr<HandleState> handle, std::chrono::milliseconds unique_ttl,
+                std::shared_ptr<std::promise<void>> stored = nullptr);
     void spool_append(std::string_view queue, const TaskMessage& m, std::size_t n_reserved,
                       std::size_t bytes);
     void remove_traces(std::chrono::milliseconds timeout, std::function<void()> done);
@@ -175,9 +180,10 @@ void Client::Impl::start_loop(std::vector<Spool::Pending>& leftovers) {
         topo->close();
     });
     topo->start();
-    outbox = std::make_unique<Outbox>(*ctx, spool.get(), [this](std::size_t n, std::size_t bytes) {
-        admission->release(n, bytes);
-    });
+    outbox = std::make_unique<Outbox>(
+        *ctx, spool.get(),
+        [this](std::size_t n, std::size_t bytes) { admission->release(n, bytes); },
+        [this](Outgoing& task, const detail::Error& why) { refused(task, why); });
     topo->on_state([this](redis::ConnState st, const detail::Error*) {
         if (st == redis::ConnState::ready) outbox->link_up();
     });
@@ -209,18 +215,41 @@ void Client::Impl::replay(std::vector<Spool::Pending>& leftovers) {
 void Client::Impl::drain() {
     admission->take(taken);
     for (auto& o : taken) {
-        if (o.handle) listener->track(std::move(o.handle));
+        if (o.handle) {
+            // The outbox keeps its own reference to mark the task stored.
+            o.handle->record_key = o.record_key;
+            listener->track(o.handle);
+        }
     }
     outbox->submit(taken);
     taken.clear();
+}
+
+// Loop thread: Redis refused `task` (the outbox has let it go). Every way
+// the caller may be waiting hears of it.
+void Client::Impl::refused(Outgoing& task, const detail::Error& why) {
+    auto text = "Redis refused task " + task.id + ": " + why.message();
+    if (task.handle) listener->resolve_now(task.id, TaskOutcome{TaskStatus::refused, why.message()});
+    if (task.stored) task.stored->set_exception(std::make_exception_ptr(Refused(text, task.id)));
+    if (!ctx->options.on_refused) {
+        log().warn("client {}: {}", ctx->id, text);
+        return;
+    }
+    try {
+        ctx->options.on_refused(task.id, Refused(text, task.id));
+    } catch (const std::exception& e) {
+        log().error("client {}: on_refused threw: {}", ctx->id, e.what());
+    } catch (...) {
+        log().error("client {}: on_refused threw a non-standard exception", ctx->id);
+    }
 }
 
 // Accepts one task: claims its uniqueness key first (so a duplicate is
 // refused before anything else happens), then the spool (if any), then the
 // buffer. A failure after the claim gives the key back.
 void Client::Impl::accept(std::string_view queue, const QueueKeys& keys, const TaskMessage& m,
-                          std::shared_ptr<HandleState> handle,
-                          std::chrono::milliseconds unique_ttl) {
+                          std::shared_ptr<HandleState> handle, std::chrono::milliseconds unique_ttl,
+                          std::shared_ptr<std::promise<void>> stored) {
     if (!m.unique.empty()) ops->claim_unique(keys, m, unique_ttl);
     try {
         auto bytes = Admission::footprint(m);
@@ -232,6 +261,7 @@ void Client::Impl::accept(std::string_view queue, const QueueKeys& keys, const T
         }
         auto out = encode_outgoing(m, keys, bytes);
         out.handle = std::move(handle);
+        out.stored = std::move(stored);
         admission->hand_off(std::move(out), spool != nullptr);
     } catch (...) {
         if (!m.unique.empty()) ops->release_unique(keys, m);
@@ -288,6 +318,32 @@ TaskId Client::enqueue(std::string_view queue, std::string_view data, const Task
     const auto& keys = im.ctx->keys_for(queue);
     auto m = im.builder->build(data, opts, false);
     im.accept(queue, keys, m, nullptr, opts.unique_ttl);
+    return std::move(m.id);
+}
+
+TaskId Client::enqueue_confirmed(std::string_view queue, std::string_view data,
+                                 const TaskOptions& opts, std::chrono::milliseconds timeout) {
+    auto& im = *impl_;
+    if (im.rt->in_loop_thread()) {
+        throw InvalidArgument(
+            "enqueue_confirmed cannot be called from an on_done or on_refused callback (the "
+            "client's own loop thread, which it would wait for)");
+    }
+    const auto& keys = im.ctx->keys_for(queue);
+    auto m = im.builder->build(data, opts, false);
+    auto stored = std::make_shared<std::promise<void>>();
+    auto fut = stored->get_future();
+    im.accept(queue, keys, m, nullptr, opts.unique_ttl, std::move(stored));
+    if (fut.wait_for(timeout) != std::future_status::ready) {
+        throw TimeoutError("task " + m.id + " was not confirmed by Redis within " +
+                           std::to_string(timeout.count()) +
+                           " ms; it stays buffered and is still sent");
+    }
+    try {
+        fut.get();
+    } catch (const std::future_error&) {
+        throw ClosedError("client " + im.ctx->id + " closed before Redis confirmed task " + m.id);
+    }
     return std::move(m.id);
 }
 
@@ -363,7 +419,11 @@ bool Client::close(std::chrono::milliseconds deadline) {
     // Every hand-off's drain was posted before this call, so every tracked
     // handle is with the listener by now.
     auto open = im.rt->call([&im] { return im.listener->take_open(); });
-    for (auto& h : open) h->resolve(TaskOutcome{TaskStatus::canceled, "client closed"});
+    for (auto& h : open) {
+        h->resolve(TaskOutcome{TaskStatus::closed,
+                               "the client closed before the outcome arrived; the task may still "
+                               "run"});
+    }
     im.rt->stop();
     return flushed;
 }

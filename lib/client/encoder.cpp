@@ -24,6 +24,7 @@ void encode_delayed(Outgoing& o, const TaskMessage& m, const QueueKeys& keys,
     std::vector<std::string> parts(fields.views().begin(), fields.views().end());
     calls::Record rec{m.id, m.enqueued_ts, notify, m.retention_ms};
     o.form = Outgoing::Form::script;
+    if (m.state) o.record_key = keys.task(m.id);
     o.script = std::make_unique<ScriptCall>(
         calls::schedule(keys, m.run_at_ms, encode_msgpack(parts), m.state ? &rec : nullptr));
 }

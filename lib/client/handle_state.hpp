@@ -7,6 +7,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "streamfleet/task.hpp"
@@ -20,6 +21,12 @@ struct HandleState {
     void resolve(TaskOutcome out);
 
     const TaskId id;
+    // Loop thread only (the outbox writes, the listener reads): Redis
+    // confirmed the task, and its state record's key (empty: none). After a
+    // Redis restart the listener asks whether the record survived.
+    bool stored = false;
+    std::string record_key;
+
     std::mutex mutex;
     std::condition_variable cv;
     std::optional<TaskOutcome> outcome;                            // guarded by mutex

@@ -58,6 +58,55 @@ std::vector<std::shared_ptr<HandleState>> Listener::take_open() {
     return open;
 }
 
+void Listener::resolve_now(const std::string& id, TaskOutcome out) {
+    auto it = tracked_.find(id);
+    if (it == tracked_.end()) return;
+    auto handle = std::move(it->second);
+    tracked_.erase(it);
+    handle->resolve(std::move(out));
+}
+
+// After NOGROUP: which confirmed tasks did Redis lose? One EXISTS per record,
+// pipelined; a task without a record cannot be asked about.
+void Listener::check_lost() {
+    std::size_t asked = 0, lost = 0;
+    for (auto it = tracked_.begin(); it != tracked_.end();) {
+        auto& h = it->second;
+        if (!h->stored) {
+            ++it;
+            continue;
+        }
+        if (h->record_key.empty()) {
+            ++lost;
+            auto handle = std::move(h);
+            it = tracked_.erase(it);
+            handle->resolve(TaskOutcome{TaskStatus::lost,
+                                        "Redis lost its notification stream (restarted without "
+                                        "persistence?); the task has no state record to check"});
+            continue;
+        }
+        ++asked;
+        ctx_.topo.send(redis::Route{h->record_key}, {"EXISTS", h->record_key},
+                       [this, id = it->first](Result<redis::Reply> res) {
+                           if (stopping_ || !res.ok() || !res->is_integer() ||
+                               res->integer() != 0) {
+                               return;
+                           }
+                           log().warn("client {}: task {} was lost by Redis", ctx_.id, id);
+                           resolve_now(id, TaskOutcome{TaskStatus::lost,
+                                                       "Redis lost the task (its notification "
+                                                       "stream and state record vanished: "
+                                                       "restarted without persistence?)"});
+                       });
+        ++it;
+    }
+    if (asked + lost > 0) {
+        log().warn(
+            "client {}: notification stream vanished; checking {} stored task(s), {} taken as lost",
+            ctx_.id, asked, lost);
+    }
+}
+
 void Listener::create_group(std::function<void()> then) {
     redis::ensure_group(
         ctx_.topo, ctx_.receiver, kClientGroup, "0", [this, then = std::move(then)](Status st) {
@@ -97,7 +146,9 @@ void Listener::on_read(Result<redis::Reply> res) {
         if (e.is(reply_errc::nogroup)) {
             // The stream or group vanished (deleted, or Redis restarted
             // without persistence): recreate both and read on, after the
-            // backoff, since a group that cannot be created says NOGROUP again.
+            // backoff, since a group that cannot be created says NOGROUP
+            // again; and find the tasks Redis lost with it.
+            check_lost();
             create_group([this] { retry_later(); });
             return;
         }

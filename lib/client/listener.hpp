@@ -10,6 +10,15 @@
 // is tried again after a backoff that grows with each failure in a row, so a
 // refused command never becomes a busy loop; a good read resets it.
 //
+// NOGROUP is also how a Redis that restarted without persistence shows: the
+// tasks it held are gone and no notification will ever come for them, so a
+// wait() would hang. On NOGROUP the listener checks every open handle whose
+// task Redis had confirmed: a task with a state record is lost when its record
+// is gone too (a stream deleted by hand leaves the records, and those handles
+// wait on); a task without one cannot be checked and is taken as lost. Lost
+// handles resolve as TaskStatus::lost. Tasks not yet confirmed are still in
+// the outbox and are sent to the new server.
+//
 // The tracked handles live on the loop thread alone: they are registered
 // there before their task is sent, and notifications are read there too, so
 // no lock guards them. Loop thread only, except unknown().
@@ -41,6 +50,9 @@ public:
     void track(std::shared_ptr<HandleState> handle);
     /// The handles not resolved yet; the listener forgets them.
     std::vector<std::shared_ptr<HandleState>> take_open();
+    /// Resolves the handle of task `id` (if tracked) now, with `out`: Redis
+    /// refused the task, so no notification will come.
+    void resolve_now(const std::string& id, TaskOutcome out);
 
     /// Stops reading: a reply that arrives later is dropped.
     void stop();
@@ -59,6 +71,7 @@ private:
     void handle_entry(const redis::StreamEntry& entry);
     void create_group(std::function<void()> then);
     void retry_later();
+    void check_lost();
 
     ClientContext& ctx_;
     std::shared_ptr<redis::Connection> conn_;

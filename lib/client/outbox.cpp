@@ -1,4 +1,4 @@
-// Outbox: sends accepted tasks in order until Redis confirms each, resending after outages.
+// Outbox: sends accepted tasks in order until Redis confirms or refuses each, resending after outages.
 #include "client/outbox.hpp"
 
 #include "client/encoder.hpp"
@@ -6,14 +6,20 @@
 
 namespace streamfleet::detail::client {
 
+using namespace std::chrono_literals;
+using SteadyClock = std::chrono::steady_clock;
+
 namespace {
-constexpr std::uint64_t kResendMs = 500;
+constexpr auto kResend = 500ms;
+constexpr auto kOomFirst = 500ms;
+constexpr auto kOomMax = 5000ms;
 }  // namespace
 
-Outbox::Outbox(ClientContext& ctx, Spool* spool, Confirmed confirmed)
+Outbox::Outbox(ClientContext& ctx, Spool* spool, Confirmed confirmed, RefusedFn refused)
     : ctx_(ctx),
       spool_(spool),
       confirmed_(std::move(confirmed)),
+      refused_(std::move(refused)),
       resend_(std::make_unique<Timer>(ctx.rt.loop())),
       flush_(std::make_unique<TurnEnd>(ctx.rt.loop(), [this] {
           auto n = std::exchange(confirmed_n_, 0);
@@ -42,7 +48,7 @@ void Outbox::transmit(const std::vector<Outgoing*>& tasks) {
         run_bytes = 0;
     };
     for (Outgoing* o : tasks) {
-        if (o->form != Outgoing::Form::batched) {
+        if (o->form != Outgoing::Form::batched || o->solo) {
             flush_run();
             send(std::vector<Outgoing*>{o}, false);
             continue;
@@ -69,28 +75,98 @@ void Outbox::send(std::vector<Outgoing*> tasks, bool by_body) {
 void Outbox::on_reply(std::vector<Outgoing*>& tasks, bool by_body, Result<redis::Reply> res) {
     if (res.ok()) {
         for (auto* o : tasks) {
-            o->done = true;
-            if (spool_) spool_->confirm(o->id);
-            confirmed_n_ += 1;
-            confirmed_bytes_ += o->bytes;
+            settle(*o);
+            if (o->handle) o->handle->stored = true;
+            if (o->stored) o->stored->set_value();
         }
+        oom_backoff_ = 0ms;
         while (!tasks_.empty() && tasks_.front().done) tasks_.pop_front();
         if (flush_) flush_->arm();
         return;
     }
-    if (!by_body && res.error().is(reply_errc::noscript)) {
+    const Error& e = res.error();
+    if (!by_body && e.is(reply_errc::noscript)) {
         // This node has not seen the script yet (or restarted empty): EVAL it
         // once, which caches it there for the EVALSHAs after.
         send(std::move(tasks), true);
         return;
     }
+    if (e.is(errc::reply_error) && !e.is_transient()) {
+        if (e.is(reply_errc::oom)) {
+            hold_for_memory(tasks, e);
+        } else if (tasks.size() > 1) {
+            // Which task is refused is not known: send each alone. A script
+            // that failed part-way has written the tasks before the bad one;
+            // their resend finds their records and adds nothing.
+            log().debug("client {}: a batch of {} tasks was refused ({}); sending each alone",
+                        ctx_.id, tasks.size(), e.message());
+            for (auto* o : tasks) {
+                o->solo = true;
+                send(std::vector<Outgoing*>{o}, by_body);
+            }
+            return;
+        } else {
+            refuse(*tasks.front(), e);
+        }
+        while (!tasks_.empty() && tasks_.front().done) tasks_.pop_front();
+        if (flush_) flush_->arm();
+        return;
+    }
     for (auto* o : tasks) o->sent = false;
     if (!link_down_) {
         link_down_ = true;
-        log().warn("client {}: Redis unreachable, buffering tasks: {}", ctx_.id,
-                   res.error().message());
+        log().warn("client {}: Redis unreachable, buffering tasks: {}", ctx_.id, e.message());
     }
-    if (!stopping_ && !resend_->active()) resend_->start(kResendMs, [this] { resume(); });
+    resend_in(kResend);
+}
+
+// The task leaves the buffer (and the spool): Redis has it, or refused it.
+void Outbox::settle(Outgoing& o) {
+    o.done = true;
+    if (spool_) spool_->confirm(o.id);
+    confirmed_n_ += 1;
+    confirmed_bytes_ += o.bytes;
+}
+
+void Outbox::refuse(Outgoing& o, const Error& why) {
+    settle(o);
+    if (refused_) refused_(o, why);
+}
+
+// OOM: memory may come back (workers consume and delete entries), so the
+// tasks wait and are sent again with backoff, each until it has been refused
+// for oom_patience. Only these tasks wait: the link is not marked down.
+void Outbox::hold_for_memory(std::vector<Outgoing*>& tasks, const Error& why) {
+    auto now = SteadyClock::now();
+    oom_backoff_ = oom_backoff_.count() == 0 ? kOomFirst : std::min(oom_backoff_ * 2, kOomMax);
+    bool held = false;
+    for (auto* o : tasks) {
+        if (o->oom_since == SteadyClock::time_point{}) o->oom_since = now;
+        if (now - o->oom_since >= ctx_.options.oom_patience) {
+            refuse(*o, why.with_context("refused for lack of memory for " +
+                                        std::to_string(ctx_.options.oom_patience.count()) +
+                                        " ms (oom_patience)"));
+            continue;
+        }
+        o->sent = false;
+        o->hold_until = now + oom_backoff_;
+        held = true;
+    }
+    if (held) {
+        log().warn("client {}: Redis is out of memory; {} task(s) wait {} ms: {}", ctx_.id,
+                   tasks.size(), oom_backoff_.count(), why.message());
+        resend_in(oom_backoff_);
+    }
+}
+
+// Arms the resend timer unless it fires sooner already.
+void Outbox::resend_in(SteadyClock::duration after) {
+    if (stopping_) return;
+    auto due = SteadyClock::now() + after;
+    if (resend_->active() && resend_due_ <= due) return;
+    resend_due_ = due;
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(after).count();
+    resend_->start(static_cast<std::uint64_t>(std::max<std::int64_t>(ms, 1)), [this] { resume(); });
 }
 
 void Outbox::link_up() {
@@ -100,10 +176,18 @@ void Outbox::link_up() {
 void Outbox::resume() {
     if (stopping_) return;
     link_down_ = false;
+    auto now = SteadyClock::now();
+    auto next_hold = SteadyClock::time_point::max();
     std::vector<Outgoing*> unsent;
     for (auto& o : tasks_) {
-        if (!o.sent && !o.done) unsent.push_back(&o);
+        if (o.sent || o.done) continue;
+        if (o.hold_until > now) {
+            next_hold = std::min(next_hold, o.hold_until);
+            continue;
+        }
+        unsent.push_back(&o);
     }
+    if (next_hold != SteadyClock::time_point::max()) resend_in(next_hold - now);
     transmit(unsent);
 }
 
@@ -114,6 +198,14 @@ void Outbox::stop() {
 
 void Outbox::close() {
     stop();
+    // Whoever waits in enqueue_confirmed() learns that no answer will come.
+    for (auto& o : tasks_) {
+        if (o.stored && !o.done) {
+            o.stored->set_exception(std::make_exception_ptr(ClosedError(
+                "client " + ctx_.id + " closed before Redis confirmed task " + o.id)));
+            o.stored.reset();
+        }
+    }
     // Whoever waits for room or for the drain hears of the last confirmations.
     if (confirmed_n_ > 0) {
         confirmed_(std::exchange(confirmed_n_, 0), std::exchange(confirmed_bytes_, 0));

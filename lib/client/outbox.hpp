@@ -1,14 +1,29 @@
-// Outbox: sends accepted tasks in order until Redis confirms each, resending after outages.
+// Outbox: sends accepted tasks in order until Redis confirms or refuses each, resending after outages.
 #pragma once
 
 // Tasks wait in the outbox, in acceptance order, until Redis confirms their
-// command. While the link works they are sent at once (pipelined). The first
-// failed command marks the link down: nothing new is sent, the failed tasks
-// are marked unsent, and when the connection is back (its ready edge, or a
-// retry every 500 ms) every unsent task is sent again in outbox order -- so a
-// buffer filled during an outage drains in order. A lost connection may mean a
-// command did run; the resend then duplicates those tasks, which at-least-once
-// delivery allows. An accepted task is never dropped while the client is open.
+// command. While the link works they are sent at once (pipelined). What a
+// failure means depends on its kind (Error::is_transient):
+//
+// - A link failure (connection lost, timeout, a cluster redirection, LOADING)
+//   marks the link down: nothing new is sent, the failed tasks are marked
+//   unsent, and when the connection is back (its ready edge, or a retry every
+//   500 ms) every unsent task is sent again in outbox order -- so a buffer
+//   filled during an outage drains in order. A lost reply may mean the command
+//   did run; a resend of a task with a state record is then harmless (the
+//   enqueue script skips a task whose record exists), a resend of a plain XADD
+//   (track_state = false) may add a second entry (at-least-once).
+// - A refusal (any other error reply: NOPERM, WRONGTYPE, ERR for a payload
+//   over proto-max-bulk-len, a script error) will not change by resending. A
+//   command carrying one task refuses that task: it leaves the outbox (and the
+//   spool) and the client tells the caller (`refused`). A batch carrying
+//   several is split: each of its tasks is sent alone, so only the bad one is
+//   refused and the others go through.
+// - OOM is a refusal that memory coming back can undo: the tasks are resent
+//   with backoff (0.5 s doubling to 5 s) until they have been refused for
+//   `oom_patience`, then refused. Other tasks are not held up meanwhile.
+//
+// An accepted task is never dropped silently while the client is open.
 //
 // Confirmations are counted and handed on once per loop turn (a TurnEnd), so a
 // burst of replies wakes the callers waiting for room once, not per task.
@@ -33,10 +48,14 @@ class Outbox {
 public:
     /// Gets the number and bytes (Outgoing::bytes) of the tasks Redis
     /// confirmed during one loop turn.
+    /// Refused tasks count as confirmed here: they leave the buffer too.
     using Confirmed = std::function<void(std::size_t tasks, std::size_t bytes)>;
+    /// Gets each task Redis refused, with the refusal, once.
+    using RefusedFn = std::function<void(Outgoing& task, const Error& why)>;
 
-    /// On the loop thread. `spool` (may be null) hears of every confirmed task.
-    Outbox(ClientContext& ctx, Spool* spool, Confirmed confirmed);
+    /// On the loop thread. `spool` (may be null) hears of every confirmed or
+    /// refused task.
+    Outbox(ClientContext& ctx, Spool* spool, Confirmed confirmed, RefusedFn refused = {});
     Outbox(const Outbox&) = delete;
     Outbox& operator=(const Outbox&) = delete;
 
@@ -59,11 +78,16 @@ private:
     void transmit(const std::vector<Outgoing*>& tasks);
     void send(std::vector<Outgoing*> tasks, bool by_body);
     void on_reply(std::vector<Outgoing*>& tasks, bool by_body, Result<redis::Reply> res);
+    void settle(Outgoing& o);
+    void refuse(Outgoing& o, const Error& why);
+    void hold_for_memory(std::vector<Outgoing*>& tasks, const Error& why);
+    void resend_in(std::chrono::steady_clock::duration after);
     void resume();
 
     ClientContext& ctx_;
     Spool* spool_;
     Confirmed confirmed_;
+    RefusedFn refused_;
     // Owns every task until Redis confirms it. Commands in flight point at
     // tasks in here: a deque keeps elements in place as its ends grow and
     // shrink, and a task leaves only once its reply is in.
@@ -71,6 +95,8 @@ private:
     bool link_down_ = false;
     bool stopping_ = false;
     std::unique_ptr<Timer> resend_;
+    std::chrono::steady_clock::time_point resend_due_{};
+    std::chrono::milliseconds oom_backoff_{0};  // the next OOM hold; 0 = the first
     std::unique_ptr<TurnEnd> flush_;
     std::size_t confirmed_n_ = 0, confirmed_bytes_ = 0;  // this turn's, not yet handed on
     std::string scratch_;                                // reused for every command built

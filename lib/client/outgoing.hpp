@@ -6,7 +6,9 @@
 // that must not be the bottleneck), carried to the loop by Admission, owned by
 // the Outbox until Redis confirms it.
 
+#include <chrono>
 #include <cstddef>
+#include <future>
 #include <memory>
 #include <string>
 
@@ -30,7 +32,9 @@ struct Outgoing {
     /// P{Q}. Points into a QueueKeys that outlives the task.
     const std::string* stream = nullptr;
     std::string cmd;
-    /// P{Q}:task:ID, for Form::batched.
+    /// P{Q}:task:ID when the task has a state record (Form::batched, and a
+    /// delayed task with one): the enqueue script names it, and the listener
+    /// checks it to learn whether Redis lost the task.
     std::string record_key;
     /// How many arguments `cmd` holds, for Form::batched.
     std::size_t batch_args = 0;
@@ -42,11 +46,21 @@ struct Outgoing {
     /// Set for a tracked task. The listener registers it on the loop thread
     /// before the task is sent, so even an instant notification finds it.
     std::shared_ptr<HandleState> handle;
+    /// Set by Client::enqueue_confirmed, which waits on it: fulfilled once
+    /// Redis has the task, or failed with Refused.
+    std::shared_ptr<std::promise<void>> stored;
 
     // Outbox bookkeeping, loop thread only. `sent`: a command carrying the
-    // task is in flight or confirmed. `done`: Redis confirmed it.
+    // task is in flight or confirmed. `done`: Redis confirmed or refused it.
+    // `solo`: a batch holding it was refused, so it goes alone from now on
+    // (which finds the task Redis refuses and lets the others through).
+    // `oom_since`/`hold_until`: refused for lack of memory since then, not
+    // resent before `hold_until`.
     bool sent = false;
     bool done = false;
+    bool solo = false;
+    std::chrono::steady_clock::time_point oom_since{};
+    std::chrono::steady_clock::time_point hold_until{};
 };
 
 }  // namespace streamfleet::detail::client

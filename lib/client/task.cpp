@@ -14,6 +14,12 @@ std::string_view to_string(TaskStatus s) noexcept {
             return "expired";
         case TaskStatus::canceled:
             return "canceled";
+        case TaskStatus::refused:
+            return "refused";
+        case TaskStatus::closed:
+            return "closed";
+        case TaskStatus::lost:
+            return "lost";
     }
     return "error";
 }

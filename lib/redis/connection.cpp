@@ -84,21 +84,46 @@ void Connection::send_encoded(std::string_view resp, ReplyCallback cb, CommandOp
     submit([resp](std::string& out) { out.append(resp); }, std::move(cb), o);
 }
 
+// A command's budget grows with its size: Redis must read (and copy) every
+// byte before it can answer, and a fixed limit would time out -- and, worse,
+// resend -- a large payload Redis is still reading. The rate is conservative
+// (a loaded server or a slow link), so only a truly stuck command times out.
+namespace {
+milliseconds size_allowance(std::size_t bytes) {
+    return milliseconds(static_cast<std::int64_t>(bytes / kBytesPerMs));
+}
+}  // namespace
+
+// RESP answers in order, so a command's reply can come no sooner than the one
+// of the command before it: its deadline is never earlier than that one's.
+// Without this, a small command pipelined behind a large one would expire
+// first and reset the connection under the large one.
+Clock::time_point Connection::ordered_deadline(Clock::time_point own) const {
+    if (!inflight_.empty()) {
+        auto before = inflight_.back().deadline;
+        if (before != Clock::time_point::max() && before > own) return before;
+    }
+    return own;
+}
+
 template <class Append>
 void Connection::submit(Append&& append, ReplyCallback cb, CommandOptions o) {
-    auto budget = (o.timeout.count() > 0 ? o.timeout : opts_.command_timeout) + o.block;
-    auto deadline = Clock::now() + budget;
+    auto base = (o.timeout.count() > 0 ? o.timeout : opts_.command_timeout) + o.block;
     switch (state_) {
         case ConnState::closed:
             complete_later(std::move(cb),
                            Error(errc::closed, "connection to " + where() + " is closed"));
             return;
-        case ConnState::ready:
+        case ConnState::ready: {
+            auto before = wbuf_.size();
             append(wbuf_);
+            auto budget = base + size_allowance(wbuf_.size() - before);
+            auto deadline = ordered_deadline(Clock::now() + budget);
             inflight_.push_back(Inflight{std::move(cb), deadline, budget});
             turn_end_.arm();
             arm_deadline(deadline);
             return;
+        }
         case ConnState::down:
             // Waiting cannot help after a configuration error, and the caller
             // may have asked not to wait at all.
@@ -109,10 +134,12 @@ void Connection::submit(Append&& append, ReplyCallback cb, CommandOptions o) {
             [[fallthrough]];
         case ConnState::idle:
         case ConnState::connecting: {
-            Queued q{{}, std::move(cb), deadline, budget};
+            Queued q{{}, std::move(cb), {}, base};
             append(q.bytes);
+            q.budget += size_allowance(q.bytes.size());
+            q.deadline = Clock::now() + q.budget;
+            arm_deadline(q.deadline);
             queued_.push_back(std::move(q));
-            arm_deadline(deadline);
             return;
         }
     }
@@ -222,6 +249,14 @@ void Connection::on_read(long nread, const char* data) {
     }
     Socket* s = sock_;
     auto total = static_cast<std::size_t>(nread);
+    // A large reply takes time to arrive, as a large command takes time to
+    // send: the oldest command, whose reply this is (or comes after), gets
+    // the same allowance per byte received, so it is not cut off mid-reply.
+    if (!inflight_.empty() && inflight_.front().deadline != Clock::time_point::max()) {
+        auto more = size_allowance(total);
+        inflight_.front().deadline += more;
+        inflight_.front().budget += more;
+    }
     for (std::size_t off = 0; off < total; off += kFeedSlice) {
         if (auto st = parser_.feed(data + off, std::min(kFeedSlice, total - off)); !st) {
             fail_connection(st.error().with_context(where()));
@@ -249,6 +284,11 @@ void Connection::dispatch(std::unique_ptr<Reply> reply) {
     }
     auto entry = std::move(inflight_.front());
     inflight_.pop_front();
+    // The next command's deadline may be earlier than the one the timer waits
+    // for, if the one just answered had been extended (on_read).
+    if (!inflight_.empty() && inflight_.front().deadline != Clock::time_point::max()) {
+        arm_deadline(inflight_.front().deadline);
+    }
     if (reply->is_error()) {
         auto kind = classify_reply(reply->error_text());
         run_callback(entry.cb, Error(kind, std::move(reply->mutable_str())));
@@ -340,8 +380,10 @@ void Connection::on_deadline() {
         expired.emplace_back(std::move(it->cb), Error(errc::timeout, std::move(msg)));
         it = queued_.erase(it);
     }
-    bool stuck = std::any_of(inflight_.begin(), inflight_.end(),
-                             [&](const Inflight& f) { return f.deadline <= now; });
+    // Replies come in order, so the oldest command decides: one behind it
+    // cannot answer first. (Deadlines are ordered when sent; only the oldest
+    // one moves later, while its reply arrives -- see on_read.)
+    bool stuck = !inflight_.empty() && inflight_.front().deadline <= now;
     if (stuck) {
         log().warn("redis {}: command timed out; resetting the connection", where());
         fail_connection(
@@ -352,7 +394,7 @@ void Connection::on_deadline() {
 
     auto next = Clock::time_point::max();
     for (const auto& q : queued_) next = std::min(next, q.deadline);
-    for (const auto& f : inflight_) next = std::min(next, f.deadline);
+    if (!inflight_.empty()) next = std::min(next, inflight_.front().deadline);
     if (next != Clock::time_point::max()) arm_deadline(next);
 }
 

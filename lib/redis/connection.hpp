@@ -18,7 +18,11 @@
 // immediate failures are delivered at the end of the current loop turn.
 //
 // Deadlines: a command fails with errc::timeout when its deadline passes, queued
-// or in flight. A timed-out in-flight command poisons the connection (its reply
+// or in flight. The deadline grows with the command's size (kBytesPerMs) and
+// is never earlier than the one of the command before it (replies come in
+// order); the oldest command's deadline also grows with every byte received
+// while it waits, so a large reply is not cut off as it arrives. Only the
+// oldest command can be late: the others wait for its reply first. A timed-out in-flight command poisons the connection (its reply
 // could still arrive and be matched to the next command), so the connection is
 // reset; the other in-flight commands fail with errc::connection_lost, since
 // they may or may not have run. Commands still queued survive the reset.
@@ -46,8 +50,14 @@ namespace streamfleet::detail::redis {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+/// The rate at which a command's time limit grows with its size: 10 MB/s,
+/// slow enough for a loaded server or link (loopback moves GB/s).
+inline constexpr std::size_t kBytesPerMs = 10'000;
+
 struct ConnectionOptions {
-    /// Default time a command may take, from send() to its reply.
+    /// Default time a command may take, from send() to its reply, plus 1 ms
+    /// per kBytesPerMs bytes of the command (so a 256 MiB payload gets 27 s
+    /// more); never less than the command pipelined before it has left.
     milliseconds command_timeout{5000};
     /// Time for TCP connect plus handshake.
     milliseconds connect_timeout{5000};
@@ -157,6 +167,7 @@ private:
         milliseconds budget;
     };
 
+    Clock::time_point ordered_deadline(Clock::time_point own) const;
     void begin_connect();
     void connect_to(const struct sockaddr* addr);
     template <class Append>

@@ -216,7 +216,8 @@ void Connection::become_ready() {
     ++connects_;
     for (auto& q : queued_) {
         wbuf_ += q.bytes;
-        inflight_.push_back(Inflight{std::move(q.cb), q.deadline, q.budget});
+        auto deadline = ordered_deadline(q.deadline);
+        inflight_.push_back(Inflight{std::move(q.cb), deadline, q.budget});
     }
     queued_.clear();
     turn_end_.arm();

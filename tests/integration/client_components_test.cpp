@@ -91,7 +91,11 @@ struct Harness {
 struct OutboxUnderTest {
     explicit OutboxUnderTest(Harness& h) : h(h), builder(h.ctx->options, kClientId, h.clock) {
         // The count is shared: the harness closes the outbox after this object is gone.
-        outbox = h.make<Outbox>(nullptr, [c = confirmed](std::size_t n, std::size_t) { *c += n; });
+        outbox = h.make<Outbox>(
+            nullptr, [c = confirmed](std::size_t n, std::size_t) { *c += n; },
+            [r = refused](Outgoing& o, const detail::Error& why) {
+                r->emplace_back(o.id, why.message());  // loop thread; read after rt.call
+            });
         h.rt.call([&] {
             h.topo->on_state([o = outbox](redis::ConnState st, const detail::Error*) {
                 if (st == redis::ConnState::ready) o->link_up();
@@ -101,12 +105,17 @@ struct OutboxUnderTest {
 
     // Encodes tasks "t<from>".."t<to - 1>" and submits them in one batch.
     void submit(int from, int to, TaskOptions o = {}) {
+        std::vector<TaskMessage> msgs;
+        for (int i = from; i < to; ++i) msgs.push_back(builder.build("t" + std::to_string(i), o, false));
+        submit(msgs);
+    }
+    void submit(const std::vector<TaskMessage>& msgs) {
         std::vector<Outgoing> batch;
-        for (int i = from; i < to; ++i) {
-            batch.push_back(
-                encode_outgoing(builder.build("t" + std::to_string(i), o, false), h.keys(), 1));
-        }
+        for (const auto& m : msgs) batch.push_back(encode_outgoing(m, h.keys(), 1));
         h.rt.call([&] { outbox->submit(batch); });
+    }
+    std::vector<std::pair<std::string, std::string>> refusals() {
+        return h.rt.call([&] { return *refused; });
     }
     std::size_t waiting() {
         return h.rt.call([&] { return outbox->size(); });
@@ -121,6 +130,8 @@ struct OutboxUnderTest {
 
     std::shared_ptr<std::atomic<std::size_t>> confirmed =
         std::make_shared<std::atomic<std::size_t>>(0);
+    std::shared_ptr<std::vector<std::pair<std::string, std::string>>> refused =
+        std::make_shared<std::vector<std::pair<std::string, std::string>>>();
     Outbox* outbox;
 };
 
@@ -203,6 +214,33 @@ TEST_CASE("outbox: after SCRIPT FLUSH the batch is sent again by body (NOSCRIPT 
     CHECK(payloads(c) ==
           std::vector<std::string>{"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8"});
     CHECK(c.cmd({"ZCARD", "streamfleet:{q}:delayed"}).value().integer() == 1);
+}
+
+TEST_CASE("outbox: a batch refused as a whole is split; only the bad task is refused, once") {
+    RedisServer server;
+    TestConn c(server.url());
+    Harness h(server.url());
+    OutboxUnderTest ob(h);
+    std::vector<TaskMessage> msgs;
+    for (int i = 0; i < 10; ++i) msgs.push_back(ob.builder.build("t" + std::to_string(i), {}, false));
+    // Task 3's record key holds a string: the enqueue script fails at task 3,
+    // after writing tasks 0-2 (a script is not rolled back).
+    REQUIRE(c.cmd({"SET", h.keys().task(msgs[3].id), "in the way"}).ok());
+    ob.submit(msgs);
+    REQUIRE(eventually([&] { return ob.confirmed_n() == 10; }));
+    CHECK(ob.waiting() == 0);
+    auto refused = ob.refusals();
+    REQUIRE(refused.size() == 1);
+    CHECK(refused[0].first == msgs[3].id);
+    CHECK(refused[0].second.find("WRONGTYPE") != std::string::npos);
+    // Every other task once (0-2 were written by the failed call, and their
+    // resend found their records), in order.
+    std::vector<std::string> want;
+    for (int i = 0; i < 10; ++i) {
+        if (i != 3) want.push_back("t" + std::to_string(i));
+    }
+    CHECK(payloads(c) == want);
+    CHECK_FALSE(ob.down());
 }
 
 TEST_CASE("listener: a notification written by hand resolves its handle; NOGROUP is survived") {

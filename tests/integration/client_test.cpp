@@ -126,11 +126,11 @@ TEST_CASE("tracked tasks resolve from notifications; unknown ones are counted") 
     }
     CHECK(len == 0);
 
-    // close(): open handles resolve as canceled; keys are removed.
+    // close(): open handles resolve as closed; keys are removed.
     CHECK(client.close(2s));
     auto l = late.wait_for(1s);
     REQUIRE(l);
-    CHECK(l->status == TaskStatus::canceled);
+    CHECK(l->status == TaskStatus::closed);
     CHECK(c.cmd({"EXISTS", receiver}).value().integer() == 0);
     CHECK(c.cmd({"ZSCORE", "streamfleet:{q}:clients", client.id()}).value().is_nil());
     CHECK_THROWS_AS(client.enqueue("q", "x"), ClosedError);
