@@ -24,17 +24,30 @@
 #include <type_traits>
 
 #include "streamfleet/codec.hpp"
+#include "streamfleet/errors.hpp"
 #include "streamfleet/export.hpp"
 #include "streamfleet/task.hpp"
 
 namespace streamfleet {
+namespace detail {
+struct ServerTestAccess;
+}  // namespace detail
 inline namespace v1 {
+
+/// @brief Server::start() found another server running with the same id: two servers with one
+/// id would run the same tasks. what() names the id.
+class STREAMFLEET_API ServerIdInUse : public Error {
+public:
+    using Error::Error;
+};
 
 struct ServerOptions {
     /// Redis URL, as for ClientOptions.
     std::string redis = "redis://127.0.0.1:6379";
     /// This server's unique, stable id: its consumer name in every queue's
-    /// group. A restarted server should reuse its id.
+    /// group. A restarted server should reuse its id (it takes back what its
+    /// previous life left pending); while a server with this id runs, a second
+    /// one refuses to start (ServerIdInUse).
     std::string id{};
     /// Prefix of every key (must match the clients').
     std::string prefix = "streamfleet:";
@@ -150,8 +163,12 @@ public:
                }));
     }
 
-    /// Starts reading and running tasks in the background; returns at once.
+    /// Starts reading and running tasks in the background. Returns once this
+    /// server holds its id: at once, or, after a crash of a previous life with
+    /// the same id, within dead_after + heartbeat_interval when that life's hold
+    /// lapses.
     /// @throws InvalidArgument when no handler is registered.
+    /// @throws ServerIdInUse when a running server has the same id.
     void start();
     /// start(), then blocks until shutdown() (from another thread or a signal
     /// handler's thread) has finished.
@@ -172,6 +189,7 @@ public:
     Stats stats() const;
 
 private:
+    friend struct detail::ServerTestAccess;
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

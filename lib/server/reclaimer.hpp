@@ -2,16 +2,19 @@
 
 // Reclaimer: responsible for taking over pending entries whose consumer will not finish them.
 //
-// Those are the entries of servers whose heartbeat is older than dead_after (at once), any entry
-// idle longer than the lease (a safety net, every lease/2 with jitter), and this server's own
-// leftovers from a previous life (on start, before the first read). Dead consumers that own
-// nothing any more are forgotten.
+// Those are the entries of servers dead by Redis's clock (beat older than dead_after, or departed
+// at shutdown with entries left; looked for at the heartbeat's pace), any entry idle longer than
+// the lease (a safety net, every lease/2 with jitter), and this server's own leftovers from a
+// previous life (on start, before the first read). Dead consumers that own nothing any more and
+// have stopped reading are forgotten.
 //
-// A claim is XPENDING (ids and delivery counts, taking nothing) then XCLAIM with the same min-idle
-// (taking only entries still idle, so two servers racing for one entry cannot both win), then the
-// normal accept path, where a delivery count past max_deliveries dead-letters the entry. Claims
-// take free slots like reads; when none is free the claim waits in Slots and the reader is woken
-// so that the claim goes first.
+// A claim is XPENDING (candidate ids, taking nothing) then lib/scripts/claim.lua, which checks
+// each candidate again in the step that takes it -- still the dead server's and that server still
+// dead, still this server's own, still idle past the lease -- and XCLAIMs with the idle it
+// required as min-idle, so two servers racing for one entry cannot both win and a server that
+// beat again keeps its work. Then the normal accept path, where a delivery count past
+// max_deliveries dead-letters the entry. Claims take free slots like reads; when none is free the
+// claim waits in Slots and the reader is woken so that the claim goes first.
 
 #include <cstdint>
 #include <functional>
@@ -22,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/script_calls.hpp"
 #include "server/job.hpp"
 
 namespace streamfleet::detail {
@@ -50,16 +54,18 @@ public:
     void recover_own(Done then);
 
 private:
-    using Candidates = std::vector<std::pair<std::string, std::uint64_t>>;  // id, deliveries
+    using Why = calls::ClaimWhy;
 
     void find_dead_servers(const std::shared_ptr<Join>& join);
     void scan_idle(const std::shared_ptr<Join>& join);
     void schedule_scan();
     void recover_from(std::size_t i, Done then);
-    void claim(QueueContext& q, std::optional<std::string> consumer, long long min_idle_ms,
-               Done then);
-    void take(QueueContext& q, Candidates candidates, long long min_idle_ms, Done then);
+    /// Claims up to `concurrency` entries of `q` for `why` (`owner`: whose, for own and dead).
+    void claim(QueueContext& q, Why why, std::string owner, Done then);
+    void take(QueueContext& q, Why why, std::string owner, std::vector<std::string> ids,
+              Done then);
     void forget(QueueContext& q, const std::string& consumer, Done done);
+    std::int64_t min_idle(Why why) const;
 
     ServerContext& ctx_;
     Queues queues_;
@@ -67,9 +73,9 @@ private:
     TaskSink& sink_;
     Hooks hooks_;
     bool stopped_ = false;
-    // (queue index, entry id) of entries between XPENDING and the XCLAIM reply. Claims overlap
-    // (a slow reply, a claim waiting for slots) and XCLAIM with min-idle 0 takes an entry this
-    // server has just taken, so without this one server could run an entry twice at once.
+    // (queue index, entry id) of entries between XPENDING and the claim's reply. Claims overlap (a
+    // slow reply, a claim waiting for slots); claim.lua would refuse the second, but only after it
+    // held slots for it.
     std::set<std::pair<std::size_t, std::string>> claiming_;
     Timer dead_timer_;
     Timer idle_timer_;
