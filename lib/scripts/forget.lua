@@ -12,12 +12,11 @@
 -- Atomic because XGROUP DELCONSUMER drops the consumer's pending entries
 -- with it: a server restarted under the same name may have read entries since
 -- the caller found it dead and its PEL empty. A beat can look stale while its
--- server lives (Redis refused it, the server's timer stalled), and a server
--- that reads has its consumer touched by every XREADGROUP (and by every
--- renewal of a lease, an XCLAIM): the consumer's own idle time, from XINFO
--- CONSUMERS, says it stopped reading. An entry it reads after a delete would
--- be recorded, but its record would be gone with the consumer if the delete
--- came second.
+-- server lives (Redis refused it, the server's timer stalled); such a server
+-- still touches its consumer: every entry delivered to it and every lease it
+-- renews (XCLAIM) does, and from Redis 7.2 on every read attempt too. The
+-- consumer's own idle time (XINFO CONSUMERS) is that evidence; a server it
+-- finds silent that reads again is recreated by its next delivery.
 local beat = redis.call('ZSCORE', KEYS[2], ARGV[2])
 if beat and tonumber(beat) > 0 then
   local t = redis.call('TIME')

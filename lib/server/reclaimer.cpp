@@ -51,11 +51,15 @@ void Reclaimer::find_dead_servers(const std::shared_ptr<Join>& join) {
         r::run_script(ctx_.topo, calls::dead(q.keys, ctx_.opts.dead_after.count()),
                       [this, &q, join](Result<r::Reply> res) {
                           if (!stopped_ && res.ok() && res->is_array()) {
-                              for (const auto& dead : res->elements()) {
-                                  auto id = dead.as_string();
-                                  if (!id || *id == ctx_.consumer) continue;
+                              // {id, score, ...}; score 0: departed, its leftovers go now.
+                              for (std::size_t i = 0; i + 1 < res->size(); i += 2) {
+                                  auto id = (*res)[i].as_string();
+                                  auto score = (*res)[i + 1].as_string();
+                                  if (!id || !score || *id == ctx_.consumer) continue;
+                                  bool departed = *score == "0";
                                   join->add();
                                   claim(q, Why::dead, std::string(*id),
+                                        departed ? 0 : min_idle(Why::dead),
                                         [join] { join->arrive(); });
                               }
                           }
@@ -73,7 +77,7 @@ void Reclaimer::find_dead_servers(const std::shared_ptr<Join>& join) {
 void Reclaimer::scan_idle(const std::shared_ptr<Join>& join) {
     for (auto& q : queues_) {
         join->add();
-        claim(q, Why::idle, {}, [join] { join->arrive(); });
+        claim(q, Why::idle, {}, min_idle(Why::idle), [join] { join->arrive(); });
     }
 }
 
@@ -98,7 +102,7 @@ void Reclaimer::recover_from(std::size_t i, Done then) {
         if (then) then();
         return;
     }
-    claim(queues_[i], Why::own, ctx_.consumer,
+    claim(queues_[i], Why::own, ctx_.consumer, 0,
           [this, i, then = std::move(then)] { recover_from(i + 1, then); });
 }
 
@@ -113,12 +117,12 @@ std::int64_t Reclaimer::min_idle(Why why) const {
     return ctx_.opts.lease.count();
 }
 
-void Reclaimer::claim(QueueContext& q, Why why, std::string owner, Done then) {
+void Reclaimer::claim(QueueContext& q, Why why, std::string owner, std::int64_t listed_idle,
+                      Done then) {
     if (stopped_) return;
     auto count = std::to_string(std::max(ctx_.opts.concurrency, 1u));
-    // A dead server's entries are listed whatever their idle: claim.lua knows whether it departed
-    // (take them all now) or went silent (take those idle past dead_after).
-    auto idle = std::to_string(why == Why::idle ? min_idle(why) : 0);
+    // Only entries idle enough to be taken are listed (and hold slots); claim.lua checks again.
+    auto idle = std::to_string(listed_idle);
     std::vector<std::string_view> argv{
         "XPENDING", q.keys.stream(), kServerGroup, "IDLE", idle, "-", "+", count};
     if (why != Why::idle) argv.push_back(owner);
@@ -197,10 +201,11 @@ void Reclaimer::take(QueueContext& q, Why why, std::string owner, std::vector<st
 }
 
 // A dead server that owns nothing more leaves the group and the registry -- unless it beat again,
-// read something meanwhile (a restart under the same name) or still reads (a live server whose
+// read something meanwhile (a restart under the same name) or still gets work (a live server whose
 // beat only looks stale), which the script checks in the same step as the delete
-// (lib/scripts/forget.lua). A live server with nothing pending has free slots, so it reads at
-// least every read_block: a consumer idle past dead_after + read_block has stopped.
+// (lib/scripts/forget.lua) by the consumer's idle: since its last delivery or claim (Redis 7.0),
+// since its last read attempt (7.2+, where a reading server with free slots touches it every
+// read_block). dead_after + read_block covers both.
 void Reclaimer::forget(QueueContext& q, const std::string& consumer, Done done) {
     auto idle = ctx_.opts.dead_after.count() + ctx_.opts.read_block.count();
     r::run_script(ctx_.topo, calls::forget(q.keys, consumer, ctx_.opts.dead_after.count(), idle),

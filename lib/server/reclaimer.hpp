@@ -60,8 +60,9 @@ private:
     void scan_idle(const std::shared_ptr<Join>& join);
     void schedule_scan();
     void recover_from(std::size_t i, Done then);
-    /// Claims up to `concurrency` entries of `q` for `why` (`owner`: whose, for own and dead).
-    void claim(QueueContext& q, Why why, std::string owner, Done then);
+    /// Claims up to `concurrency` entries of `q` idle at least `listed_idle` for `why` (`owner`:
+    /// whose, for own and dead).
+    void claim(QueueContext& q, Why why, std::string owner, std::int64_t listed_idle, Done then);
     void take(QueueContext& q, Why why, std::string owner, std::vector<std::string> ids,
               Done then);
     void forget(QueueContext& q, const std::string& consumer, Done done);
