@@ -62,8 +62,10 @@ struct ServerOptions {
     /// A delivered task whose server stops renewing it (every lease/3) for this
     /// long is taken over by another server (the reclaimer's safety net).
     std::chrono::milliseconds lease{30'000};
-    /// A server whose heartbeat is older than this counts as dead: its pending
-    /// tasks are taken over at once, without waiting for the lease.
+    /// A server whose heartbeat is older than this (by Redis's clock, never the
+    /// hosts') counts as dead: its pending tasks untouched this long are taken
+    /// over at once, without waiting for the lease. It is also how long a
+    /// crashed server's hold on its id outlives it (see start()).
     std::chrono::milliseconds dead_after{3'000};
     /// A task delivered more often than this goes to the dead letters with
     /// "exceeded N deliveries" (it keeps crashing or hanging its servers).
@@ -175,8 +177,9 @@ public:
     void run();
     /// Stops reading; lets running handlers finish within `grace`, then fires
     /// their cancel tokens and waits for them; returns read-but-unstarted tasks
-    /// to their stream; writes every outcome; removes the heartbeat. Idempotent,
-    /// thread-safe.
+    /// to their stream; writes every outcome; leaves the registry (if entries it
+    /// could not ack are left, it marks itself departed so that peers take
+    /// them at once) and releases its id. Idempotent, thread-safe.
     /// @throws InvalidArgument when called from one of this server's handlers
     ///         (it would wait for itself).
     void shutdown(std::chrono::milliseconds grace = std::chrono::seconds(10));
