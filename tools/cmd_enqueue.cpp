@@ -29,7 +29,8 @@ int cmd_enqueue(const Flags& f) {
     // than fail, and the exit waits until Redis has every accepted task.
     streamfleet::Client client({.redis = redis,
                                 .full_timeout = std::chrono::hours(24),
-                                .spool_path = f.get("--spool").value_or("")},
+                                .spool_path = f.get("--spool").value_or(""),
+                                .go_compatible = f.on("--go-compat")},
                                {queue});
     std::vector<streamfleet::TaskHandle> handles;
     int duplicates = 0;

@@ -10,7 +10,7 @@ namespace cli {
 int cmd_stats(const Flags& f) {
     auto redis = f.need("--redis");
     auto queue = f.need("--queue");
-    streamfleet::Inspector inspector(redis);
+    streamfleet::Inspector inspector(redis, "streamfleet:", f.on("--go-compat"));
     auto s = inspector.stats(queue);
     if (f.on("--json")) {
         std::puts(JsonObject()

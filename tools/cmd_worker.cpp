@@ -41,6 +41,7 @@ int cmd_worker(const Flags& f) {
     signal(SIGPIPE, SIG_IGN);
 
     streamfleet::ServerOptions so{.redis = redis, .id = id, .concurrency = concurrency};
+    so.go_compatible = f.on("--go-compat");
     if (auto n = f.number("--lease-ms")) so.lease = std::chrono::milliseconds(*n);
     if (auto n = f.number("--heartbeat-ms")) {
         if (*n == 0) throw UsageError("--heartbeat-ms must be positive");

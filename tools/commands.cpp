@@ -32,6 +32,14 @@ constexpr std::array kCommands = {
     Command{"dead", "purge", "--redis URL --queue Q", cmd_dead_purge},
 };
 
+// Flags every command takes, shown at the end of each synopsis and parsed with its flags.
+// --go-compat: the Go streamfleet library's key names (docs/wire-format.md).
+constexpr std::string_view kEveryCommand = "[--go-compat]";
+
+std::string synopsis_of(const Command& c) {
+    return std::string(c.synopsis) + " " + std::string(kEveryCommand);
+}
+
 std::string full_name(const Command& c) {
     return c.sub.empty() ? std::string(c.name) : std::string(c.name) + " " + std::string(c.sub);
 }
@@ -55,7 +63,7 @@ std::string usage_text() {
         std::string name = full_name(c);
         std::string head = "  streamfleet " + name;
         head.append(width(!c.sub.empty()) - name.size() + 1, ' ');
-        std::istringstream lines{std::string(c.synopsis)};
+        std::istringstream lines{synopsis_of(c)};
         for (std::string line; std::getline(lines, line);) {
             out += head + line + "\n";
             head.assign(head.size(), ' ');  // continuation lines line up under the first
@@ -66,7 +74,7 @@ std::string usage_text() {
 
 FlagSpec flag_spec(const Command& c) {
     std::vector<std::string> words;
-    std::istringstream in{std::string(c.synopsis)};
+    std::istringstream in{synopsis_of(c)};
     for (std::string w; in >> w;) words.push_back(w);
 
     std::vector<std::pair<std::string, bool>> shown;  // each flag as shown, and if it takes a value

@@ -16,7 +16,8 @@ struct Command {
     // As the usage shows it, '\n' between lines. It is also the flag spec: a
     // flag followed by a placeholder takes a value ("--id ID"), one closed by
     // ']' or ')' or followed by another flag or '|' is a switch ("[--json]"),
-    // and one shown twice may repeat ("--queue Q [--queue Q2 ...]").
+    // and one shown twice may repeat ("--queue Q [--queue Q2 ...]"). The flags
+    // every command takes (--go-compat) are added to it in commands.cpp.
     std::string_view synopsis;
     int (*run)(const Flags&);
 };

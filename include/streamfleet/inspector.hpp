@@ -62,8 +62,11 @@ struct PendingTask {
 
 class STREAMFLEET_API Inspector {
 public:
+    /// @param go_compatible look at queues under the Go streamfleet library's
+    ///        key names, as ServerOptions::go_compatible servers use them.
     /// @throws InvalidArgument for a bad URL or prefix.
-    explicit Inspector(std::string redis, std::string prefix = "streamfleet:");
+    explicit Inspector(std::string redis,
+                       std::string prefix = "streamfleet:", bool go_compatible = false);
     ~Inspector();
     Inspector(const Inspector&) = delete;
     Inspector& operator=(const Inspector&) = delete;

@@ -44,6 +44,17 @@ struct ClientOptions {
     /// little CPU per task (docs/benchmarks.md); false = pure fire-and-forget,
     /// whose tasks get() and cancel() cannot find (NotFound).
     bool track_state = true;
+    /// Interoperate with the Go streamfleet library (docs/wire-format.md,
+    /// "Go-compatible mode"): use its key names -- queue stream PREFIX+queue,
+    /// notification stream PREFIX+"receiver:"+id, heartbeats in
+    /// PREFIX+queue+":receivers" -- so Go workers run this client's tasks and
+    /// their notifications reach it; like a Go client, this client also deletes
+    /// the notification streams of clients silent for 10 minutes. Queue names
+    /// may then carry one hash tag ("{orders}"). No state records are written
+    /// (a Go worker would never finish them), so get() and cancel() do not find
+    /// this client's tasks. heartbeat_interval must stay at most 5 minutes.
+    /// Servers and clients of one queue must agree on this setting.
+    bool go_compatible = false;
 };
 
 /// How the delay before a retry grows with the retries so far (n = 0, 1, ...),

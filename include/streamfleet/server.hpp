@@ -79,6 +79,15 @@ struct ServerOptions {
     std::size_t dead_max = 100'000;
     /// And drops dead letters older than this. 0 = no limit.
     std::chrono::milliseconds dead_max_age{std::chrono::hours(24 * 30)};
+    /// Interoperate with the Go streamfleet library (docs/wire-format.md,
+    /// "Go-compatible mode"): read the queue stream PREFIX+queue, notify
+    /// clients on PREFIX+"receiver:"+id (created if missing, as Go clients
+    /// expect) and sweep clients by PREFIX+queue+":receivers", so this server
+    /// runs Go clients' tasks beside Go workers. A task held by a consumer that
+    /// is not one of our registered servers (a Go worker) is taken over only
+    /// once idle for 1 minute, the Go rule. Requires lease <= 60 s: Go servers
+    /// take over what has been idle for a minute.
+    bool go_compatible = false;
 };
 
 /// @brief What a handler reports when it returns instead of throwing.

@@ -105,22 +105,29 @@ struct Client::Impl {
 void Client::Impl::open(ClientOptions options, const std::vector<std::string>& queue_names) {
     if (auto st = validate_prefix(options.prefix); !st) throw_error(st.error());
     if (queue_names.empty()) throw InvalidArgument("a client needs at least one queue");
+    const auto style = key_style(options.go_compatible);
     QueueMap queues;
     for (const auto& q : queue_names) {
-        if (auto st = validate_queue_name(q); !st) throw_error(st.error());
-        queues.emplace(q, QueueKeys(options.prefix, q));
+        if (auto st = validate_queue_name(q, style); !st) throw_error(st.error());
+        queues.emplace(q, QueueKeys(options.prefix, q, style));
     }
     if (options.max_buffered == 0) throw InvalidArgument("max_buffered is 0");
     if (options.heartbeat_interval.count() <= 0) {
         throw InvalidArgument("heartbeat_interval is not positive");
     }
+    if (options.go_compatible && options.heartbeat_interval > std::chrono::minutes(5)) {
+        // Go clients delete the notification stream of a client silent for 10 minutes.
+        throw InvalidArgument("heartbeat_interval (" +
+                              std::to_string(options.heartbeat_interval.count()) +
+                              " ms) must be at most 5 minutes with go_compatible");
+    }
     auto address = redis::parse_url(options.redis).value();
     auto id = UuidV7Generator(clock).next();
-    auto receiver = receiver_key(options.prefix, id);
+    auto receiver = receiver_key(options.prefix, id, style);
     auto leftovers = open_spool(options);
     for (const auto& p : leftovers) {
         if (!queues.count(p.queue)) {
-            replayed_queues.emplace(p.queue, QueueKeys(options.prefix, p.queue));
+            replayed_queues.emplace(p.queue, QueueKeys(options.prefix, p.queue, style));
         }
     }
     if (!leftovers.empty()) {
@@ -151,7 +158,9 @@ std::vector<Spool::Pending> Client::Impl::open_spool(const ClientOptions& option
     if (!opened) throw_error(opened.error());
     spool = std::move(opened->first);
     for (const auto& p : opened->second) {
-        if (auto st = validate_queue_name(p.queue); !st) throw_error(st.error());
+        if (auto st = validate_queue_name(p.queue, key_style(options.go_compatible)); !st) {
+            throw_error(st.error());
+        }
     }
     return std::move(opened->second);
 }
@@ -305,9 +314,12 @@ std::vector<TaskId> Client::enqueue_many(std::string_view queue,
     for (const auto& m : msgs) bytes += Admission::footprint(m);
     if (im.spool) {
         im.admission->reserve(msgs.size(), bytes);
-        // Those written before a failure stay in the spool (the next client
-        // sends them); none is accepted here.
-        for (const auto& m : msgs) im.spool_append(queue, m, msgs.size(), bytes);
+        // One write for the whole batch: a failure leaves none of it in the
+        // spool, since the caller is told none was accepted.
+        if (auto st = im.spool->append_many(queue, msgs); !st) {
+            im.admission->release(msgs.size(), bytes);
+            throw_error(st.error());
+        }
     }
     std::vector<TaskId> out;
     out.reserve(msgs.size());

@@ -1,6 +1,8 @@
 // Heartbeat: keeps this client's entry in each queue's P{Q}:clients fresh, and removes it.
 #include "client/heartbeat.hpp"
 
+#include "core/log.hpp"
+
 namespace streamfleet::detail::client {
 
 Heartbeat::Heartbeat(ClientContext& ctx)
@@ -9,13 +11,36 @@ Heartbeat::Heartbeat(ClientContext& ctx)
 void Heartbeat::start() { tick(); }
 
 void Heartbeat::tick() {
-    auto now = std::to_string(ctx_.clock.now_ms());
+    auto now_ms = ctx_.clock.now_ms();
+    auto now = std::to_string(now_ms);
     for (const auto& [_, k] : ctx_.queues) {
         ctx_.topo.send(redis::Route{k.clients()}, {"ZADD", k.clients(), now, ctx_.id},
                        [](Result<redis::Reply>) {});
+        if (ctx_.options.go_compatible) sweep_silent(k, now_ms);
     }
     timer_->start(static_cast<std::uint64_t>(ctx_.options.heartbeat_interval.count()),
                   [this] { tick(); });
+}
+
+// Each silent client loses its notification stream (its group goes with it), then its beat; a
+// failed step is simply tried again at the next beat.
+void Heartbeat::sweep_silent(const QueueKeys& k, std::int64_t now_ms) {
+    auto cutoff = "(" + std::to_string(now_ms - kGoClientSilentMs);
+    ctx_.topo.send(
+        redis::Route{k.clients()}, {"ZRANGEBYSCORE", k.clients(), "-inf", cutoff},
+        [this, clients = k.clients()](Result<redis::Reply> res) {
+            if (!res.ok() || !res->is_array()) return;
+            for (const auto& c : res->elements()) {
+                auto id = c.as_string();
+                if (!id || *id == ctx_.id) continue;
+                auto key = receiver_key(ctx_.options.prefix, *id, KeyStyle::go);
+                log().info("client {}: removing the notification stream of silent client {}",
+                           ctx_.id, *id);
+                ctx_.topo.send(redis::Route{key}, {"DEL", key}, [](Result<redis::Reply>) {});
+                ctx_.topo.send(redis::Route{clients}, {"ZREM", clients, *id},
+                               [](Result<redis::Reply>) {});
+            }
+        });
 }
 
 void Heartbeat::stop() {

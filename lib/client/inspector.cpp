@@ -52,6 +52,7 @@ DeadLetter to_dead_letter(const r::StreamEntry& e) {
 
 struct Inspector::Impl {
     std::string prefix;
+    KeyStyle style = KeyStyle::native;
     std::unique_ptr<r::Topology> topo;
     // Declared last: destroyed first, closing the topology's connections.
     std::unique_ptr<Runtime> rt;
@@ -64,8 +65,8 @@ struct Inspector::Impl {
     }
 
     QueueKeys keys(std::string_view queue) const {
-        if (auto st = validate_queue_name(queue); !st) throw_error(st.error());
-        return QueueKeys(prefix, queue);
+        if (auto st = validate_queue_name(queue, style); !st) throw_error(st.error());
+        return QueueKeys(prefix, queue, style);
     }
 
     // One page of the dead letters after `after` (exclusive), oldest first.
@@ -89,7 +90,9 @@ struct Inspector::Impl {
     }
 };
 
-Inspector::Inspector(std::string redis, std::string prefix) : impl_(std::make_unique<Impl>()) {
+Inspector::Inspector(std::string redis, std::string prefix, bool go_compatible)
+    : impl_(std::make_unique<Impl>()) {
+    impl_->style = key_style(go_compatible);
     if (auto st = validate_prefix(prefix); !st) throw_error(st.error());
     auto address = r::parse_url(redis).value();
     impl_->prefix = std::move(prefix);
@@ -109,8 +112,7 @@ Inspector::~Inspector() {
 }
 
 QueueStats Inspector::stats(std::string_view queue, std::chrono::milliseconds live_window) {
-    if (auto st = validate_queue_name(queue); !st) throw_error(st.error());
-    QueueKeys k(impl_->prefix, queue);
+    auto k = impl_->keys(queue);
     auto since = std::to_string(SystemClock::instance().now_ms() - live_window.count());
     std::vector<std::vector<std::string>> cmds = {
         {"XLEN", k.stream()},
@@ -125,7 +127,9 @@ QueueStats Inspector::stats(std::string_view queue, std::chrono::milliseconds li
     impl_->rt->post([&] {
         for (std::size_t i = 0; i < cmds.size(); ++i) {
             std::vector<std::string_view> argv(cmds[i].begin(), cmds[i].end());
-            impl_->topo->send(r::Route{k.stream()}, argv, [&p = promises[i]](Result<r::Reply> res) {
+            // Each by its own key: the Go-style receivers set is not in the stream's slot.
+            auto key = argv[0] == "XINFO" ? argv[2] : argv[1];
+            impl_->topo->send(r::Route{key}, argv, [&p = promises[i]](Result<r::Reply> res) {
                 p.set_value(std::move(res));
             });
         }

@@ -10,7 +10,6 @@ namespace streamfleet::detail::client {
 using namespace std::chrono_literals;
 
 namespace {
-constexpr std::uint64_t kRetryMs = 200;
 
 TaskStatus status_of(NotificationType t) {
     switch (t) {
@@ -33,7 +32,18 @@ Listener::Listener(ClientContext& ctx)
       conn_(ctx.topo.dedicated(redis::Route{ctx.receiver}, "notifications")),
       retry_(std::make_unique<Timer>(ctx.rt.loop())) {}
 
-void Listener::start() { create_group(); }
+void Listener::start() {
+    create_group([this] { read(); });
+    // Back from an outage: read now rather than at the end of a long backoff.
+    conn_->on_state([this](redis::ConnState st, const Error*) {
+        if (st != redis::ConnState::ready || stopping_) return;
+        backoff_.succeeded();
+        if (retry_ && retry_->active()) {
+            retry_->stop();
+            read();
+        }
+    });
+}
 
 void Listener::track(std::shared_ptr<HandleState> handle) {
     auto id = handle->id;
@@ -48,11 +58,24 @@ std::vector<std::shared_ptr<HandleState>> Listener::take_open() {
     return open;
 }
 
-void Listener::create_group() {
-    redis::ensure_group(ctx_.topo, ctx_.receiver, kClientGroup, "0", [this](Status st) {
-        if (!st) log().debug("client {}: creating group failed: {}", ctx_.id, st.error().message());
-        if (!stopping_) read();
-    });
+void Listener::create_group(std::function<void()> then) {
+    redis::ensure_group(
+        ctx_.topo, ctx_.receiver, kClientGroup, "0", [this, then = std::move(then)](Status st) {
+            if (!st) {
+                // A refusal (NOPERM) is worth a warning; an outage
+                // is reported by the outbox already.
+                auto level = st.error().is_transient() ? spdlog::level::debug : spdlog::level::warn;
+                log_limited(level, "client " + ctx_.id + ": group",
+                            "client {}: creating notification group failed: {}", ctx_.id,
+                            st.error().message());
+            }
+            if (!stopping_) then();
+        });
+}
+
+void Listener::retry_later() {
+    if (stopping_ || !retry_ || retry_->active()) return;
+    retry_->start(static_cast<std::uint64_t>(backoff_.failed().count()), [this] { read(); });
 }
 
 void Listener::read() {
@@ -68,17 +91,20 @@ void Listener::on_read(Result<redis::Reply> res) {
     if (stopping_) return;
     if (!res.ok()) {
         const auto& e = res.error();
+        if (e.is(errc::closed)) return;
+        log_limited(spdlog::level::debug, "client " + ctx_.id + ": read",
+                    "client {}: notification read failed: {}", ctx_.id, e.message());
         if (e.is(reply_errc::nogroup)) {
             // The stream or group vanished (deleted, or Redis restarted
-            // without persistence): recreate both and read on.
-            create_group();
+            // without persistence): recreate both and read on, after the
+            // backoff, since a group that cannot be created says NOGROUP again.
+            create_group([this] { retry_later(); });
             return;
         }
-        if (e.is(errc::closed)) return;
-        log().debug("client {}: notification read failed: {}", ctx_.id, e.message());
-        retry_->start(kRetryMs, [this] { read(); });
+        retry_later();
         return;
     }
+    backoff_.succeeded();
     std::vector<std::string_view> ack{"XACK", ctx_.receiver, kClientGroup};
     std::string_view last;
     // Every entry is acked, readable or not: a broken notification must not

@@ -5,7 +5,10 @@
 // (its own connection, so the blocking read never holds up the shared
 // pipeline). Read entries are XACKed and trimmed; NOGROUP (stream deleted,
 // Redis restarted empty) recreates stream and group; a notification for a
-// task this client does not track is counted and logged at debug.
+// task this client does not track is counted and logged at debug. A read
+// that fails (refused, or NOGROUP again because the group cannot be created)
+// is tried again after a backoff that grows with each failure in a row, so a
+// refused command never becomes a busy loop; a good read resets it.
 //
 // The tracked handles live on the loop thread alone: they are registered
 // there before their task is sent, and notifications are read there too, so
@@ -20,6 +23,8 @@
 
 #include "client/context.hpp"
 #include "client/handle_state.hpp"
+#include "core/random.hpp"
+#include "core/retry_backoff.hpp"
 #include "redis/connection.hpp"
 #include "redis/streams.hpp"
 
@@ -52,11 +57,14 @@ private:
     void read();
     void on_read(Result<redis::Reply> res);
     void handle_entry(const redis::StreamEntry& entry);
-    void create_group();
+    void create_group(std::function<void()> then);
+    void retry_later();
 
     ClientContext& ctx_;
     std::shared_ptr<redis::Connection> conn_;
     std::unique_ptr<Timer> retry_;
+    SeededRandom random_;
+    RetryBackoff backoff_{random_};
     bool stopping_ = false;
     std::unordered_map<std::string, std::shared_ptr<HandleState>> tracked_;
     std::atomic<std::uint64_t> unknown_{0};

@@ -4,17 +4,30 @@
 // them, so that a client process that dies during a Redis outage loses
 // nothing: the next client opened on the same spool sends what is left.
 //
-// File format: a sequence of records, each
-//   u32 little-endian length of the rest | u8 kind | body
-// kind 'T': a task; body = msgpack array [queue, field, value, field, value, ...]
-// kind 'A': Redis confirmed the task; body = task id
-// A crash can leave a torn last record; it is ignored (its enqueue never
-// returned). The file is compacted when it is opened and whenever every task
-// in it is confirmed.
+// File format: records framed and checked by spool_format.hpp, kind 'T' an
+// accepted task, kind 'A' a task Redis confirmed. A damaged record (a torn
+// write, a flipped bit) costs that record only: the parser resynchronises on
+// the next good one. The file is compacted when it is opened and started over
+// whenever every task in it is confirmed.
+//
+// Writes: a task is accepted only once its record is whole in the file (and
+// synced, per policy). A write that fails part-way is cut back at once to the
+// last good offset, so a half record never sits in front of later ones, and
+// the task is refused. A batch is one write: all of it is accepted, or none.
+//
+// Lock: flock(2) on the spool file, held from open to destruction. flock
+// belongs to the open file description, so a second open in the same process
+// (another Client) is refused like one in another process, and closing that
+// second descriptor does not drop the first's lock (fcntl locks would do both
+// wrong). Compaction swaps in a new file; that file is locked before it
+// replaces the old one, and an opener that locked the replaced file notices
+// (its inode is no longer the path's) and tries again, so the lock is never
+// free between two holders.
 
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -48,21 +61,30 @@ public:
     Spool& operator=(const Spool&) = delete;
 
     /// Appends an accepted task (fsync per policy) before enqueue returns.
+    /// An error (errc::io, naming the file and the cause) means the task is
+    /// not in the spool and must be refused.
     Status append(std::string_view queue, const TaskMessage& msg);
+    /// Appends every task of a batch in one write: all of them, or (on an
+    /// error) none.
+    Status append_many(std::string_view queue, std::span<const TaskMessage> msgs);
     /// Records that Redis has the task (no fsync: a lost ack record only means
     /// a resend). Compacts the file when nothing is left unconfirmed.
     void confirm(const std::string& task_id);
 
 private:
-    Spool(std::string path, int fd, SpoolSync sync)
-        : path_(std::move(path)), fd_(fd), sync_(sync) {}
-    Status write_record(char kind, std::string_view body, bool fsync);
+    Spool(std::string path, int fd, SpoolSync sync, std::uint64_t end)
+        : path_(std::move(path)), fd_(fd), sync_(sync), end_(end) {}
+    // Writes `records` whole after the last good one, or leaves the file as it was. mutex_ held.
+    Status write_locked(std::string_view records, bool fsync);
 
-    std::string path_;
-    int fd_;
-    SpoolSync sync_;
+    const std::string path_;
+    const int fd_;  // O_APPEND, and holds the lock
+    const SpoolSync sync_;
     std::mutex mutex_;
-    std::unordered_set<std::string> unconfirmed_;  // guarded by mutex_
+    // Guarded by mutex_:
+    std::uint64_t end_;        // the file's length up to the last good record
+    bool cut_failed_ = false;  // a failed write could not be cut back: cut before writing more
+    std::unordered_set<std::string> unconfirmed_;
 };
 
 }  // namespace streamfleet::detail

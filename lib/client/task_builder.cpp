@@ -71,7 +71,9 @@ TaskMessage TaskBuilder::build(std::string_view data, const TaskOptions& o, bool
     m.run_at_ms = due > now ? due : 0;
     m.timeout_ms = o.run_timeout.count();
     m.unique = o.unique_key;
-    m.state = options_.track_state;
+    // Go-compatible: no record, since a Go worker that runs the task would never finish it and
+    // the record would stay in Redis for good.
+    m.state = options_.track_state && !options_.go_compatible;
     if (m.state) m.retention_ms = o.retention ? o.retention->count() : kDefaultRetentionMs;
     if (o.backoff) {
         m.backoff = kind_of(*o.backoff);

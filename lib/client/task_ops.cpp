@@ -48,7 +48,8 @@ CancelResult TaskOps::cancel(std::string_view queue, std::string_view id) {
         // Nobody else will tell the tracking client: no server has the task.
         Notification n{std::string(id), NotificationType::canceled, {}, {}, {}};
         auto f = encode(n);
-        auto key = receiver_key(ctx_.options.prefix, tracker);
+        auto key =
+            receiver_key(ctx_.options.prefix, tracker, key_style(ctx_.options.go_compatible));
         std::vector<std::string> argv{"XADD", key, "*"};
         for (auto v : f.views()) argv.emplace_back(v);
         if (auto sent = r::call(ctx_.rt, ctx_.topo, key, std::move(argv)); !sent) {

@@ -5,6 +5,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace streamfleet::detail {
@@ -27,6 +29,16 @@ std::mutex g_mutex;
 std::shared_ptr<spdlog::logger> g_current;
 std::atomic<spdlog::logger*> g_fast{nullptr};
 
+struct Gate {
+    std::chrono::steady_clock::time_point last;
+    std::uint64_t held = 0;
+};
+std::mutex g_gate_mutex;
+std::unordered_map<std::string, Gate> g_gates;  // guarded by g_gate_mutex
+// Keys carry server and client ids, which come and go; past this many, keys
+// idle for a minute are forgotten.
+constexpr std::size_t kMaxGates = 1024;
+
 }  // namespace
 
 spdlog::logger& log() {
@@ -35,6 +47,25 @@ spdlog::logger& log() {
     if (!g_current) g_current = make_default();
     g_fast.store(g_current.get(), std::memory_order_release);
     return *g_current;
+}
+
+bool log_gate(std::string_view key, std::chrono::milliseconds period, std::uint64_t& suppressed) {
+    auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(g_gate_mutex);
+    if (g_gates.size() >= kMaxGates) {
+        std::erase_if(g_gates, [&](const auto& kv) {
+            return now - kv.second.last > std::chrono::minutes(1);
+        });
+    }
+    auto [it, fresh] = g_gates.try_emplace(std::string(key));
+    auto& g = it->second;
+    if (!fresh && now - g.last < period) {
+        ++g.held;
+        return false;
+    }
+    suppressed = std::exchange(g.held, 0);
+    g.last = now;
+    return true;
 }
 
 void set_logger(std::shared_ptr<spdlog::logger> logger) {

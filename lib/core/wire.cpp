@@ -106,7 +106,9 @@ FieldList encode(const Notification& n) {
     f.add("enc_version", kEncVersion);
     f.add("task_id", n.task_id);
     f.add("type", to_string(n.type));
-    if (n.type == NotificationType::error || !n.err_msg.empty()) f.add("err_msg", n.err_msg);
+    // Always, empty unless an error: the Go library's notification decoder requires the field
+    // and a Go client crashes on an entry without it.
+    f.add("err_msg", n.err_msg);
     if (!n.result.empty()) f.add("x_result", n.result);
     if (!n.server.empty()) f.add("x_server", n.server);
     return f;

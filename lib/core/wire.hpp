@@ -57,7 +57,7 @@ std::string_view to_string(NotificationType t) noexcept;
 struct Notification {
     std::string task_id;
     NotificationType type = NotificationType::completed;
-    std::string err_msg;  // for `error`
+    std::string err_msg;  // for `error`; always on the wire, empty otherwise (Go requires it)
     std::string result;   // x_result, optional
     std::string server;   // x_server, optional
 

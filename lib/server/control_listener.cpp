@@ -15,7 +15,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr std::uint64_t kRetryMs = 200;
 // Cancels from a few seconds back are replayed: harmless (they name tasks to stop), and no
 // request falls between start and the first read.
 constexpr std::int64_t kCancelReplayMs = 5000;
@@ -27,6 +26,7 @@ ControlListener::ControlListener(ServerContext& ctx, Queues queues, Hooks hooks)
       queues_(queues),
       hooks_(std::move(hooks)),
       cursors_(queues.size()),
+      backoff_(ctx.random),
       retry_timer_(ctx.rt.loop()) {
     auto since = std::to_string(std::max<std::int64_t>(ctx.clock.now_ms() - kCancelReplayMs, 0));
     for (auto& c : cursors_) c.cancel_id = since;
@@ -40,6 +40,15 @@ void ControlListener::start() {
         }
         for (auto& g : groups_) {
             g->conn = ctx_.topo.dedicated(r::Route{g->queues.front()->keys.nudge()}, "nudges");
+            // Back from an outage: listen now rather than at the end of a long backoff.
+            g->conn->on_state([this](r::ConnState st, const Error*) {
+                if (st != r::ConnState::ready || stopped_) return;
+                backoff_.succeeded();
+                if (retry_timer_.active()) {
+                    retry_timer_.stop();
+                    tick();
+                }
+            });
         }
         tick();
     });
@@ -75,11 +84,17 @@ void ControlListener::listen(Group& g) {
             if (stopped_) return;
             if (!res.ok()) {
                 if (res.error().is(errc::closed)) return;
-                log().debug("server {}: nudge read failed: {}", ctx_.consumer,
+                log_limited(spdlog::level::debug, "server " + ctx_.consumer + ": nudge read",
+                            "server {}: nudge read failed: {}", ctx_.consumer,
                             res.error().message());
-                if (!retry_timer_.active()) retry_timer_.start(kRetryMs, [this] { tick(); });
+                // Refused reads fail the same way each time: back off, never spin.
+                if (!retry_timer_.active()) {
+                    retry_timer_.start(static_cast<std::uint64_t>(backoff_.failed().count()),
+                                       [this] { tick(); });
+                }
                 return;
             }
+            backoff_.succeeded();
             r::for_each_entry(*res, [&](std::string_view stream, const r::StreamEntry& e) {
                 for (auto* q : gp->queues) on_entry(*q, stream, e.id, e.fields);
             });

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/retry_backoff.hpp"
 #include "redis/connection.hpp"
 #include "server/context.hpp"
 
@@ -58,6 +59,7 @@ private:
     bool stopped_ = false;
     std::vector<Cursor> cursors_;  // by QueueContext::index
     std::vector<std::unique_ptr<Group>> groups_;
+    RetryBackoff backoff_;  // failed reads in a row wait longer; a good read resets it
     Timer retry_timer_;
 };
 

@@ -48,7 +48,8 @@ void Janitor::sweep_orphans(const std::shared_ptr<Join>& join) {
                     for (const auto& c : res->elements()) {
                         auto id = c.as_string();
                         if (!id) continue;
-                        auto key = receiver_key(ctx_.opts.prefix, *id);
+                        auto key =
+                            receiver_key(ctx_.opts.prefix, *id, key_style(ctx_.opts.go_compatible));
                         log().info("server {}: removing orphaned client {}", ctx_.consumer, *id);
                         join->add(2);
                         ctx_.topo.send(r::Route{key}, {"DEL", key}, ignore);

@@ -64,7 +64,12 @@ OutcomeWriter::Argv OutcomeWriter::notification(const TaskMessage& msg, Notifica
     if (!msg.send_notif) return {};
     Notification n{msg.id, type, std::string(err), {}, ctx_.consumer};
     auto f = encode(n);
-    Argv argv{"XADD", receiver_key(ctx_.opts.prefix, msg.client_id), "*"};
+    // In Go-compatible mode this write must create the stream when it is missing: a Go client
+    // may not have made it yet. (A notify-only-if-it-exists script must be told:
+    // opts.go_compatible.)
+    Argv argv{"XADD",
+              receiver_key(ctx_.opts.prefix, msg.client_id, key_style(ctx_.opts.go_compatible)),
+              "*"};
     argv.insert(argv.end(), f.views().begin(), f.views().end());
     return argv;
 }

@@ -19,7 +19,6 @@ namespace {
 // free -- or kGatherMs has passed, so slow handlers never leave slots idle for long. Without a
 // backlog it reads at once (the read blocks anyway, and latency is what counts).
 constexpr std::uint64_t kGatherMs = 1;
-constexpr std::uint64_t kRetryMs = 200;
 
 }  // namespace
 
@@ -30,6 +29,7 @@ Reader::Reader(ServerContext& ctx, Queues queues, Slots& slots, TaskSink& sink, 
       sink_(sink),
       hooks_(std::move(hooks)),
       link_of_(queues.size(), nullptr),
+      backoff_(ctx.random),
       retry_timer_(ctx.rt.loop()),
       gather_timer_(ctx.rt.loop()) {}
 
@@ -42,8 +42,9 @@ void Reader::create_groups(Done then) {
         // Id 0: tasks enqueued before any server existed are processed too.
         r::ensure_group(ctx_.topo, q.keys.stream(), kServerGroup, "0", [this, join](Status st) {
             if (!st) {
-                log().warn("server {}: creating group failed: {}", ctx_.consumer,
-                           st.error().message());
+                log_limited(spdlog::level::warn, "server " + ctx_.consumer + ": create group",
+                            "server {}: creating group failed: {}", ctx_.consumer,
+                            st.error().message());
             }
             join->arrive();
         });
@@ -75,8 +76,15 @@ void Reader::plan() {
         // Asked now, so it is answered before the first read blocks; asked again on every later
         // connect (the first ready edge finds this question still queued).
         l->ask_client_id();
-        l->conn->on_state([l](r::ConnState st, const Error*) {
-            if (st == r::ConnState::ready && !l->asking_id) l->ask_client_id();
+        l->conn->on_state([this, l](r::ConnState st, const Error*) {
+            if (st != r::ConnState::ready) return;
+            if (!l->asking_id) l->ask_client_id();
+            // Back from an outage: read now rather than at the end of a long backoff.
+            backoff_.succeeded();
+            if (retry_timer_.active()) {
+                retry_timer_.stop();
+                read_next(false);
+            }
         });
     }
 }
@@ -131,6 +139,7 @@ void Reader::read_next(bool gathered) {
     // Recovery of others' tasks goes before new work; each claim calls read_next() again when
     // it is done.
     if (slots_.run_waiter()) return;
+    if (retry_timer_.active()) return;  // backing off after a failure; the timer reads
     auto picks = pick();
     for (auto& link : links_) {
         std::vector<Pick> mine;
@@ -197,14 +206,20 @@ void Reader::on_read(Link& link, Result<r::Reply> res, unsigned reserved) {
         if (hooks_.changed) hooks_.changed();
         const auto& e = res.error();
         if (e.is(errc::closed)) return;
+        log_limited(e.is(reply_errc::nogroup) ? spdlog::level::info : spdlog::level::warn,
+                    "server " + ctx_.consumer + ": read", "server {}: read failed: {}",
+                    ctx_.consumer, e.message());
         if (e.is(reply_errc::nogroup)) {
-            create_groups([this] { read_next(false); });
+            // The stream or its group is gone (deleted, Redis restarted empty): create them, then
+            // read after the backoff, since a group that cannot be created (NOPERM) says NOGROUP
+            // again.
+            create_groups([this] { retry_later(); });
             return;
         }
-        log().warn("server {}: read failed: {}", ctx_.consumer, e.message());
-        if (!stopped_) retry_timer_.start(kRetryMs, [this] { read_next(false); });
+        retry_later();
         return;
     }
+    backoff_.succeeded();
     unsigned used = 0;
     auto source = std::make_shared<const r::Reply>(std::move(*res));
     r::for_each_entry(*source, [&](std::string_view stream, const r::StreamEntry& e) {
@@ -221,6 +236,12 @@ void Reader::on_read(Link& link, Result<r::Reply> res, unsigned reserved) {
     link.quiet = used == 0;
     if (hooks_.changed) hooks_.changed();
     read_next(false);
+}
+
+void Reader::retry_later() {
+    if (stopped_ || retry_timer_.active()) return;
+    retry_timer_.start(static_cast<std::uint64_t>(backoff_.failed().count()),
+                       [this] { read_next(false); });
 }
 
 }  // namespace streamfleet::detail

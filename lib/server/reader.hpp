@@ -13,6 +13,11 @@
 // Slots: a read reserves the slots it asks for (COUNT × the streams it names) while it is
 // outstanding; entries not run (malformed, expired) give their slot back at once. With more
 // queues than free slots, the queues are read round-robin across all groups.
+//
+// Failures: a read that fails (refused, NOGROUP that the group's creation does not cure, link
+// trouble) is tried again after a backoff that grows with each failure in a row and starts over
+// on a good read or a reconnect, so a refused command never becomes a busy loop. Its log lines
+// are rate-limited.
 
 #include <cstddef>
 #include <cstdint>
@@ -21,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "core/retry_backoff.hpp"
 #include "redis/connection.hpp"
 #include "server/job.hpp"
 
@@ -79,6 +85,7 @@ private:
     std::vector<Pick> pick();
     void read(Link& link, const std::vector<Pick>& picks);
     void on_read(Link& link, Result<redis::Reply> res, unsigned reserved);
+    void retry_later();
 
     ServerContext& ctx_;
     Queues queues_;
@@ -91,6 +98,8 @@ private:
     std::vector<Link*> link_of_;  // by QueueContext::index
     std::size_t rr_ = 0;          // round-robin position in queues_
     bool backlog_ = false;        // the last read filled every slot it asked for
+    // Reads refused or failing in a row wait longer each time; a good read resets it.
+    RetryBackoff backoff_;
     Timer retry_timer_;
     Timer gather_timer_;
 };

@@ -18,6 +18,7 @@ Reclaimer::Reclaimer(ServerContext& ctx, Queues queues, Slots& slots, TaskSink& 
       slots_(slots),
       sink_(sink),
       hooks_(std::move(hooks)),
+      foreign_min_idle_ms_(ctx.opts.go_compatible ? kGoReclaimIdleMs : 0),
       dead_timer_(ctx.rt.loop()),
       idle_timer_(ctx.rt.loop()) {}
 
@@ -77,8 +78,35 @@ void Reclaimer::find_dead_servers(const std::shared_ptr<Join>& join) {
 void Reclaimer::scan_idle(const std::shared_ptr<Join>& join) {
     for (auto& q : queues_) {
         join->add();
+        if (foreign_min_idle_ms_ > ctx_.opts.lease.count()) {
+            scan_idle_go(q, join);
+            continue;
+        }
         claim(q, Why::idle, {}, min_idle(Why::idle), [join] { join->arrive(); });
     }
+}
+
+// The Go rule: two claims, each with its own min-idle in XPENDING and claim.lua alike, so an entry
+// renewed meanwhile is never taken early: our registered servers' entries after the lease, any
+// entry after foreign_min_idle. A consumer registered after the ZRANGE counts as foreign, which
+// only waits longer.
+void Reclaimer::scan_idle_go(QueueContext& q, const std::shared_ptr<Join>& join) {
+    const auto& servers = q.keys.servers();
+    ctx_.topo.send(r::Route{servers}, {"ZRANGE", servers, "0", "-1"},
+                   [this, &q, join](Result<r::Reply> res) {
+                       if (stopped_) return;
+                       if (res.ok() && res->is_array()) {
+                           auto owners = std::make_shared<std::set<std::string, std::less<>>>();
+                           for (const auto& m : res->elements()) {
+                               if (auto id = m.as_string()) owners->emplace(*id);
+                           }
+                           join->add();
+                           claim(
+                               q, Why::idle, {}, min_idle(Why::idle), [join] { join->arrive(); },
+                               std::move(owners));
+                       }
+                       claim(q, Why::idle, {}, foreign_min_idle_ms_, [join] { join->arrive(); });
+                   });
 }
 
 void Reclaimer::schedule_scan() {
@@ -118,7 +146,7 @@ std::int64_t Reclaimer::min_idle(Why why) const {
 }
 
 void Reclaimer::claim(QueueContext& q, Why why, std::string owner, std::int64_t listed_idle,
-                      Done then) {
+                      Done then, Owners owners) {
     if (stopped_) return;
     auto count = std::to_string(std::max(ctx_.opts.concurrency, 1u));
     // Only entries idle enough to be taken are listed (and hold slots); claim.lua checks again.
@@ -128,7 +156,7 @@ void Reclaimer::claim(QueueContext& q, Why why, std::string owner, std::int64_t 
     if (why != Why::idle) argv.push_back(owner);
     ctx_.topo.send(
         r::Route{q.keys.stream()}, argv,
-        [this, &q, why, owner, then](Result<r::Reply> res) {
+        [this, &q, why, owner, listed_idle, then, owners](Result<r::Reply> res) {
             if (stopped_) return;
             if (!res.ok() || !res->is_array() || res->size() == 0) {
                 if (why == Why::dead && res.ok() && res->is_array()) {
@@ -143,6 +171,10 @@ void Reclaimer::claim(QueueContext& q, Why why, std::string owner, std::int64_t 
                 if (!p.is_array() || p.size() < 4) continue;
                 auto id = p[0].as_string();
                 if (!id || hooks_.is_running(q, *id)) continue;
+                if (owners) {
+                    auto holder = p[1].as_string();
+                    if (!holder || !owners->count(*holder)) continue;
+                }
                 if (!claiming_.emplace(q.index, std::string(*id)).second) continue;
                 ids.emplace_back(*id);
             }
@@ -151,23 +183,25 @@ void Reclaimer::claim(QueueContext& q, Why why, std::string owner, std::int64_t 
                 return;
             }
             bool free = slots_.free() > 0;
-            take(q, why, owner, std::move(ids), then);
+            auto need = why == Why::idle ? listed_idle : min_idle(why);
+            take(q, why, owner, need, std::move(ids), then);
             if (!free && hooks_.need_slots) hooks_.need_slots();
         });
 }
 
-void Reclaimer::take(QueueContext& q, Why why, std::string owner, std::vector<std::string> ids,
-                     Done then) {
+void Reclaimer::take(QueueContext& q, Why why, std::string owner, std::int64_t need,
+                     std::vector<std::string> ids, Done then) {
     if (stopped_) return;
     if (slots_.free() == 0) {
-        slots_.wait([this, &q, why, owner, ids, then] { take(q, why, owner, ids, then); });
+        slots_.wait(
+            [this, &q, why, owner, need, ids, then] { take(q, why, owner, need, ids, then); });
         return;
     }
     auto n = slots_.take(static_cast<unsigned>(ids.size()));
     for (auto i = n; i < ids.size(); ++i) claiming_.erase({q.index, ids[i]});
     ids.resize(n);
-    auto call = calls::claim(q.keys, ctx_.consumer, why, owner, min_idle(why),
-                             ctx_.opts.dead_after.count(), ids);
+    auto call =
+        calls::claim(q.keys, ctx_.consumer, why, owner, need, ctx_.opts.dead_after.count(), ids);
     r::run_script(ctx_.topo, std::move(call), [this, &q, ids, n, then](Result<r::Reply> res) {
         unsigned dispatched = 0;
         if (res.ok() && res->is_array()) {

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -60,11 +61,17 @@ private:
     void scan_idle(const std::shared_ptr<Join>& join);
     void schedule_scan();
     void recover_from(std::size_t i, Done then);
+    /// Registered server ids; a claim given one takes only entries they hold.
+    using Owners = std::shared_ptr<const std::set<std::string, std::less<>>>;
+
     /// Claims up to `concurrency` entries of `q` idle at least `listed_idle` for `why` (`owner`:
-    /// whose, for own and dead).
-    void claim(QueueContext& q, Why why, std::string owner, std::int64_t listed_idle, Done then);
-    void take(QueueContext& q, Why why, std::string owner, std::vector<std::string> ids,
-              Done then);
+    /// whose, for own and dead; `owners`: only theirs, for idle).
+    void claim(QueueContext& q, Why why, std::string owner, std::int64_t listed_idle, Done then,
+               Owners owners = {});
+    void scan_idle_go(QueueContext& q, const std::shared_ptr<Join>& join);
+    /// `need`: the idle claim.lua requires (its XCLAIM min-idle), for idle claims.
+    void take(QueueContext& q, Why why, std::string owner, std::int64_t need,
+              std::vector<std::string> ids, Done then);
     void forget(QueueContext& q, const std::string& consumer, Done done);
     std::int64_t min_idle(Why why) const;
 
@@ -73,6 +80,8 @@ private:
     Slots& slots_;
     TaskSink& sink_;
     Hooks hooks_;
+    // Least idle time before an entry of a consumer outside our registry is taken; 0 = no rule.
+    long long foreign_min_idle_ms_ = 0;
     bool stopped_ = false;
     // (queue index, entry id) of entries between XPENDING and the claim's reply. Claims overlap (a
     // slow reply, a claim waiting for slots); claim.lua would refuse the second, but only after it

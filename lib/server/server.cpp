@@ -16,6 +16,8 @@
 // learn of each other comes through the callbacks wired in Parts below.
 //
 // Start order (loop thread, unless said):
+//   0. off the loop, waiting: the ACL check (acl_check.hpp) -- a command the Redis user may not
+//      run fails start() with its name;
 //   1. the topology, then the stop hook, before any other handle exists, so that whatever
 //      follows is closed on the loop when the runtime stops, even after a failed start;
 //   2. the components (their timers exist from here on);
@@ -61,6 +63,7 @@
 #include "core/random.hpp"
 #include "redis/topology.hpp"
 #include "runtime/runtime.hpp"
+#include "server/acl_check.hpp"
 #include "server/context.hpp"
 #include "server/control_listener.hpp"
 #include "server/dispatcher.hpp"
@@ -262,6 +265,11 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
     }
     if (o.max_deliveries == 0) throw InvalidArgument("max_deliveries is 0");
     if (o.orphan_timeout.count() <= 0) throw InvalidArgument("orphan_timeout is not positive");
+    if (o.go_compatible && o.lease.count() > kGoReclaimIdleMs) {
+        // Go servers take over a task idle for a minute; our renewals must come sooner.
+        throw InvalidArgument("lease (" + std::to_string(o.lease.count()) +
+                              " ms) must be at most 60000 ms with go_compatible");
+    }
     if (auto st = validate_prefix(o.prefix); !st) throw_error(st.error());
     (void)r::parse_url(o.redis).value();  // a bad URL fails here, not later
 }
@@ -280,7 +288,9 @@ void Server::handle(std::string_view queue, OutcomeHandler handler) {
         std::lock_guard lock(im.state_mutex);
         if (im.started) throw InvalidArgument("handle() after start(): register handlers first");
     }
-    if (auto st = validate_queue_name(queue); !st) throw_error(st.error());
+    if (auto st = validate_queue_name(queue, key_style(im.opts.go_compatible)); !st) {
+        throw_error(st.error());
+    }
     if (!handler) throw InvalidArgument("handler for queue '" + std::string(queue) + "' is empty");
     if (im.handlers.count(queue)) {
         throw InvalidArgument("queue '" + std::string(queue) + "' already has a handler");
@@ -301,10 +311,13 @@ void Server::start() {
     im.queues.reserve(im.handlers.size());
     for (auto& [name, handler] : im.handlers) {
         im.queues.push_back(
-            QueueContext{QueueKeys(im.opts.prefix, name), handler, im.queues.size()});
+            QueueContext{QueueKeys(im.opts.prefix, name, key_style(im.opts.go_compatible)), handler,
+                         im.queues.size()});
     }
     im.rt = std::make_unique<Runtime>("sf-server");
     try {
+        // Before any component runs: a command the user may not run fails here, named.
+        if (auto st = check_permissions(*im.rt, im.opts, im.queues); !st) throw_error(st.error());
         im.rt->call([&im] { im.start_on_loop(); });
         im.hold_id();
         im.rt->call([&im] { im.run_on_loop(); });

@@ -1,6 +1,14 @@
 #include "core/backoff.hpp"
 
 #include <doctest/doctest.h>
+#include <spdlog/sinks/ostream_sink.h>
+
+#include <sstream>
+#include <thread>
+
+#include "core/log.hpp"
+#include "core/random.hpp"
+#include "core/retry_backoff.hpp"
 
 using namespace std::chrono_literals;
 using streamfleet::detail::reconnect_delay;
@@ -44,4 +52,43 @@ TEST_CASE("retry delay: fixed, linear and exponential schedules, capped, never o
     }
     CHECK(retry_delay_ms(K::exponential, 1000, 0, 4'000'000'000u, ~std::uint64_t{0}) <=
           kDefaultBackoffMaxMs);
+}
+
+TEST_CASE("retry backoff: each failure in a row waits longer, up to the cap; a success starts over") {
+    FixedRandom low(0);
+    RetryBackoff b(low, 100ms, 5000ms);
+    CHECK(b.failed() == 50ms);
+    CHECK(b.failed() == 100ms);
+    CHECK(b.failed() == 200ms);
+    for (int i = 0; i < 100; ++i) (void)b.failed();
+    CHECK(b.failed() == 2500ms);  // the upper half of the capped step, never more
+    CHECK(b.failures() > 60);
+    b.succeeded();
+    CHECK(b.failures() == 0);
+    CHECK(b.failed() == 50ms);
+    FixedRandom high(~0ull >> 1);
+    RetryBackoff h(high, 100ms, 5000ms);
+    for (int i = 0; i < 100; ++i) CHECK(h.failed() <= 5000ms);
+}
+
+TEST_CASE("log_limited: one line per key per period, the next one counting those held back") {
+    std::ostringstream out;
+    auto logger = std::make_shared<spdlog::logger>(
+        "t", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+    logger->set_pattern("%v");
+    set_logger(logger);
+    for (int i = 0; i < 1000; ++i) {
+        log_limited(spdlog::level::warn, "test key a", 200ms, "a failed: {}", i);
+        log_limited(spdlog::level::warn, "test key b", 200ms, "b failed");
+    }
+    CHECK(out.str() == "a failed: 0\nb failed\n");
+    out.str("");
+    std::this_thread::sleep_for(250ms);
+    log_limited(spdlog::level::warn, "test key a", 200ms, "a failed: {}", 1000);
+    CHECK(out.str() == "a failed: 1000 (999 more like it held back)\n");
+    // Below the logger's level: neither logged nor counted.
+    out.str("");
+    log_limited(spdlog::level::debug, "test key c", 200ms, "c");
+    CHECK(out.str().empty());
+    set_logger(nullptr);
 }

@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <set>
 #include <thread>
 
@@ -9,6 +10,7 @@
 #include "core/keys.hpp"
 #include "core/uuid.hpp"
 #include "core/wire.hpp"
+#include "redis/slot.hpp"
 
 using namespace streamfleet::detail;
 
@@ -58,6 +60,50 @@ TEST_CASE("key layout keeps every queue key in the queue's hash tag") {
     CHECK(k.clients() == "streamfleet:{emails}:clients");
     CHECK(k.servers() == "streamfleet:{emails}:servers");
     CHECK(receiver_key("streamfleet:", "abc") == "streamfleet:receiver:{abc}");
+}
+
+TEST_CASE("Go-compatible keys: the Go library's shared names, ours in the stream's slot") {
+    QueueKeys k("streamfleet:", "emails", KeyStyle::go);
+    // What a Go client or worker names: no braces.
+    CHECK(k.stream() == "streamfleet:emails");
+    CHECK(k.clients() == "streamfleet:emails:receivers");
+    CHECK(receiver_key("streamfleet:", "abc", KeyStyle::go) == "streamfleet:receiver:abc");
+    // Ours alone: tagged with the whole stream key, which hashes like the stream.
+    CHECK(k.delayed() == "{streamfleet:emails}:delayed");
+    CHECK(k.dead() == "{streamfleet:emails}:dead");
+    CHECK(k.servers() == "{streamfleet:emails}:servers");
+    CHECK(k.nudge() == "{streamfleet:emails}:nudge");
+    CHECK(k.cancels() == "{streamfleet:emails}:cancels");
+    CHECK(k.task("t1") == "{streamfleet:emails}:task:t1");
+    CHECK(k.unique("u") == "{streamfleet:emails}:unique:u");
+
+    // A queue named with a hash tag, as Go users do on a Cluster, keeps it.
+    QueueKeys tagged("streamfleet:", "{orders}", KeyStyle::go);
+    CHECK(tagged.stream() == "streamfleet:{orders}");
+    CHECK(tagged.delayed() == "streamfleet:{orders}:delayed");
+
+    for (const auto* q : {&k, &tagged}) {
+        auto slot = redis::key_slot(q->stream());
+        CHECK(redis::key_slot(q->delayed()) == slot);
+        CHECK(redis::key_slot(q->dead()) == slot);
+        CHECK(redis::key_slot(q->servers()) == slot);
+        CHECK(redis::key_slot(q->nudge()) == slot);
+        CHECK(redis::key_slot(q->cancels()) == slot);
+        CHECK(redis::key_slot(q->task("0190e3a2-6c4b-7abc-8def-0123456789ab")) == slot);
+        CHECK(redis::key_slot(q->task_prefix()) == slot);
+        CHECK(redis::key_slot(q->unique("key")) == slot);
+    }
+
+    // Braces only as one hash tag, and only in the Go style.
+    CHECK(validate_queue_name("{orders}", KeyStyle::go).ok());
+    CHECK(validate_queue_name("jobs{eu}", KeyStyle::go).ok());
+    CHECK_FALSE(validate_queue_name("{orders}").ok());
+    for (const char* bad : {"{}", "a{b", "a}b", "}a{", "{a}{b}", "{{a}"}) {
+        CAPTURE(bad);
+        auto st = validate_queue_name(bad, KeyStyle::go);
+        REQUIRE_FALSE(st.ok());
+        CHECK(st.error().message().find("hash tag") != std::string::npos);
+    }
 }
 
 TEST_CASE("queue names and prefixes are validated with a reason") {
@@ -209,6 +255,32 @@ TEST_CASE("notifications round-trip and reject malformed ones") {
     CHECK(e.error().message().find("field 'type'") != std::string::npos);
     std::vector<RawField> no_id = {{"enc_version", "1"}, {"type", "completed"}};
     CHECK_FALSE(decode_notification(no_id).ok());
+}
+
+// A Go streamfleet client's decoder requires err_msg in every notification (issue 11): an entry
+// without it crashes the Go client, so it is written for every type, empty unless an error.
+TEST_CASE("every notification carries err_msg, empty unless it reports an error") {
+    for (auto type : {NotificationType::completed, NotificationType::canceled,
+                      NotificationType::expired, NotificationType::error}) {
+        CAPTURE(to_string(type));
+        Notification n{"id1", type, "", "", ""};
+        auto fields = pairs(encode(n));
+        int seen = 0;
+        for (const auto& [f, v] : fields) {
+            if (f != "err_msg") continue;
+            ++seen;
+            CHECK(v.empty());
+        }
+        CHECK(seen == 1);
+        // The Go decoder reads these first three by name; they lead the entry.
+        REQUIRE(fields.size() >= 4);
+        CHECK(fields[0].first == "enc_version");
+        CHECK(fields[1].first == "task_id");
+        CHECK(fields[2].first == "type");
+    }
+    Notification failed{"id2", NotificationType::error, "boom", "", ""};
+    auto fields = pairs(encode(failed));
+    CHECK(std::count(fields.begin(), fields.end(), RawField{"err_msg", "boom"}) == 1);
 }
 
 TEST_CASE("a moved FieldList keeps its number fields readable") {
