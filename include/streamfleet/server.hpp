@@ -24,17 +24,30 @@
 #include <type_traits>
 
 #include "streamfleet/codec.hpp"
+#include "streamfleet/errors.hpp"
 #include "streamfleet/export.hpp"
 #include "streamfleet/task.hpp"
 
 namespace streamfleet {
+namespace detail {
+struct ServerTestAccess;
+}  // namespace detail
 inline namespace v1 {
+
+/// @brief Server::start() found another server running with the same id: two servers with one
+/// id would run the same tasks. what() names the id.
+class STREAMFLEET_API ServerIdInUse : public Error {
+public:
+    using Error::Error;
+};
 
 struct ServerOptions {
     /// Redis URL, as for ClientOptions.
     std::string redis = "redis://127.0.0.1:6379";
     /// This server's unique, stable id: its consumer name in every queue's
-    /// group. A restarted server should reuse its id.
+    /// group. A restarted server should reuse its id (it takes back what its
+    /// previous life left pending); while a server with this id runs, a second
+    /// one refuses to start (ServerIdInUse).
     std::string id{};
     /// Prefix of every key (must match the clients').
     std::string prefix = "streamfleet:";
@@ -49,8 +62,10 @@ struct ServerOptions {
     /// A delivered task whose server stops renewing it (every lease/3) for this
     /// long is taken over by another server (the reclaimer's safety net).
     std::chrono::milliseconds lease{30'000};
-    /// A server whose heartbeat is older than this counts as dead: its pending
-    /// tasks are taken over at once, without waiting for the lease.
+    /// A server whose heartbeat is older than this (by Redis's clock, never the
+    /// hosts') counts as dead: its pending tasks untouched this long are taken
+    /// over at once, without waiting for the lease. It is also how long a
+    /// crashed server's hold on its id outlives it (see start()).
     std::chrono::milliseconds dead_after{3'000};
     /// A task delivered more often than this goes to the dead letters with
     /// "exceeded N deliveries" (it keeps crashing or hanging its servers).
@@ -159,16 +174,21 @@ public:
                }));
     }
 
-    /// Starts reading and running tasks in the background; returns at once.
+    /// Starts reading and running tasks in the background. Returns once this
+    /// server holds its id: at once, or, after a crash of a previous life with
+    /// the same id, within dead_after + heartbeat_interval when that life's hold
+    /// lapses.
     /// @throws InvalidArgument when no handler is registered.
+    /// @throws ServerIdInUse when a running server has the same id.
     void start();
     /// start(), then blocks until shutdown() (from another thread or a signal
     /// handler's thread) has finished.
     void run();
     /// Stops reading; lets running handlers finish within `grace`, then fires
     /// their cancel tokens and waits for them; returns read-but-unstarted tasks
-    /// to their stream; writes every outcome; removes the heartbeat. Idempotent,
-    /// thread-safe.
+    /// to their stream; writes every outcome; leaves the registry (if entries it
+    /// could not ack are left, it marks itself departed so that peers take
+    /// them at once) and releases its id. Idempotent, thread-safe.
     /// @throws InvalidArgument when called from one of this server's handlers
     ///         (it would wait for itself).
     void shutdown(std::chrono::milliseconds grace = std::chrono::seconds(10));
@@ -181,6 +201,7 @@ public:
     Stats stats() const;
 
 private:
+    friend struct detail::ServerTestAccess;
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

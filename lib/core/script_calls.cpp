@@ -45,9 +45,47 @@ ScriptCall promote(const QueueKeys& k, std::int64_t now_ms, std::int64_t limit) 
     return c;
 }
 
-ScriptCall forget(const QueueKeys& k, std::string_view consumer, std::int64_t cutoff_ms) {
+ScriptCall forget(const QueueKeys& k, std::string_view consumer, std::int64_t dead_after_ms,
+                  std::int64_t idle_ms) {
     ScriptCall c(scripts::forget);
-    c.key(k.stream()).key(k.servers()).arg(kServerGroup).arg(consumer).arg(cutoff_ms);
+    c.key(k.stream()).key(k.servers()).arg(kServerGroup).arg(consumer);
+    c.arg(dead_after_ms).arg(idle_ms);
+    return c;
+}
+
+// Beside the registry, in the queue's slot.
+std::string server_token_key(const QueueKeys& k, std::string_view server_id) {
+    return k.servers() + ":" + std::string(server_id);
+}
+
+ScriptCall beat(const QueueKeys& k, std::string_view server_id, std::string_view token,
+                std::int64_t dead_after_ms) {
+    ScriptCall c(scripts::beat);
+    c.key(k.servers()).key(server_token_key(k, server_id));
+    c.arg(server_id).arg(token).arg(dead_after_ms);
+    return c;
+}
+
+ScriptCall leave(const QueueKeys& k, std::string_view server_id, std::string_view token) {
+    ScriptCall c(scripts::leave);
+    c.key(k.stream()).key(k.servers()).key(server_token_key(k, server_id));
+    c.arg(kServerGroup).arg(server_id).arg(token);
+    return c;
+}
+
+ScriptCall dead(const QueueKeys& k, std::int64_t dead_after_ms) {
+    ScriptCall c(scripts::dead);
+    c.key(k.servers()).arg(dead_after_ms);
+    return c;
+}
+
+ScriptCall claim(const QueueKeys& k, std::string_view consumer, ClaimWhy why,
+                 std::string_view owner, std::int64_t min_idle_ms, std::int64_t dead_after_ms,
+                 std::span<const std::string> entry_ids) {
+    ScriptCall c(scripts::claim);
+    c.key(k.stream()).key(k.servers()).arg(kServerGroup).arg(consumer);
+    c.arg(why == ClaimWhy::own ? "own" : why == ClaimWhy::dead ? "dead" : "idle");
+    c.arg(owner).arg(min_idle_ms).arg(dead_after_ms).args(entry_ids);
     return c;
 }
 

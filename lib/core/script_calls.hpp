@@ -36,8 +36,24 @@ ScriptCall cancel(const QueueKeys& k, std::string_view task_id, std::int64_t now
 ScriptCall get(const QueueKeys& k, std::string_view task_id);
 
 ScriptCall promote(const QueueKeys& k, std::int64_t now_ms, std::int64_t limit);
-/// forget.lua: drop `consumer` (heartbeat older than `cutoff_ms`, nothing pending).
-ScriptCall forget(const QueueKeys& k, std::string_view consumer, std::int64_t cutoff_ms);
+/// forget.lua: drop `consumer` (beat older than `dead_after_ms` by Redis's clock, nothing
+/// pending, consumer idle at least `idle_ms`).
+ScriptCall forget(const QueueKeys& k, std::string_view consumer, std::int64_t dead_after_ms,
+                  std::int64_t idle_ms);
+/// The key holding the token of the server that owns `server_id` in a queue.
+std::string server_token_key(const QueueKeys& k, std::string_view server_id);
+/// beat.lua: `server_id`'s heartbeat, holding the id with `token` for `dead_after_ms`.
+ScriptCall beat(const QueueKeys& k, std::string_view server_id, std::string_view token,
+                std::int64_t dead_after_ms);
+/// leave.lua: a stopping server's exit (removed, or departed with leftovers).
+ScriptCall leave(const QueueKeys& k, std::string_view server_id, std::string_view token);
+/// dead.lua: servers whose beat is older than `dead_after_ms` by Redis's clock.
+ScriptCall dead(const QueueKeys& k, std::int64_t dead_after_ms);
+/// claim.lua: why entries are taken over (see the script).
+enum class ClaimWhy { own, dead, idle };
+ScriptCall claim(const QueueKeys& k, std::string_view consumer, ClaimWhy why,
+                 std::string_view owner, std::int64_t min_idle_ms, std::int64_t dead_after_ms,
+                 std::span<const std::string> entry_ids);
 ScriptCall keep(const QueueKeys& k, std::string_view consumer,
                 std::span<const std::string> entry_ids);
 

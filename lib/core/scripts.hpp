@@ -42,6 +42,10 @@ extern const Script promote;         // due delayed tasks → the stream
 extern const Script move;            // write a task elsewhere, then ack its entry
 extern const Script keep;            // renew the leases this server still owns
 extern const Script forget;          // drop a dead server that owns nothing
+extern const Script beat;            // a server's heartbeat (Redis's clock) and id hold
+extern const Script leave;           // a stopping server's registry exit
+extern const Script dead;            // servers dead by Redis's clock
+extern const Script claim;           // take over entries while the reason holds
 extern const Script finish;          // final states of one turn's finished tasks
 extern const Script requeue_dead;    // dead letters → the stream, retries reset
 extern const Script purge_dead;      // delete every dead letter

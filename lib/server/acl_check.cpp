@@ -54,6 +54,12 @@ std::vector<Probe> probes(const ServerOptions& opts, Queues queues) {
             {"XGROUP DELCONSUMER (reclaimer)", {"XGROUP", "DELCONSUMER", k.stream(), g, c}},
             {"ZADD (heartbeat)", {"ZADD", k.servers(), "0", c}},
             {"ZREM (heartbeat)", {"ZREM", k.servers(), c}},
+            {"TIME (heartbeat, reclaimer)", {"TIME"}},
+            {"SET (heartbeat: id hold)", {"SET", k.servers() + ":" + c, "t", "PX", "1"}},
+            {"GET (heartbeat: id hold)", {"GET", k.servers() + ":" + c}},
+            {"PTTL (heartbeat: id hold)", {"PTTL", k.servers() + ":" + c}},
+            {"DEL (heartbeat: id hold)", {"DEL", k.servers() + ":" + c}},
+            {"XINFO CONSUMERS (reclaimer)", {"XINFO", "CONSUMERS", k.stream(), g}},
             {"ZSCORE (reclaimer)", {"ZSCORE", k.servers(), c}},
             {"ZRANGEBYSCORE (reclaimer)", {"ZRANGEBYSCORE", k.servers(), "-inf", "+inf"}},
             {"ZADD (delayed retries)", {"ZADD", k.delayed(), "0", "m"}},
@@ -77,7 +83,8 @@ std::vector<Probe> probes(const ServerOptions& opts, Queues queues) {
 // The key a probe names, for the error (a user may lack a key pattern, not the command).
 std::string key_of(const std::vector<std::string>& argv) {
     const auto& cmd = argv.front();
-    if (cmd == "CLIENT") return "";
+    if (cmd == "CLIENT" || cmd == "TIME") return "";
+    if (cmd == "XINFO") return argv[2];
     if (cmd == "XREADGROUP" || cmd == "XREAD") {
         for (std::size_t i = 0; i + 1 < argv.size(); ++i) {
             if (argv[i] == "STREAMS") return argv[i + 1];

@@ -37,7 +37,8 @@ struct ServerContext {
     const ServerOptions& opts;
     Runtime& rt;
     redis::Topology& topo;
-    /// Every timestamp a component writes or compares (heartbeats, cutoffs, due times).
+    /// Every host timestamp a component writes or compares (due times, expiry, records). Never
+    /// a liveness or lease decision: those read Redis's TIME inside the script that acts.
     const Clock& clock;
     /// Every jitter and backoff draw.
     Random& random;

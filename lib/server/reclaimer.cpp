@@ -43,26 +43,29 @@ void Reclaimer::tick(Done done) {
     join->arrive();
 }
 
-// Servers whose heartbeat is older than dead_after: their pending entries are taken now instead
-// of after the lease lapses. Looked for at the heartbeat's pace.
+// Servers dead by Redis's clock (lib/scripts/dead.lua): their pending entries are taken now
+// instead of after the lease lapses. Looked for at the heartbeat's pace.
 void Reclaimer::find_dead_servers(const std::shared_ptr<Join>& join) {
     if (stopped_) return;
-    auto cutoff = std::to_string(ctx_.clock.now_ms() - ctx_.opts.dead_after.count());
     for (auto& q : queues_) {
         join->add();
-        ctx_.topo.send(r::Route{q.keys.servers()},
-                       {"ZRANGEBYSCORE", q.keys.servers(), "-inf", "(" + cutoff},
-                       [this, &q, join](Result<r::Reply> res) {
-                           if (!stopped_ && res.ok() && res->is_array()) {
-                               for (const auto& dead : res->elements()) {
-                                   auto id = dead.as_string();
-                                   if (!id || *id == ctx_.consumer) continue;
-                                   join->add();
-                                   claim(q, std::string(*id), 0, [join] { join->arrive(); });
-                               }
-                           }
-                           join->arrive();
-                       });
+        r::run_script(ctx_.topo, calls::dead(q.keys, ctx_.opts.dead_after.count()),
+                      [this, &q, join](Result<r::Reply> res) {
+                          if (!stopped_ && res.ok() && res->is_array()) {
+                              // {id, score, ...}; score 0: departed, its leftovers go now.
+                              for (std::size_t i = 0; i + 1 < res->size(); i += 2) {
+                                  auto id = (*res)[i].as_string();
+                                  auto score = (*res)[i + 1].as_string();
+                                  if (!id || !score || *id == ctx_.consumer) continue;
+                                  bool departed = *score == "0";
+                                  join->add();
+                                  claim(q, Why::dead, std::string(*id),
+                                        departed ? 0 : min_idle(Why::dead),
+                                        [join] { join->arrive(); });
+                              }
+                          }
+                          join->arrive();
+                      });
     }
     dead_timer_.start(delay_ms(ctx_.opts.heartbeat_interval.count()), [this] {
         auto next = Join::make({});
@@ -79,11 +82,11 @@ void Reclaimer::scan_idle(const std::shared_ptr<Join>& join) {
             scan_idle_go(q, join);
             continue;
         }
-        claim(q, std::nullopt, ctx_.opts.lease.count(), [join] { join->arrive(); });
+        claim(q, Why::idle, {}, min_idle(Why::idle), [join] { join->arrive(); });
     }
 }
 
-// The Go rule: two claims, each with its own min-idle in XPENDING and XCLAIM alike, so an entry
+// The Go rule: two claims, each with its own min-idle in XPENDING and claim.lua alike, so an entry
 // renewed meanwhile is never taken early: our registered servers' entries after the lease, any
 // entry after foreign_min_idle. A consumer registered after the ZRANGE counts as foreign, which
 // only waits longer.
@@ -99,10 +102,10 @@ void Reclaimer::scan_idle_go(QueueContext& q, const std::shared_ptr<Join>& join)
                            }
                            join->add();
                            claim(
-                               q, std::nullopt, ctx_.opts.lease.count(), [join] { join->arrive(); },
+                               q, Why::idle, {}, min_idle(Why::idle), [join] { join->arrive(); },
                                std::move(owners));
                        }
-                       claim(q, std::nullopt, foreign_min_idle_ms_, [join] { join->arrive(); });
+                       claim(q, Why::idle, {}, foreign_min_idle_ms_, [join] { join->arrive(); });
                    });
 }
 
@@ -127,108 +130,119 @@ void Reclaimer::recover_from(std::size_t i, Done then) {
         if (then) then();
         return;
     }
-    claim(queues_[i], ctx_.consumer, 0,
+    claim(queues_[i], Why::own, ctx_.consumer, 0,
           [this, i, then = std::move(then)] { recover_from(i + 1, then); });
 }
 
-// Claims up to `concurrency` pending entries of `q` idle for at least `min_idle_ms` (owned by
-// `consumer`, if given) and runs them here.
-void Reclaimer::claim(QueueContext& q, std::optional<std::string> consumer, long long min_idle_ms,
+// The idle claim.lua requires: a dead server's entries have gone untouched as long as its beat
+// (so one it touched after its last beat, or a live server renews, stays), any entry the lease.
+std::int64_t Reclaimer::min_idle(Why why) const {
+    switch (why) {
+        case Why::own: return 0;
+        case Why::dead: return ctx_.opts.dead_after.count();
+        case Why::idle: return ctx_.opts.lease.count();
+    }
+    return ctx_.opts.lease.count();
+}
+
+void Reclaimer::claim(QueueContext& q, Why why, std::string owner, std::int64_t listed_idle,
                       Done then, Owners owners) {
     if (stopped_) return;
-    auto idle = std::to_string(min_idle_ms);
     auto count = std::to_string(std::max(ctx_.opts.concurrency, 1u));
+    // Only entries idle enough to be taken are listed (and hold slots); claim.lua checks again.
+    auto idle = std::to_string(listed_idle);
     std::vector<std::string_view> argv{
         "XPENDING", q.keys.stream(), kServerGroup, "IDLE", idle, "-", "+", count};
-    if (consumer) argv.push_back(*consumer);
+    if (why != Why::idle) argv.push_back(owner);
     ctx_.topo.send(
         r::Route{q.keys.stream()}, argv,
-        [this, &q, consumer, min_idle_ms, then, owners](Result<r::Reply> res) {
+        [this, &q, why, owner, listed_idle, then, owners](Result<r::Reply> res) {
             if (stopped_) return;
             if (!res.ok() || !res->is_array() || res->size() == 0) {
-                if (consumer && *consumer != ctx_.consumer && res.ok() && res->is_array()) {
-                    forget(q, *consumer, then);  // a dead server that owns nothing more
+                if (why == Why::dead && res.ok() && res->is_array()) {
+                    forget(q, owner, then);  // a dead server that owns nothing more
                 } else if (then) {
                     then();
                 }
                 return;
             }
-            Candidates candidates;
+            std::vector<std::string> ids;
             for (const auto& p : res->elements()) {
                 if (!p.is_array() || p.size() < 4) continue;
                 auto id = p[0].as_string();
-                auto n = p[3].as_integer();
-                if (!id || !n || hooks_.is_running(q, *id)) continue;
+                if (!id || hooks_.is_running(q, *id)) continue;
                 if (owners) {
-                    auto owner = p[1].as_string();
-                    if (!owner || !owners->count(*owner)) continue;
+                    auto holder = p[1].as_string();
+                    if (!holder || !owners->count(*holder)) continue;
                 }
                 if (!claiming_.emplace(q.index, std::string(*id)).second) continue;
-                candidates.emplace_back(std::string(*id), static_cast<std::uint64_t>(*n));
+                ids.emplace_back(*id);
             }
-            if (candidates.empty()) {
+            if (ids.empty()) {
                 if (then) then();
                 return;
             }
             bool free = slots_.free() > 0;
-            take(q, std::move(candidates), min_idle_ms, then);
+            auto need = why == Why::idle ? listed_idle : min_idle(why);
+            take(q, why, owner, need, std::move(ids), then);
             if (!free && hooks_.need_slots) hooks_.need_slots();
         });
 }
 
-void Reclaimer::take(QueueContext& q, Candidates candidates, long long min_idle_ms, Done then) {
+void Reclaimer::take(QueueContext& q, Why why, std::string owner, std::int64_t need,
+                     std::vector<std::string> ids, Done then) {
     if (stopped_) return;
     if (slots_.free() == 0) {
         slots_.wait(
-            [this, &q, candidates, min_idle_ms, then] { take(q, candidates, min_idle_ms, then); });
+            [this, &q, why, owner, need, ids, then] { take(q, why, owner, need, ids, then); });
         return;
     }
-    auto n = slots_.take(static_cast<unsigned>(candidates.size()));
-    for (auto i = n; i < candidates.size(); ++i) claiming_.erase({q.index, candidates[i].first});
-    candidates.resize(n);
-    auto idle = std::to_string(min_idle_ms);
-    std::vector<std::string_view> argv{"XCLAIM", q.keys.stream(), kServerGroup, ctx_.consumer,
-                                       idle};
-    for (const auto& [id, _] : candidates) argv.push_back(id);
-    ctx_.topo.send(
-        r::Route{q.keys.stream()}, argv, [this, &q, candidates, n, then](Result<r::Reply> res) {
-            unsigned dispatched = 0;
-            if (res.ok() && res->is_array()) {
-                auto source = std::make_shared<const r::Reply>(std::move(*res));
-                for (const auto& e : source->elements()) {
-                    auto entry = r::parse_entry(e);
-                    if (!entry) continue;  // deleted meanwhile
-                    std::uint64_t before = 0;
-                    for (const auto& [id, count] : candidates) {
-                        if (id == entry->id) before = count;
-                    }
-                    if (sink_.accept(q, source, *entry, before + 1)) ++dispatched;
+    auto n = slots_.take(static_cast<unsigned>(ids.size()));
+    for (auto i = n; i < ids.size(); ++i) claiming_.erase({q.index, ids[i]});
+    ids.resize(n);
+    auto call =
+        calls::claim(q.keys, ctx_.consumer, why, owner, need, ctx_.opts.dead_after.count(), ids);
+    r::run_script(ctx_.topo, std::move(call), [this, &q, ids, n, then](Result<r::Reply> res) {
+        unsigned dispatched = 0;
+        if (res.ok() && res->is_array()) {
+            auto source = std::make_shared<const r::Reply>(std::move(*res));
+            // {entry, deliveries, entry, deliveries, ...}
+            for (std::size_t i = 0; i + 1 < source->size(); i += 2) {
+                auto entry = r::parse_entry((*source)[i]);
+                auto deliveries = (*source)[i + 1].as_integer();
+                if (!entry || !deliveries) continue;
+                if (sink_.accept(q, source, *entry, static_cast<std::uint64_t>(*deliveries))) {
+                    ++dispatched;
                 }
-                sink_.dispatch();
-                if (dispatched > 0) {
-                    log().info("server {}: took over {} task(s) in {}", ctx_.consumer, dispatched,
-                               q.keys.stream());
-                }
-            } else if (!res.ok()) {
-                log().warn("server {}: claiming failed: {}", ctx_.consumer, res.error().message());
             }
-            // Accepted ones are running now, which the next claim checks instead.
-            for (const auto& [id, _] : candidates) claiming_.erase({q.index, id});
-            slots_.give(n - dispatched);
-            if (hooks_.changed) hooks_.changed();
-            // Before `then`: during recovery the reader has not started, so this
-            // reads nothing; afterwards it refills the slots this claim left.
-            if (hooks_.claimed) hooks_.claimed();
-            if (then) then();
-        });
+            sink_.dispatch();
+            if (dispatched > 0) {
+                log().info("server {}: took over {} task(s) in {}", ctx_.consumer, dispatched,
+                           q.keys.stream());
+            }
+        } else if (!res.ok()) {
+            log().warn("server {}: claiming failed: {}", ctx_.consumer, res.error().message());
+        }
+        // Accepted ones are running now, which the next claim checks instead.
+        for (const auto& id : ids) claiming_.erase({q.index, id});
+        slots_.give(n - dispatched);
+        if (hooks_.changed) hooks_.changed();
+        // Before `then`: during recovery the reader has not started, so this
+        // reads nothing; afterwards it refills the slots this claim left.
+        if (hooks_.claimed) hooks_.claimed();
+        if (then) then();
+    });
 }
 
-// A dead server that owns nothing more leaves the group and the registry -- unless it beat again
-// or read something meanwhile (a restart under the same name), which the script checks in the
-// same step as the delete (lib/scripts/forget.lua).
+// A dead server that owns nothing more leaves the group and the registry -- unless it beat again,
+// read something meanwhile (a restart under the same name) or still gets work (a live server whose
+// beat only looks stale), which the script checks in the same step as the delete
+// (lib/scripts/forget.lua) by the consumer's idle: since its last delivery or claim (Redis 7.0),
+// since its last read attempt (7.2+, where a reading server with free slots touches it every
+// read_block). dead_after + read_block covers both.
 void Reclaimer::forget(QueueContext& q, const std::string& consumer, Done done) {
-    auto cutoff = ctx_.clock.now_ms() - ctx_.opts.dead_after.count();
-    r::run_script(ctx_.topo, calls::forget(q.keys, consumer, cutoff),
+    auto idle = ctx_.opts.dead_after.count() + ctx_.opts.read_block.count();
+    r::run_script(ctx_.topo, calls::forget(q.keys, consumer, ctx_.opts.dead_after.count(), idle),
                   [done = std::move(done)](Result<r::Reply>) {
                       if (done) done();
                   });

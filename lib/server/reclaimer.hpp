@@ -2,21 +2,19 @@
 
 // Reclaimer: responsible for taking over pending entries whose consumer will not finish them.
 //
-// Those are the entries of servers whose heartbeat is older than dead_after (at once), any entry
-// idle longer than the lease (a safety net, every lease/2 with jitter), and this server's own
-// leftovers from a previous life (on start, before the first read). Dead consumers that own
-// nothing any more are forgotten.
+// Those are the entries of servers dead by Redis's clock (beat older than dead_after, or departed
+// at shutdown with entries left; looked for at the heartbeat's pace), any entry idle longer than
+// the lease (a safety net, every lease/2 with jitter), and this server's own leftovers from a
+// previous life (on start, before the first read). Dead consumers that own nothing any more and
+// have stopped reading are forgotten.
 //
-// In Go-compatible mode a Go worker's task (one held by a consumer that is not in our registry of
-// servers, P{Q}:servers) is taken only once idle for foreign_min_idle (1 minute, the Go rule:
-// Go workers renew every 10 s and may legitimately run a task longer than our lease), while our
-// own servers' tasks still go after the lease.
-//
-// A claim is XPENDING (ids and delivery counts, taking nothing) then XCLAIM with the same min-idle
-// (taking only entries still idle, so two servers racing for one entry cannot both win), then the
-// normal accept path, where a delivery count past max_deliveries dead-letters the entry. Claims
-// take free slots like reads; when none is free the claim waits in Slots and the reader is woken
-// so that the claim goes first.
+// A claim is XPENDING (candidate ids, taking nothing) then lib/scripts/claim.lua, which checks
+// each candidate again in the step that takes it -- still the dead server's and that server still
+// dead, still this server's own, still idle past the lease -- and XCLAIMs with the idle it
+// required as min-idle, so two servers racing for one entry cannot both win and a server that
+// beat again keeps its work. Then the normal accept path, where a delivery count past
+// max_deliveries dead-letters the entry. Claims take free slots like reads; when none is free the
+// claim waits in Slots and the reader is woken so that the claim goes first.
 
 #include <cstdint>
 #include <functional>
@@ -28,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/script_calls.hpp"
 #include "server/job.hpp"
 
 namespace streamfleet::detail {
@@ -56,7 +55,7 @@ public:
     void recover_own(Done then);
 
 private:
-    using Candidates = std::vector<std::pair<std::string, std::uint64_t>>;  // id, deliveries
+    using Why = calls::ClaimWhy;
 
     void find_dead_servers(const std::shared_ptr<Join>& join);
     void scan_idle(const std::shared_ptr<Join>& join);
@@ -65,11 +64,16 @@ private:
     /// Registered server ids; a claim given one takes only entries they hold.
     using Owners = std::shared_ptr<const std::set<std::string, std::less<>>>;
 
-    void claim(QueueContext& q, std::optional<std::string> consumer, long long min_idle_ms,
-               Done then, Owners owners = {});
+    /// Claims up to `concurrency` entries of `q` idle at least `listed_idle` for `why` (`owner`:
+    /// whose, for own and dead; `owners`: only theirs, for idle).
+    void claim(QueueContext& q, Why why, std::string owner, std::int64_t listed_idle, Done then,
+               Owners owners = {});
     void scan_idle_go(QueueContext& q, const std::shared_ptr<Join>& join);
-    void take(QueueContext& q, Candidates candidates, long long min_idle_ms, Done then);
+    /// `need`: the idle claim.lua requires (its XCLAIM min-idle), for idle claims.
+    void take(QueueContext& q, Why why, std::string owner, std::int64_t need,
+              std::vector<std::string> ids, Done then);
     void forget(QueueContext& q, const std::string& consumer, Done done);
+    std::int64_t min_idle(Why why) const;
 
     ServerContext& ctx_;
     Queues queues_;
@@ -79,9 +83,9 @@ private:
     // Least idle time before an entry of a consumer outside our registry is taken; 0 = no rule.
     long long foreign_min_idle_ms_ = 0;
     bool stopped_ = false;
-    // (queue index, entry id) of entries between XPENDING and the XCLAIM reply. Claims overlap
-    // (a slow reply, a claim waiting for slots) and XCLAIM with min-idle 0 takes an entry this
-    // server has just taken, so without this one server could run an entry twice at once.
+    // (queue index, entry id) of entries between XPENDING and the claim's reply. Claims overlap (a
+    // slow reply, a claim waiting for slots); claim.lua would refuse the second, but only after it
+    // held slots for it.
     std::set<std::pair<std::size_t, std::string>> claiming_;
     Timer dead_timer_;
     Timer idle_timer_;

@@ -21,12 +21,15 @@
 //   1. the topology, then the stop hook, before any other handle exists, so that whatever
 //      follows is closed on the loop when the runtime stops, even after a failed start;
 //   2. the components (their timers exist from here on);
-//   3. consumer groups created → own leftovers of a previous life claimed → the reader plans its
+//   3. this server holds its id (beat.lua, waiting up to dead_after + a beat for a crashed previous
+//      life's hold to lapse; a running server with the same id makes start() throw ServerIdInUse)
+//      -- off the loop, before any component runs;
+//   4. consumer groups created → own leftovers of a previous life claimed → the reader plans its
 //      shard groups (once the topology is ready) and reads: a read racing the recovery claim
 //      would make fresh deliveries look stale;
-//   4. meanwhile: heartbeat (beats now), reclaimer (looks for dead servers now), lease keeper,
+//   5. meanwhile: heartbeat (beats now), reclaimer (looks for dead servers now), lease keeper,
 //      janitor, promoter (promotes now), control listener (listens once the topology is ready);
-//   5. off the loop: the handler threads.
+//   6. off the loop: the handler threads.
 //
 // Stop order (shutdown(grace)):
 //   1. the heartbeat, promoter, reclaimer and janitor stop; the dispatcher starts no more
@@ -39,7 +42,9 @@
 //   3. then their cancel tokens fire (a run cut short goes back to the stream), and we wait for
 //      them to return, however long that takes;
 //   4. the lease keeper stops; outcome writes are waited for (bounded by the command timeout);
-//   5. the heartbeats are removed (ZREM P{Q}:servers, bounded likewise);
+//   5. the server leaves every queue's registry (leave.lua, bounded likewise): its entry goes when
+//      nothing of it is left pending, otherwise it stays as "departed" (score 0) so that peers
+//      take the leftovers at once rather than after their lease; its hold on its id is released;
 //   6. the runtime stops: the stop hook closes every component's timers and connections and the
 //      topology, and the loop ends;
 //   7. the handler threads are joined.
@@ -50,6 +55,8 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <thread>
+#include <algorithm>
 
 #include "core/clock.hpp"
 #include "core/log.hpp"
@@ -67,6 +74,7 @@
 #include "server/promoter.hpp"
 #include "server/reader.hpp"
 #include "server/reclaimer.hpp"
+#include "server/test_access.hpp"
 
 namespace streamfleet {
 inline namespace v1 {
@@ -137,7 +145,7 @@ struct Server::Impl {
     std::map<std::string, OutcomeHandler, std::less<>> handlers;  // by queue name
     // Built by start() in name order and never resized afterwards: components hold pointers.
     std::vector<QueueContext> queues;
-    SystemClock clock;
+    const Clock* clock = &SystemClock::instance();
     SeededRandom random;
     ServerCounters counters;
 
@@ -175,8 +183,41 @@ struct Server::Impl {
         });
         topo->start();
         ctx = std::make_unique<ServerContext>(
-            ServerContext{opts, *rt, *topo, clock, random, counters, opts.id});
+            ServerContext{opts, *rt, *topo, *clock, random, counters, opts.id});
         parts = std::make_unique<Parts>(*ctx, queues, [this] { publish(); });
+    }
+
+    // Off the loop, between start_on_loop() and run_on_loop(): beats until this server holds its
+    // id in every queue. A crashed previous life's hold lapses within dead_after of its last beat;
+    // a running server's never does. Redis not answering is no reason to refuse: the beats go on
+    // once it answers (and say so if the id turns out held).
+    void hold_id() {
+        using clock_t = std::chrono::steady_clock;
+        auto deadline = clock_t::now() + opts.dead_after + opts.heartbeat_interval + 250ms;
+        for (;;) {
+            auto beaten = std::make_shared<std::promise<Heartbeat::Beat>>();
+            auto fut = beaten->get_future();
+            rt->post([this, beaten] {
+                parts->heartbeat.tick([beaten](const Heartbeat::Beat& b) { beaten->set_value(b); });
+            });
+            if (fut.wait_for(opts.command_timeout + 1s) != std::future_status::ready) return;
+            auto beat = fut.get();
+            if (!beat.held) return;
+            auto now = clock_t::now();
+            if (now >= deadline) {
+                throw ServerIdInUse("server id '" + opts.id +
+                                    "' is in use: another server with this id is running");
+            }
+            auto lapse = std::chrono::milliseconds(std::max<std::int64_t>(beat.held_for_ms, 0));
+            auto pause = std::min({lapse + 20ms,
+                                   std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       deadline - now),
+                                   std::chrono::milliseconds(opts.heartbeat_interval)});
+            std::this_thread::sleep_for(std::max(pause, std::chrono::milliseconds(10)));
+        }
+    }
+
+    void run_on_loop() {
         auto& p = *parts;
         p.reader.create_groups([&p] { p.reclaimer.recover_own([&p] { p.reader.start(); }); });
         p.heartbeat.start();
@@ -278,6 +319,8 @@ void Server::start() {
         // Before any component runs: a command the user may not run fails here, named.
         if (auto st = check_permissions(*im.rt, im.opts, im.queues); !st) throw_error(st.error());
         im.rt->call([&im] { im.start_on_loop(); });
+        im.hold_id();
+        im.rt->call([&im] { im.run_on_loop(); });
     } catch (...) {
         // Nothing was started that needs a shutdown; leave a clean, unstarted server.
         im.rt->stop();
@@ -345,6 +388,19 @@ void Server::shutdown(std::chrono::milliseconds grace) {
     }
     im.state_cv.notify_all();
 }
+
+}  // namespace v1
+
+void detail::ServerTestAccess::set_clock(Server& server, const Clock& clock) {
+    server.impl_->clock = &clock;
+}
+
+void detail::ServerTestAccess::stop_heartbeat(Server& server) {
+    auto& im = *server.impl_;
+    im.rt->call([&im] { im.parts->heartbeat.stop(); });
+}
+
+inline namespace v1 {
 
 Server::Stats Server::stats() const {
     const auto& c = impl_->counters;

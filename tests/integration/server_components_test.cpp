@@ -162,6 +162,22 @@ long long integer(TestConn& c, std::vector<std::string> argv) {
     return c.cmd(std::move(argv)).value().integer();
 }
 
+// Redis's clock, which every beat and liveness check reads.
+std::int64_t redis_now_ms(TestConn& c) {
+    auto t = c.cmd({"TIME"}).value();
+    return std::stoll(std::string(t[0].str())) * 1000 + std::stoll(std::string(t[1].str())) / 1000;
+}
+
+// Makes entries look untouched for `ms` (their owner stays).
+void age(TestConn& c, const std::string& stream, const std::string& owner,
+         const std::vector<std::string>& ids, long long ms) {
+    for (const auto& id : ids) {
+        REQUIRE(c.cmd({"XCLAIM", stream, kGroup, owner, "0", id, "IDLE", std::to_string(ms),
+                       "JUSTID"})
+                    .ok());
+    }
+}
+
 // A one-node Redis Cluster holding every slot (the harness assigns them and
 // gives the bus a free port): each queue is a shard of its own.
 RedisServerOptions cluster_node() { return {.cluster = true}; }
@@ -200,22 +216,61 @@ TEST_CASE("promoter: one tick moves the tasks the clock says are due, and only t
     CHECK(integer(c, {"ZCARD", "streamfleet:{q}:delayed"}) == 0);
 }
 
-TEST_CASE("heartbeat: one tick writes the clock's time as this server's score") {
+TEST_CASE("heartbeat: beats carry Redis's clock, not the host's, and hold the server's id") {
     RedisServer rs;
     TestConn c(rs.url());
     Rig rig(rs, {}, {"a", "b"});
+    rig.clock.advance(-3'600'000);  // an hour behind: nothing may read it
     auto& heartbeat = rig.make<Heartbeat>(rig.queues());
-    rig.run([&](Done done) { heartbeat.tick(done); });
-    auto at = std::to_string(rig.clock.now_ms());
-    CHECK(c.cmd({"ZSCORE", "streamfleet:{a}:servers", "me"}).value().str() == at);
-    CHECK(c.cmd({"ZSCORE", "streamfleet:{b}:servers", "me"}).value().str() == at);
+    auto before = redis_now_ms(c);
+    Heartbeat::Beat beat;
+    rig.run([&](Done done) {
+        heartbeat.tick([&beat, done](const Heartbeat::Beat& b) {
+            beat = b;
+            done();
+        });
+    });
+    auto after = redis_now_ms(c);
+    CHECK_FALSE(beat.held);
+    CHECK_FALSE(beat.failed);
+    for (const auto* key : {"streamfleet:{a}:servers", "streamfleet:{b}:servers"}) {
+        auto score = std::stoll(std::string(c.cmd({"ZSCORE", key, "me"}).value().str()));
+        CHECK(score >= before);
+        CHECK(score <= after);
+    }
 
-    rig.clock.advance(1234);
-    rig.run([&](Done done) { heartbeat.tick(done); });
-    CHECK(c.cmd({"ZSCORE", "streamfleet:{a}:servers", "me"}).value().str() ==
-          std::to_string(rig.clock.now_ms()));
+    // A second life with the same id finds it held; the first keeps it.
+    Rig twin(rs, {}, {"a", "b"});
+    auto& other = twin.make<Heartbeat>(twin.queues());
+    twin.run([&](Done done) {
+        other.tick([&beat, done](const Heartbeat::Beat& b) {
+            beat = b;
+            done();
+        });
+    });
+    CHECK(beat.held);
+    CHECK(beat.held_for_ms > 0);
+    rig.run([&](Done done) {
+        heartbeat.tick([&beat, done](const Heartbeat::Beat& b) {
+            beat = b;
+            done();
+        });
+    });
+    CHECK_FALSE(beat.held);
+
+    // Leaving with an entry pending in {a}: departed there (score 0), gone from {b}.
+    deliver(c, "streamfleet:{a}", "me", 1);
     rig.run([&](Done done) { heartbeat.remove(done); });
-    CHECK(integer(c, {"ZCARD", "streamfleet:{a}:servers"}) == 0);
+    CHECK(c.cmd({"ZSCORE", "streamfleet:{a}:servers", "me"}).value().str() == "0");
+    CHECK(c.cmd({"ZSCORE", "streamfleet:{b}:servers", "me"}).value().is_nil());
+    // The hold is released: the twin may beat now.
+    twin.run([&](Done done) {
+        other.tick([&beat, done](const Heartbeat::Beat& b) {
+            beat = b;
+            done();
+        });
+    });
+    CHECK_FALSE(beat.held);
 }
 
 TEST_CASE("janitor: one tick removes clients silent past orphan_timeout and trims dead letters") {
@@ -284,11 +339,17 @@ TEST_CASE("reclaimer: one tick takes a dead server's pending entries and leaves 
     TestConn c(rs.url());
     Taken taken;
     Slots slots(8);
-    Rig rig(rs, {.heartbeat_interval = 1s, .lease = 30s, .dead_after = 3s});
+    Rig rig(rs,
+            {.read_block = 100ms, .heartbeat_interval = 500ms, .lease = 30s, .dead_after = 1s});
     const std::string s = "streamfleet:{q}";
-    auto now = rig.clock.now_ms();
+    auto now = redis_now_ms(c);
+    rig.clock.advance(60'000);  // the host's clock is not the one that counts
     auto of_dead = deliver(c, s, "dead", 2);
     auto of_live = deliver(c, s, "live", 2);
+    age(c, s, "dead", of_dead, 10'000);
+    age(c, s, "live", of_live, 10'000);
+    std::this_thread::sleep_for(1100ms);  // the dead consumer untouched for dead_after too
+    now = redis_now_ms(c);
     REQUIRE(c.cmd({"ZADD", "streamfleet:{q}:servers", std::to_string(now - 10'000), "dead",
                    std::to_string(now), "live"})
                 .ok());
@@ -304,7 +365,11 @@ TEST_CASE("reclaimer: one tick takes a dead server's pending entries and leaves 
         CHECK(slots.free() == 6);  // the claims hold their slots
     });
 
-    // Owning nothing any more, the dead server is forgotten on the next look.
+    // Owning nothing any more and reading nothing (idle past dead_after + read_block), the dead
+    // server is forgotten on the next look.
+    std::this_thread::sleep_for(1200ms);
+    REQUIRE(c.cmd({"ZADD", "streamfleet:{q}:servers", std::to_string(redis_now_ms(c)), "live"})
+                .ok());
     rig.run([&](Done done) { reclaimer.tick(done); });
     CHECK(c.cmd({"ZSCORE", "streamfleet:{q}:servers", "dead"}).value().is_nil());
     auto consumers = c.cmd({"XINFO", "CONSUMERS", s, kGroup}).value();
@@ -320,9 +385,11 @@ TEST_CASE("reclaimer: claims that overlap take a dead server's entry once") {
     TestConn c(rs.url());
     Taken taken;
     Slots slots(8);
-    Rig rig(rs, {.heartbeat_interval = 1s, .lease = 30s, .dead_after = 3s});
+    Rig rig(rs, {.heartbeat_interval = 500ms, .lease = 30s, .dead_after = 1s});
     auto of_dead = deliver(c, "streamfleet:{q}", "dead", 2);
-    REQUIRE(c.cmd({"ZADD", "streamfleet:{q}:servers", std::to_string(rig.clock.now_ms() - 10'000),
+    age(c, "streamfleet:{q}", "dead", of_dead, 10'000);
+    std::this_thread::sleep_for(1100ms);
+    REQUIRE(c.cmd({"ZADD", "streamfleet:{q}:servers", std::to_string(redis_now_ms(c) - 10'000),
                    "dead"})
                 .ok());
     auto& reclaimer = make_reclaimer(rig, slots, taken);
@@ -338,6 +405,100 @@ TEST_CASE("reclaimer: claims that overlap take a dead server's entry once") {
         CHECK(taken.accepted == 2);
         CHECK(slots.free() == 6);
     });
+}
+
+TEST_CASE("reclaimer: two servers racing for a dead server's 300 entries take each once") {
+    RedisServer rs;
+    TestConn c(rs.url());
+    const std::string s = "streamfleet:{q}";
+    constexpr int kEntries = 300;
+    auto of_dead = deliver(c, s, "dead", kEntries);
+    age(c, s, "dead", of_dead, 10'000);
+    std::this_thread::sleep_for(1100ms);
+    REQUIRE(c.cmd({"ZADD", "streamfleet:{q}:servers", std::to_string(redis_now_ms(c) - 10'000),
+                   "dead"})
+                .ok());
+    ServerOptions o{.concurrency = kEntries, .heartbeat_interval = 500ms, .dead_after = 1s};
+    o.id = "a";
+    Rig ra(rs, o);
+    o.id = "b";
+    Rig rb(rs, o);
+    Taken ta, tb;
+    Slots sa(kEntries), sb(kEntries);
+    // Both list the same entries before either claims: their slots are busy until both wait.
+    std::atomic<int> listed{0};
+    auto make = [&](Rig& rig, Slots& slots, Taken& taken) -> Reclaimer& {
+        return rig.make<Reclaimer>(
+            rig.queues(), slots, taken,
+            Reclaimer::Hooks{
+                .is_running = [](const QueueContext&, std::string_view) { return false; },
+                .need_slots = [&] { ++listed; },
+                .claimed = {},
+                .changed = {}});
+    };
+    auto& a = make(ra, sa, ta);
+    auto& b = make(rb, sb, tb);
+    ra.rt().call([&] { sa.take(kEntries); });
+    rb.rt().call([&] { sb.take(kEntries); });
+    std::promise<void> ga, gb;
+    ra.rt().post([&] { a.tick([&] { ga.set_value(); }); });
+    rb.rt().post([&] { b.tick([&] { gb.set_value(); }); });
+    REQUIRE(eventually([&] { return listed == 2; }, 10s));
+    ra.rt().post([&] {
+        sa.give(kEntries);
+        sa.run_waiter();
+    });
+    rb.rt().post([&] {
+        sb.give(kEntries);
+        sb.run_waiter();
+    });
+    REQUIRE(ga.get_future().wait_for(20s) == std::future_status::ready);
+    REQUIRE(gb.get_future().wait_for(20s) == std::future_status::ready);
+    std::map<std::string, int> runs;
+    ra.rt().call([&] {
+        for (const auto& [k, _] : ta.entries) ++runs[k];
+    });
+    rb.rt().call([&] {
+        for (const auto& [k, _] : tb.entries) ++runs[k];
+    });
+    int twice = 0, missing = 0;
+    for (const auto& id : of_dead) {
+        auto n = runs["q " + id];
+        twice += n > 1;
+        missing += n == 0;
+    }
+    MESSAGE("taken by a: " << ta.accepted << ", by b: " << tb.accepted);
+    CHECK(twice == 0);
+    CHECK(missing == 0);
+    CHECK(ta.accepted + tb.accepted == kEntries);
+}
+
+TEST_CASE("reclaimer: a server whose beat is stale but which still reads keeps its work") {
+    RedisServer rs;
+    TestConn c(rs.url());
+    const std::string s = "streamfleet:{q}";
+    auto mine = deliver(c, s, "quiet", 1);
+    age(c, s, "quiet", mine, 10'000);
+    REQUIRE(c.cmd({"ZADD", "streamfleet:{q}:servers", std::to_string(redis_now_ms(c) - 10'000),
+                   "quiet"})
+                .ok());
+    // It reads (an empty XREADGROUP touches its consumer), so it is not dead, whatever its beat.
+    REQUIRE(c.cmd({"XREADGROUP", "GROUP", kGroup, "quiet", "COUNT", "1", "STREAMS", s, ">"}).ok());
+    Taken taken;
+    Slots slots(8);
+    Rig rig(rs, {.read_block = 100ms, .heartbeat_interval = 500ms, .dead_after = 1s});
+    auto& reclaimer = make_reclaimer(rig, slots, taken);
+    rig.run([&](Done done) { reclaimer.tick(done); });
+    rig.rt().call([&] { CHECK(taken.accepted == 0); });
+    CHECK(pending_of(c, s)[mine[0]].owner == "quiet");
+    // Acked, it owns nothing: still it is not forgotten while it reads.
+    REQUIRE(c.cmd({"XACK", s, kGroup, mine[0]}).ok());
+    rig.run([&](Done done) { reclaimer.tick(done); });
+    CHECK_FALSE(c.cmd({"ZSCORE", "streamfleet:{q}:servers", "quiet"}).value().is_nil());
+    auto consumers = c.cmd({"XINFO", "CONSUMERS", s, kGroup}).value();
+    bool there = false;
+    for (std::size_t i = 0; i < consumers.size(); ++i) there |= consumers[i][1].str() == "quiet";
+    CHECK(there);
 }
 
 TEST_CASE("lease keeper: one tick renews only the running entries this server still owns") {
