@@ -179,6 +179,9 @@ void Dispatcher::run(JobPtr& job) {
             // A retry, return or redelivery of a task canceled meanwhile: it never runs again.
             job->canceled_in_record = true;
             job->outcome = Outcome::failure("canceled");
+        } else if (job->stop.stop_requested()) {
+            // The cancel request arrived while the record was read.
+            job->outcome = Outcome::failure("stopped before it started");
         } else {
             job->outcome = job->queue->handler(tc);
         }

@@ -270,6 +270,7 @@ TEST_CASE("a cancel sticks: a task canceled around a failed run never runs after
     std::condition_variable cv;
     std::map<std::string, int> runs;       // by task id
     std::map<std::string, int> after_ack;  // runs that started once its cancel had returned
+    std::map<std::string, int> again;      // of those, runs of a later retry than the one caught
     std::set<std::string> acked;
     std::deque<std::string> failing;  // first runs, about to fail: cancel these now
     std::vector<std::string> late;    // what the runs after an ack saw
@@ -280,6 +281,9 @@ TEST_CASE("a cancel sticks: a task canceled around a failed run never runs after
         {
             std::unique_lock lock(m);
             if (acked.count(id)) {
+                // Retries 0 and 1 may be the run the cancel caught (the test waits for the first
+                // to start; the second waits for the ack): only a later one is a run *again*.
+                if (t.retries() >= 2) ++again[id];
                 ++after_ack[id];
                 late.push_back("retries " + std::to_string(t.retries()) + ", deliveries " +
                                std::to_string(t.deliveries()) + ", canceled " +
@@ -336,9 +340,14 @@ TEST_CASE("a cancel sticks: a task canceled around a failed run never runs after
         CHECK(client.get("jobs", id).state == TaskState::canceled);
     }
     std::lock_guard lock(m);
-    int lost = 0;
-    for (const auto& [id, n] : after_ack) lost += n > 0;
+    int lost = 0, started_late = 0;
+    for (const auto& [id, n] : again) lost += n > 0;
+    for (const auto& [id, n] : after_ack) started_late += n > 0;
     MESSAGE("tasks run again after their cancel returned: " << lost << " of " << kTasks);
+    // The delivery a cancel caught in flight (read by the server just before the cancel, its
+    // handler starting a moment after cancel() returned) still starts, with its token fired at
+    // once; its outcome is canceled all the same. Reported, not counted as a run again.
+    MESSAGE("runs of the caught delivery that started after the ack: " << started_late);
     for (const auto& l : late) MESSAGE("a run after the ack: " << l);
     CHECK(lost == 0);
     CHECK(statuses[TaskStatus::canceled] == kTasks);
