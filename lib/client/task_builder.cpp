@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/scripts.hpp"
+#include "core/time_limits.hpp"
 #include "streamfleet/errors.hpp"
 
 namespace streamfleet::detail::client {
@@ -14,28 +15,49 @@ std::int64_t epoch_ms(std::chrono::system_clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
+std::string ms(std::int64_t v) { return std::to_string(v) + " ms"; }
+
+// A duration must be >= 0 and, added to `now`, stay at or before kMaxTimeMs; the message names the
+// field and the bound.
+void check_duration(const char* field, std::chrono::milliseconds d, std::int64_t now) {
+    if (d.count() < 0) throw InvalidArgument(std::string(field) + " is negative");
+    if (add_time(now, d.count()) < 0) {
+        throw InvalidArgument(std::string(field) + " is too large: " + ms(d.count()) +
+                              " from now is past 9999-12-31, the latest time a task may name");
+    }
+}
+
+void check_instant(const char* field, std::chrono::system_clock::time_point t) {
+    auto at = epoch_ms(t);
+    if (at <= 0) throw InvalidArgument(std::string(field) + " is not after the unix epoch");
+    if (at > kMaxTimeMs) {
+        throw InvalidArgument(std::string(field) + " is past 9999-12-31 (" + std::to_string(at) +
+                              " ms), the latest time a task may name");
+    }
+}
+
 // Every check runs before anything is computed, in one fixed order, so a task
 // with several bad fields is always refused for the same one.
-void validate(std::string_view data, const TaskOptions& o, std::size_t max_payload) {
+void validate(std::string_view data, const TaskOptions& o, std::size_t max_payload,
+              std::int64_t now) {
     if (data.size() > max_payload) {
         throw InvalidArgument("payload is " + std::to_string(data.size()) +
                               " bytes; max_payload_bytes is " + std::to_string(max_payload));
     }
-    if (o.retry_delay.count() < 0) throw InvalidArgument("retry_delay is negative");
-    if (o.expires_in.count() < 0) throw InvalidArgument("expires_in is negative");
-    if (o.delay.count() < 0) throw InvalidArgument("delay is negative");
-    if (o.run_timeout.count() < 0) throw InvalidArgument("run_timeout is negative");
-    if (o.backoff_max.count() < 0) throw InvalidArgument("backoff_max is negative");
-    if (o.run_at && epoch_ms(*o.run_at) <= 0) {
-        throw InvalidArgument("run_at is not after the unix epoch");
-    }
-    if (o.retention && o.retention->count() < 0) throw InvalidArgument("retention is negative");
+    // The server adds retry_delay (or the backoff's cap), run_timeout to its own later now; the
+    // bound keeps those sums far from overflowing too.
+    check_duration("retry_delay", o.retry_delay, now);
+    check_duration("expires_in", o.expires_in, now);
+    check_duration("delay", o.delay, now);
+    check_duration("run_timeout", o.run_timeout, now);
+    check_duration("backoff_max", o.backoff_max, now);
+    if (o.run_at) check_instant("run_at", *o.run_at);
+    if (o.retention) check_duration("retention", *o.retention, now);
     if (!o.unique_key.empty() && o.unique_ttl.count() <= 0) {
         throw InvalidArgument("unique_ttl must be positive when unique_key is set");
     }
-    if (o.expires_at && epoch_ms(*o.expires_at) <= 0) {
-        throw InvalidArgument("expires_at is not after the unix epoch");
-    }
+    check_duration("unique_ttl", o.unique_ttl, now);
+    if (o.expires_at) check_instant("expires_at", *o.expires_at);
 }
 
 BackoffKind kind_of(Backoff b) {
@@ -56,9 +78,9 @@ TaskBuilder::TaskBuilder(const ClientOptions& options, std::string client_id, co
     : options_(options), client_id_(std::move(client_id)), clock_(clock), ids_(clock) {}
 
 TaskMessage TaskBuilder::build(std::string_view data, const TaskOptions& o, bool tracked) {
-    validate(data, o, options_.max_payload_bytes);
-    TaskMessage m;
     const auto now = clock_.now_ms();
+    validate(data, o, options_.max_payload_bytes, now);
+    TaskMessage m;
     m.id = ids_.next();
     m.client_id = client_id_;
     m.data = std::string(data);

@@ -22,7 +22,8 @@ public:
     /// delay, run_at and expiry become absolute times. A due time already past
     /// runs at once, like no delay at all.
     /// @throws InvalidArgument naming the field (payload size, a negative
-    ///         duration, an instant before the epoch, unique_key without a ttl).
+    ///         duration, an instant before the epoch, a duration or instant
+    ///         that ends past 9999-12-31, unique_key without a ttl).
     TaskMessage build(std::string_view data, const TaskOptions& o, bool tracked);
 
     /// The options enqueue_many cannot apply to many tasks at once.

@@ -1,6 +1,8 @@
 // TaskOps: the client's calls that wait for Redis: cancel, get, and claiming a uniqueness key.
 #include "client/task_ops.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <map>
 
@@ -85,10 +87,28 @@ TaskInfo TaskOps::get(std::string_view queue, std::string_view id) {
     return info;
 }
 
+// The claim is idempotent by task id (lib/scripts/unique_claim.lua), so a claim whose reply was lost
+// (Redis answered after our timeout, or the link dropped after the command left) is sent again
+// for the same task until Redis answers, for a few command timeouts. Without that the key stayed
+// held by a task that never existed and the caller's retry was refused as a duplicate of it. If
+// Redis stays silent, the key is given back when possible and the error goes to the caller.
 void TaskOps::claim_unique(const QueueKeys& keys, const TaskMessage& m,
                            std::chrono::milliseconds ttl) {
-    auto reply =
-        r::call(ctx_.rt, ctx_.topo, calls::unique_claim(keys, m.unique, m.id, ttl.count())).value();
+    auto call = calls::unique_claim(keys, m.unique, m.id, ttl.count());
+    auto until = std::chrono::steady_clock::now() +
+                 std::max<std::chrono::milliseconds>(4 * ctx_.options.command_timeout,
+                                                     std::chrono::seconds(2));
+    auto res = r::call(ctx_.rt, ctx_.topo, call);
+    while (!res.ok() && res.error().is_transient() && std::chrono::steady_clock::now() < until) {
+        log().debug("client {}: claim of unique_key '{}' for {} unanswered ({}); sending it again",
+                    ctx_.id, m.unique, m.id, res.error().message());
+        res = r::call(ctx_.rt, ctx_.topo, call);
+    }
+    if (!res.ok()) {
+        if (res.error().is_transient()) release_unique(keys, m);
+        throw_error(res.error());
+    }
+    const auto& reply = *res;
     if (reply.size() >= 1 && reply[0].integer() == 1) return;
     std::string holder =
         reply.size() >= 2 && reply[1].is_string() ? std::string(reply[1].str()) : "";

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "core/time_limits.hpp"
 #include "core/wire.hpp"
 
 namespace streamfleet::detail {
@@ -38,9 +39,12 @@ inline constexpr std::int64_t kDefaultBackoffMaxMs = 3'600'000;
 /// exceeds `cap` (0 = kDefaultBackoffMaxMs). Saturates instead of overflowing.
 inline std::int64_t retry_delay_ms(std::optional<BackoffKind> kind, std::int64_t base,
                                    std::int64_t cap, std::uint32_t retries, std::uint64_t random) {
-    base = std::max<std::int64_t>(base, 0);
+    // Never past kMaxTimeMs, so the caller's now + delay cannot overflow, whatever another
+    // implementation wrote into the task.
+    base = std::clamp<std::int64_t>(base, 0, kMaxTimeMs);
     if (!kind) return base;
     if (cap <= 0) cap = kDefaultBackoffMaxMs;
+    cap = std::min(cap, kMaxTimeMs);
     switch (*kind) {
         case BackoffKind::fixed:
             return std::min(base, cap);

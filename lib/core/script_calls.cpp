@@ -41,7 +41,8 @@ ScriptCall get(const QueueKeys& k, std::string_view task_id) {
 
 ScriptCall promote(const QueueKeys& k, std::int64_t now_ms, std::int64_t limit) {
     ScriptCall c(scripts::promote);
-    c.key(k.delayed()).key(k.stream()).key(k.task_prefix()).arg(now_ms).arg(limit);
+    c.key(k.delayed()).key(k.stream()).key(k.task_prefix()).key(k.dead());
+    c.arg(now_ms).arg(limit);
     return c;
 }
 

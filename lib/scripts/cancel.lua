@@ -4,12 +4,19 @@
 -- ARGV[1] now ms   ARGV[2] server group   ARGV[3] task id
 -- Returns {'unknown'}; {'delayed'|'ready', notify id} when the task was
 -- removed before any server had it; {'active', ''} when servers were asked
--- to stop it (the one running it sends the notification); {'finished',
--- state} when it was too late.
+-- to stop it (the one running it, or whichever would run it next, sends the
+-- notification); {'finished', state} when it was too late.
 --
 -- Atomic because a task moves between the set, the stream and the group's
 -- PEL: checked and removed in one step it cannot both run and be reported
 -- canceled.
+--
+-- A cancel of a running task sticks: besides the request on P{Q}:cancels
+-- (heard only by servers running it at that instant) the record keeps a
+-- `cancel` field (the time asked). move.lua then finalises a retry or a
+-- return as canceled instead, promote.lua a delayed one, and a server that
+-- is delivered the entry again (after a crash) checks it before running.
+-- Tasks without a record cannot be canceled (the caller gets 'unknown').
 
 -- Delivered = in the group's PEL; no group yet (no server ever started) means
 -- nothing was delivered.
@@ -40,6 +47,7 @@ if st == 'ready' then
     canceled()
     return {'ready', h[4] or ''}
   end
+  redis.call('HSET', KEYS[1], 'cancel', ARGV[1])
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000, '*', 'id', ARGV[3])
   return {'active', ''}
 end

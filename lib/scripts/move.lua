@@ -11,7 +11,8 @@
 --         P{Q}) | 'dead' (xadd to P{Q}:dead)
 -- ARGV[5] now ms   ARGV[6] error   ARGV[7] retries   ARGV[8] retention ms
 -- ARGV[9..] the XADD field/value pairs | score, member
--- Returns 1, or 0 when the entry was no longer pending (already moved).
+-- Returns 1, or 0 when the entry was no longer pending (already moved), or 2
+-- when the task was finalised as canceled instead (below).
 --
 -- Atomic and ordered: the task is written first and the entry acked only
 -- after. redis.call raises on any error, which ends the script before the
@@ -21,6 +22,54 @@
 -- A resend after a lost reply must not write the task twice: act only while
 -- the entry is still pending.
 if #redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then return 0 end
+local st = ARGV[4]
+
+-- A cancel that reached the task while it ran is kept in its record
+-- (cancel.lua); the run may have ended before its server heard of it. A task
+-- that would run again (a retry, or a return to the stream) ends canceled
+-- here instead; the caller notifies its client.
+if (st == 'ready' or st == 'failed') and redis.call('HEXISTS', KEYS[4], 'cancel') == 1 then
+  redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+  redis.call('XDEL', KEYS[2], ARGV[2])
+  local ttl = tonumber(redis.call('HGET', KEYS[4], 'retention') or ARGV[8])
+  if ttl == 0 then
+    redis.call('DEL', KEYS[4])
+  else
+    redis.call('HSET', KEYS[4], 'state', 'canceled', 'updated', ARGV[5], 'finished', ARGV[5],
+               'error', ARGV[6], 'retries', ARGV[7])
+    redis.call('HDEL', KEYS[4], 'entry', 'member', 'run_at')
+    redis.call('PEXPIRE', KEYS[4], ttl)
+  end
+  return 2
+end
+
+-- An entry's fields as XADD arguments. A task has a few dozen fields at most,
+-- but an entry read as it was (a malformed one being dead-lettered, a return)
+-- may have any number, and unpack() of more values than Lua's stack holds
+-- fails the script, which left such an entry pending and redelivered forever.
+-- Past kMaxValues only a prefix is kept, and x_error says how much was dropped.
+local kMaxValues = 2000
+local function fields()
+  local n = #ARGV - 8
+  if n <= kMaxValues then return ARGV, 9, #ARGV end
+  local f, err, total = {}, nil, 0
+  for i = 9, #ARGV - 1, 2 do
+    if ARGV[i] == 'x_error' then
+      err = ARGV[i + 1]
+    else
+      total = total + 1
+      if #f < kMaxValues - 2 then
+        f[#f + 1] = ARGV[i]
+        f[#f + 1] = ARGV[i + 1]
+      end
+    end
+  end
+  local note = 'entry had ' .. total .. ' fields; only the first ' .. (#f / 2) .. ' are kept'
+  f[#f + 1] = 'x_error'
+  f[#f + 1] = err and (err .. ' (' .. note .. ')') or note
+  return f, 1, #f
+end
+
 local eid
 if ARGV[3] == 'zadd' then
   redis.call('ZADD', KEYS[1], ARGV[9], ARGV[10])
@@ -28,11 +77,11 @@ if ARGV[3] == 'zadd' then
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100, '*', 'due', ARGV[9])
   end
 else
-  eid = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 9))
+  local f, i, j = fields()
+  eid = redis.call('XADD', KEYS[1], '*', unpack(f, i, j))
 end
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[2], ARGV[2])
-local st = ARGV[4]
 if st ~= '' then
   redis.call('HSET', KEYS[4], 'state', st, 'updated', ARGV[5], 'error', ARGV[6], 'retries', ARGV[7])
   if st == 'failed' then

@@ -3,6 +3,7 @@
 #include "server/dispatcher.hpp"
 
 #include "core/log.hpp"
+#include "redis/sync.hpp"
 
 namespace streamfleet {
 inline namespace v1 {
@@ -22,6 +23,19 @@ std::optional<std::chrono::system_clock::time_point> TaskContext::deadline() con
 }  // namespace streamfleet
 
 namespace streamfleet::detail {
+
+namespace {
+
+// How long a cancel heard is remembered for entries delivered later, and how many at most. A
+// redelivery after that is caught by the record check in accept().
+constexpr std::int64_t kRememberCancelMs = 10 * 60 * 1000;
+constexpr std::size_t kRememberCancels = 100'000;
+
+std::string cancel_key(const QueueContext& q, std::string_view task_id) {
+    return std::to_string(q.index) + ":" + std::string(task_id);
+}
+
+}  // namespace
 
 Dispatcher::Dispatcher(ServerContext& ctx, Slots& slots, OutcomeWriter& writer, Hooks hooks)
     : ctx_(ctx), slots_(slots), writer_(writer), hooks_(std::move(hooks)) {}
@@ -75,6 +89,11 @@ bool Dispatcher::accept(QueueContext& q, const std::shared_ptr<const redis::Repl
         writer_.returned(*job);
         return false;
     }
+    if (job->msg.state && remembered_cancel(q, job->msg.id)) {
+        // Its cancel came before its entry (the read's reply and the cancel race on two links).
+        writer_.canceled(*job);
+        return false;
+    }
     if (job->msg.expires_ts != 0 && ctx_.clock.now_ms() > job->msg.expires_ts) {
         writer_.expired(*job);
         return false;
@@ -97,6 +116,21 @@ bool Dispatcher::accept(QueueContext& q, const std::shared_ptr<const redis::Repl
     return true;
 }
 
+bool Dispatcher::remembered_cancel(const QueueContext& q, const std::string& task_id) {
+    return !canceled_.empty() && canceled_.count(cancel_key(q, task_id)) != 0;
+}
+
+// Handler thread. A cancel that reached the task since this entry was written is in its record
+// (cancel.lua); the cancel request itself may not have reached this server yet, and may even
+// predate this server. Asked right before the run starts, so a cancel acknowledged earlier is
+// always seen. First runs skip it (nothing can have been canceled before the entry was read and
+// the request not be remembered yet); a failed check runs the task: at-least-once comes first.
+bool Dispatcher::canceled_in_record(const Job& job) {
+    auto key = job.queue->keys.task(job.msg.id);
+    auto res = redis::call(ctx_.rt, ctx_.topo, key, {"HEXISTS", key, "cancel"});
+    return res.ok() && res->as_integer().value_or(0) == 1;
+}
+
 void Dispatcher::dispatch() { pool_.push(to_run_); }
 
 std::vector<std::string> Dispatcher::running_entries(const QueueContext& q) const {
@@ -115,6 +149,15 @@ bool Dispatcher::is_running(const QueueContext& q, std::string_view entry_id) co
 }
 
 void Dispatcher::cancel(const QueueContext& q, std::string_view task_id) {
+    auto now = ctx_.clock.now_ms();
+    while (!canceled_order_.empty() && (canceled_order_.front().first < now - kRememberCancelMs ||
+                                        canceled_order_.size() >= kRememberCancels)) {
+        canceled_.erase(canceled_order_.front().second);
+        canceled_order_.pop_front();
+    }
+    if (auto key = cancel_key(q, task_id); canceled_.insert(key).second) {
+        canceled_order_.emplace_back(now, std::move(key));
+    }
     for (auto& [_, job] : running_) {
         if (job->queue == &q && job->msg.id == task_id && !job->canceled) {
             log().info("server {}: canceling running task {}", ctx_.consumer, task_id);
@@ -127,7 +170,21 @@ void Dispatcher::cancel(const QueueContext& q, std::string_view task_id) {
 void Dispatcher::run(JobPtr& job) {
     TaskContext tc(job->ctx);
     try {
-        job->outcome = job->queue->handler(tc);
+        // Canceled, timed out or interrupted while it waited for a thread: finish() decides the
+        // outcome from those flags; the handler never starts.
+        if (job->stop.stop_requested()) {
+            job->outcome = Outcome::failure("stopped before it started");
+        } else if (job->msg.state && (job->msg.retries > 0 || job->ctx.deliveries > 1) &&
+                   canceled_in_record(*job)) {
+            // A retry, return or redelivery of a task canceled meanwhile: it never runs again.
+            job->canceled_in_record = true;
+            job->outcome = Outcome::failure("canceled");
+        } else if (job->stop.stop_requested()) {
+            // The cancel request arrived while the record was read.
+            job->outcome = Outcome::failure("stopped before it started");
+        } else {
+            job->outcome = job->queue->handler(tc);
+        }
     } catch (const std::exception& e) {
         job->outcome = Outcome::failure(e.what());
     } catch (...) {
@@ -161,7 +218,7 @@ void Dispatcher::finish(const JobPtr& job) {
     running_.erase(job.get());
     slots_.give(1);
     job->run_timer.reset();
-    if (job->canceled && !job->interrupted) {
+    if ((job->canceled || job->canceled_in_record) && !job->interrupted) {
         // Canceled while it ran: whatever the handler returned, the caller of cancel() was told
         // the run would stop.
         writer_.canceled(*job);

@@ -7,12 +7,16 @@
 // never blocks the loop: handlers run on the pool's threads and their results come back in batches.
 
 #include <cstddef>
+#include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "runtime/handler_pool.hpp"
@@ -55,7 +59,9 @@ public:
     /// Entry ids of `q` that this server holds (for the lease keeper).
     std::vector<std::string> running_entries(const QueueContext& q) const;
     bool is_running(const QueueContext& q, std::string_view entry_id) const;
-    /// Client::cancel() reached this server: stop the run of task `task_id` of `q`, if held here.
+    /// Client::cancel() reached this server: stop the run of task `task_id` of `q`, if held here,
+    /// and remember it for a while, in case its entry is delivered here later (a read answered
+    /// before the cancel, a redelivery): it is then finalised as canceled without running.
     void cancel(const QueueContext& q, std::string_view task_id);
     /// True on one of this dispatcher's handler threads. Any thread.
     bool on_handler_thread() const noexcept { return pool_.on_own_thread(); }
@@ -65,6 +71,8 @@ private:
 
     void run(JobPtr& job);  // handler thread
     void finish(const JobPtr& job);
+    bool remembered_cancel(const QueueContext& q, const std::string& task_id);
+    bool canceled_in_record(const Job& job);  // handler thread
 
     ServerContext& ctx_;
     Slots& slots_;
@@ -72,6 +80,9 @@ private:
     Hooks hooks_;
     bool stopped_ = false;
     std::unordered_map<Job*, JobPtr> running_;  // accepted, not finished
+    // Cancels heard lately, by queue index + task id, oldest first (loop thread).
+    std::unordered_set<std::string> canceled_;
+    std::deque<std::pair<std::int64_t, std::string>> canceled_order_;
 
     // Accepted jobs of one read go to the pool in one push; finished ones come back through
     // done_, which wakes the loop once per batch, not per job.

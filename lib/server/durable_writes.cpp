@@ -31,6 +31,15 @@ void DurableWrites::write(ScriptCall call, std::string what, Done then) {
         Write{std::move(route), {}, std::move(what), std::move(call), std::move(then)}));
 }
 
+void DurableWrites::write(ScriptCall call, std::string what,
+                          std::function<void(const r::Reply&)> then) {
+    ++outstanding_;
+    auto route = std::string(call.route_key());
+    auto w = std::make_shared<Write>(Write{std::move(route), {}, std::move(what), std::move(call)});
+    w->then_reply = std::move(then);
+    send(std::move(w));
+}
+
 void DurableWrites::resend() {
     auto batch = std::move(kept_);
     kept_.clear();
@@ -62,6 +71,8 @@ void DurableWrites::send(std::shared_ptr<Write> w) {
             log().error("server {}: {} failed: {}", ctx_.consumer, w->what, e.message());
         } else if (w->then) {
             w->then();  // before the count drops, so outstanding() never reads 0 in between
+        } else if (w->then_reply) {
+            w->then_reply(*res);
         }
         --outstanding_;
         if (changed_) changed_();

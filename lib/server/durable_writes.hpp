@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/scripts.hpp"
+#include "redis/reply.hpp"
 #include "server/context.hpp"
 
 namespace streamfleet::detail {
@@ -29,6 +30,8 @@ public:
     void write(std::vector<std::string> argv, std::string what);
     /// A script call; `then` runs once Redis has run it (never when it was refused).
     void write(ScriptCall call, std::string what, Done then = {});
+    /// A script call whose reply matters: `then` gets it once Redis has run it.
+    void write(ScriptCall call, std::string what, std::function<void(const redis::Reply&)> then);
     /// Resends every kept write now.
     void resend();
     /// Closes the resend timer; kept writes are given up. Loop thread; idempotent.
@@ -44,6 +47,7 @@ private:
         std::string what;
         std::optional<ScriptCall> script{};
         Done then{};
+        std::function<void(const redis::Reply&)> then_reply{};
     };
 
     void send(std::shared_ptr<Write> w);

@@ -51,6 +51,7 @@ struct Job {
     bool interrupted = false;          // canceled by shutdown
     bool timed_out = false;            // ran past the task's x_timeout
     bool canceled = false;             // Client::cancel() asked for it while it ran
+    bool canceled_in_record = false;   // handler thread, before the run: its record says canceled
     std::unique_ptr<Timer> run_timer;  // loop thread; set when x_timeout is
 };
 

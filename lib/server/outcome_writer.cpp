@@ -53,6 +53,20 @@ void OutcomeWriter::move(const Job& job, const std::string& dest, calls::Move::T
                   .error = sc.error,
                   .retries = sc.retries,
                   .retention_ms = tracked ? retention_of(*sc.msg) : 0};
+    if (tracked && (sc.state == "ready" || sc.state == "failed")) {
+        // The task would run again: move.lua ends it canceled instead (reply 2) when a cancel
+        // reached it while it ran, and then its client hears that rather than `note`.
+        writes_.write(calls::move(job.queue->keys, m), std::move(what),
+                      [this, note = std::move(note), canceled = notification(
+                                                         *sc.msg, NotificationType::canceled, {})](
+                          const redis::Reply& reply) {
+                          bool was_canceled = reply.as_integer().value_or(0) == 2;
+                          if (was_canceled) ++ctx_.counters.canceled;
+                          const Argv& n = was_canceled ? canceled : note;
+                          if (!n.empty()) writes_.write(n, "notification");
+                      });
+        return;
+    }
     Done then;
     if (!note.empty())
         then = [this, note = std::move(note)] { writes_.write(note, "notification"); };

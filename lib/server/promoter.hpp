@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "redis/reply.hpp"
 #include "server/context.hpp"
 
 namespace streamfleet::detail {
@@ -37,6 +38,7 @@ private:
 
     void promote(PerQueue& pq, Done done);
     void arm(PerQueue& pq, std::int64_t due);
+    void notify_canceled(const redis::Reply& list);
 
     ServerContext& ctx_;
     bool stopped_ = false;

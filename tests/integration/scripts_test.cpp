@@ -374,6 +374,10 @@ void check_unique_claim(Env& e) {
     CHECK(e.ok(calls::unique_claim(e.k, "order:1", "t2", 600'000)) == A({I(0), S("t1")}));
     CHECK(e.cmd({"GET", key}).str() == "t1");
     CHECK(e.pttl(key) <= 60'000);
+    // The holder claiming again (a resend after a lost reply) succeeds, and changes nothing.
+    CHECK(e.ok(calls::unique_claim(e.k, "order:1", "t1", 600'000)) == A({I(1)}));
+    CHECK(e.cmd({"GET", key}).str() == "t1");
+    CHECK(e.pttl(key) <= 60'000);
     // Another key is free on its own.
     CHECK(e.ok(calls::unique_claim(e.k, "order:2", "t3", 60'000)) == A({I(1)}));
 
@@ -487,6 +491,8 @@ void check_cancel(Env& e) {
         CHECK(e.ok(calls::cancel(e.k, id, now)) == row.want);
         auto want_record = row.canceled && row.want_ttl != 0 ? canceled(before) : before;
         if (row.want_ttl == 0) want_record.clear();
+        // A cancel of a running task sticks: the record keeps when it was asked.
+        if (row.want_cancels == 1) want_record["cancel"] = std::to_string(now);
         CHECK(show(e.hash(e.k.task(id))) == show(want_record));
         auto ttl = e.pttl(e.k.task(id));
         if (row.want_ttl > 0) {
@@ -583,7 +589,8 @@ void check_promote(Env& e) {
             if (t.tracked) e.hset(e.k.task(t.id), delayed_record(t.id, t.due));
         }
         auto moved = static_cast<long long>(row.moved.size());
-        CHECK(e.ok(calls::promote(e.k, row.now, row.limit)) == A({I(moved), I(row.next)}));
+        CHECK(e.ok(calls::promote(e.k, row.now, row.limit)) ==
+              A({I(moved), I(row.next), I(0), A(Flat{})}));
 
         auto [ids, entries] = e.xrange(e.k.stream());
         REQUIRE(ids.size() == row.moved.size());
@@ -734,6 +741,126 @@ void check_move(Env& e) {
         }
         CHECK_FALSE(e.exists(e.k.task_prefix()));  // KEYS[4] without a record: never written
     }
+}
+
+// Members that are not a task are dead-lettered with their bytes; a task whose record carries a
+// cancel is finalised canceled (its id and client returned); the rest are promoted as usual.
+void check_promote_bad_and_canceled(Env& e) {
+    const std::string not_msgpack("\xc1 not msgpack", 13);
+    const std::string odd = encode_msgpack(Flat{"id", "x", "data"});
+    const std::string trailing = encode_msgpack(Flat{"id", "y"}) + "zz";
+    const std::string not_strings("\x92\x01\x02", 3);
+    Flat wide;
+    for (int i = 0; i < 1001; ++i) wide.insert(wide.end(), {"f" + std::to_string(i), "v"});
+    const std::string too_wide = encode_msgpack(wide);
+    const std::string bad[] = {not_msgpack, odd, trailing, not_strings, too_wide};
+    for (const auto& b : bad) e.cmd({"ZADD", e.k.delayed(), std::to_string(kNow + 1), b});
+    e.cmd({"ZADD", e.k.delayed(), std::to_string(kNow + 2), member("good")});
+    e.hset(e.k.task("good"), delayed_record("good", kNow + 2));
+    e.cmd({"ZADD", e.k.delayed(), std::to_string(kNow + 3), member("gone")});
+    e.hset(e.k.task("gone"),
+           with(delayed_record("gone", kNow + 3), {{"cancel", std::to_string(kNow)}}));
+    e.cmd({"ZADD", e.k.delayed(), std::to_string(kNow + 9000), member("later")});
+
+    CHECK(e.ok(calls::promote(e.k, kNow + 100, 100)) ==
+          A({I(7), I(kNow + 9000), I(5), A(Flat{"gone", "client-1"})}));
+    auto [ids, entries] = e.xrange(e.k.stream());
+    REQUIRE(ids.size() == 1);
+    CHECK(show(entries[0]) == show(task_fields("good", true)));
+    auto dead = e.stream(e.k.dead());
+    REQUIRE(dead.size() == 5);
+    std::map<std::string, std::string> errors;  // raw bytes → x_error
+    for (const auto& d : dead) {
+        REQUIRE(d.size() == 4);
+        CHECK(d[0] == "x_raw");
+        CHECK(d[2] == "x_error");
+        errors[d[1]] = d[3];
+    }
+    for (const auto& b : bad) {
+        CAPTURE(escaped(b));
+        REQUIRE(errors.count(b));
+        CHECK(errors[b].starts_with("malformed delayed member: "));
+    }
+    CHECK(errors[too_wide].find("2002 values") != std::string::npos);
+    CHECK(e.hash(e.k.task("gone"))["state"] == "canceled");
+    CHECK(e.hash(e.k.task("gone"))["finished"] == std::to_string(kNow + 100));
+    CHECK(e.pttl(e.k.task("gone")) > 0);
+    CHECK(show(e.zset(e.k.delayed())) == show(Zset{{member("later"), kNow + 9000}}));
+}
+
+// A task canceled while it ran: its retry or return ends canceled (reply 2) and its entry is
+// acked; a dead letter is written as usual.
+void check_move_canceled(Env& e) {
+    const std::string id = "t1";
+    const auto now = kNow + 50;
+    const Flat payload = {"id", id, "data", "payload-t1", "retries", "1"};
+    const std::vector<std::string_view> fields(payload.begin(), payload.end());
+    const std::string due = std::to_string(kNow + 1500);
+    const auto m = member(id);
+    const std::vector<std::string_view> retry = {due, m};
+    struct Row {
+        const char* what;
+        bool delayed;
+        std::string_view state;
+        long long want;
+    };
+    const Row rows[] = {{"a delayed retry", true, "failed", 2},
+                        {"a retry or return to the stream", false, "ready", 2},
+                        {"a dead letter", false, "dead", 1}};
+    for (const auto& row : rows) {
+        CAPTURE(row.what);
+        e.flush();
+        e.create_group();
+        const auto entry = e.xadd(e.k.stream(), task_fields(id, true));
+        REQUIRE(e.deliver("w1") == Flat{entry});
+        e.hset(e.k.task(id), with(ready_record(entry), {{"cancel", std::to_string(kNow)}}));
+        calls::Move mv{.dest = row.delayed               ? e.k.delayed()
+                               : row.state == "dead" ? e.k.dead()
+                                                     : e.k.stream(),
+                       .to = row.delayed ? calls::Move::To::delayed : calls::Move::To::stream,
+                       .entry_id = entry,
+                       .payload = row.delayed ? std::span(retry) : std::span(fields),
+                       .task_id = id,
+                       .state = row.state,
+                       .now_ms = now,
+                       .error = "boom",
+                       .retries = 1,
+                       .retention_ms = 5000};
+        CHECK(e.ok(calls::move(e.k, mv)) == I(row.want));
+        CHECK(e.pel().empty());
+        auto rec = e.hash(e.k.task(id));
+        CHECK(rec["state"] == (row.want == 2 ? "canceled" : "dead"));
+        CHECK(e.zset(e.k.delayed()).empty());
+        CHECK(e.stream(e.k.stream()).empty());
+        CHECK(e.stream(e.k.dead()).size() == (row.want == 2 ? 0u : 1u));
+        CHECK(e.pttl(e.k.task(id)) > 0);
+    }
+}
+
+// An entry wider than a Lua call can unpack is written as a bounded prefix plus an x_error that
+// counts what was dropped (the x_error it had is kept in front).
+void check_move_wide(Env& e) {
+    e.create_group();
+    Flat wide;
+    for (int i = 0; i < 10'000; ++i) wide.insert(wide.end(), {"f" + std::to_string(i), "v"});
+    const auto entry = e.xadd(e.k.stream(), wide);
+    REQUIRE(e.deliver("w1") == Flat{entry});
+    Flat payload = wide;
+    payload.insert(payload.end(), {"x_error", "malformed entry: missing field 'id'"});
+    const std::vector<std::string_view> fields(payload.begin(), payload.end());
+    calls::Move mv{.dest = e.k.dead(), .entry_id = entry, .payload = fields, .now_ms = kNow};
+    CHECK(e.ok(calls::move(e.k, mv)) == I(1));
+    CHECK(e.pel().empty());
+    auto dead = e.stream(e.k.dead());
+    REQUIRE(dead.size() == 1);
+    const auto& d = dead[0];
+    REQUIRE(d.size() == 2000);
+    CHECK(d[0] == "f0");
+    CHECK(d[1996] == "f998");
+    CHECK(d[1998] == "x_error");
+    CHECK(d[1999] ==
+          "malformed entry: missing field 'id' (entry had 10000 fields; only the first 999 are "
+          "kept)");
 }
 
 void check_keep(Env& e) {
@@ -890,6 +1017,9 @@ const Scenario kScenarios[] = {
     {"get", check_get},
     {"promote", check_promote},
     {"move", check_move},
+    {"promote: bad members, canceled tasks", check_promote_bad_and_canceled},
+    {"move: canceled tasks", check_move_canceled},
+    {"move: wide entries", check_move_wide},
     {"keep", check_keep},
     {"finish", check_finish},
     {"requeue_dead", check_requeue_dead},
@@ -928,6 +1058,13 @@ TEST_CASE("promote moves only due members and updates tracked records") {
     run_alone(check_promote);
 }
 TEST_CASE("move writes first, acks after, and does nothing on a resend") { run_alone(check_move); }
+TEST_CASE("promote dead-letters members that are not tasks and finalises canceled ones") {
+    run_alone(check_promote_bad_and_canceled);
+}
+TEST_CASE("move finalises a retry of a task canceled while it ran") {
+    run_alone(check_move_canceled);
+}
+TEST_CASE("move keeps a bounded prefix of an entry too wide for Lua") { run_alone(check_move_wide); }
 TEST_CASE("keep renews only the entries the consumer owns") { run_alone(check_keep); }
 // An entry still in the PEL but deleted from the stream (XDEL by hand;
 // streamfleet itself acks before it deletes) is dropped from the PEL by
