@@ -43,6 +43,7 @@ extern const Script move;            // write a task elsewhere, then ack its ent
 extern const Script keep;            // renew the leases this server still owns
 extern const Script forget;          // drop a dead server that owns nothing
 extern const Script finish;          // final states of one turn's finished tasks
+extern const Script notify;          // a notification, only to a stream that exists
 extern const Script requeue_dead;    // dead letters → the stream, retries reset
 extern const Script purge_dead;      // delete every dead letter
 }  // namespace scripts

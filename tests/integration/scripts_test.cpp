@@ -62,7 +62,7 @@ const Script* const kAllScripts[] = {
     &scripts::enqueue, &scripts::schedule, &scripts::unique_claim, &scripts::unique_release,
     &scripts::cancel,  &scripts::get,      &scripts::promote,      &scripts::move,
     &scripts::keep,    &scripts::finish,   &scripts::requeue_dead, &scripts::purge_dead,
-    &scripts::forget,
+    &scripts::forget,  &scripts::notify,
 };
 
 Reply S(std::string_view s) { return Reply::string(std::string(s)); }
