@@ -57,6 +57,8 @@ ServerOptions server_opts(const RedisServer& rs, std::string id) {
 }  // namespace
 
 TEST_CASE("OOM while tasks finish: every outcome is written before its ack, nothing runs twice") {
+    // Completions (with and without state records, tracked or not), retries and dead letters,
+    // all finishing while Redis is out of memory.
     RedisServer rs;
     TestConn admin(rs.url());
     REQUIRE(admin.cmd({"CONFIG", "SET", "maxmemory-policy", "noeviction"}).ok());
@@ -66,11 +68,16 @@ TEST_CASE("OOM while tasks finish: every outcome is written before its ack, noth
     std::mutex seen_m;
     std::map<std::string, std::vector<TaskStatus>> resolved;  // by task id
     std::atomic<bool> squeezed{false};
-    auto handler = [&](TaskContext& t) {
+    auto handler = [&](TaskContext& t) -> Outcome {
         // Every run finishes while Redis refuses writes.
         while (!squeezed) std::this_thread::sleep_for(2ms);
         std::this_thread::sleep_for(20ms);
         runs.add(t.data());
+        // The flaky ones fail their first run: the retry (move.lua) meets the refusal too.
+        if (t.data().starts_with("flaky") && t.retries() == 0) return Outcome::failure("flaky");
+        // The doomed ones are dead-lettered (move.lua, then the notification).
+        if (t.data().starts_with("doomed")) return Outcome::dead("doomed");
+        return Outcome::success();
     };
     Server a(server_opts(rs, "oom-a"));
     Server b(server_opts(rs, "oom-b"));
@@ -83,7 +90,7 @@ TEST_CASE("OOM while tasks finish: every outcome is written before its ack, noth
     // notification is the only trace of the outcome.
     Client with_state({.redis = rs.url()}, {"jobs"});
     Client without_state({.redis = rs.url(), .track_state = false}, {"jobs"});
-    constexpr int kTracked = 30, kPlain = 10, kBare = 10;
+    constexpr int kTracked = 30, kPlain = 10, kBare = 10, kFlaky = 10, kDoomed = 5;
     std::vector<TaskHandle> handles;
     std::vector<std::string> recorded;  // ids with a state record
     std::map<std::string, std::string> data_of;
@@ -106,12 +113,25 @@ TEST_CASE("OOM while tasks finish: every outcome is written before its ack, noth
         recorded.push_back(id);
         data_of[id] = d;
     }
+    for (int i = 0; i < kFlaky; ++i) {
+        auto d = "flaky-" + std::to_string(i);
+        // An immediate retry: XADD back to the stream in the script that acks the failed run.
+        track(with_state.enqueue_tracked("jobs", d, {.backoff = Backoff::fixed}));
+        recorded.push_back(handles.back().id());
+        data_of[handles.back().id()] = d;
+    }
+    for (int i = 0; i < kDoomed; ++i) {
+        auto d = "doomed-" + std::to_string(i);
+        track(with_state.enqueue_tracked("jobs", d));
+        recorded.push_back(handles.back().id());
+        data_of[handles.back().id()] = d;
+    }
     for (int i = 0; i < kBare; ++i) {
         auto d = "bare-" + std::to_string(i);
         track(without_state.enqueue_tracked("jobs", d));
         data_of[handles.back().id()] = d;
     }
-    constexpr int kTotal = kTracked + kPlain + kBare;
+    constexpr int kTotal = kTracked + kPlain + kBare + kFlaky + kDoomed;
     REQUIRE(eventually([&] {
         auto n = admin.cmd({"XLEN", "streamfleet:{jobs}"});
         return n.ok() && n->integer() == kTotal;
@@ -144,26 +164,31 @@ TEST_CASE("OOM while tasks finish: every outcome is written before its ack, noth
             until - std::chrono::steady_clock::now());
         auto out = h.wait_for(std::max(left, 0ms));
         CHECK_MESSAGE(out, "task ", h.id(), " (", data_of[h.id()], ") never resolved");
-        if (out) CHECK(out->status == TaskStatus::completed);
+        bool doomed = data_of[h.id()].starts_with("doomed");
+        if (out) CHECK(out->status == (doomed ? TaskStatus::error : TaskStatus::completed));
     }
     for (const auto& id : recorded) {
         CAPTURE(data_of[id]);
-        CHECK(eventually([&] { return with_state.get("jobs", id).state == TaskState::completed; },
-                         20s));
+        auto want = data_of[id].starts_with("doomed") ? TaskState::dead : TaskState::completed;
+        CHECK(eventually([&] { return with_state.get("jobs", id).state == want; }, 20s));
     }
     CHECK(eventually([&] {
         auto p = admin.cmd({"XPENDING", "streamfleet:{jobs}", "streamfleet-server"});
         auto n = admin.cmd({"XLEN", "streamfleet:{jobs}"});
         return p.ok() && n.ok() && (*p)[0].integer() == 0 && n->integer() == 0;
     }));
+    auto dead = admin.cmd({"XLEN", "streamfleet:{jobs}:dead"});
+    REQUIRE(dead.ok());
+    CHECK(dead->integer() == kDoomed);  // each dead-lettered once
     std::this_thread::sleep_for(500ms);  // a second run would show up by now
     auto counted = runs.snapshot();
     CHECK(static_cast<int>(counted.size()) == kTotal);
     int twice = 0;
     for (const auto& [d, n] : counted) {
         CAPTURE(d);
-        CHECK(n == 1);
-        twice += n > 1;
+        int want = d.starts_with("flaky") ? 2 : 1;  // a failed run and its retry
+        CHECK(n == want);
+        twice += n > want;
     }
     {
         std::lock_guard lock(seen_m);
@@ -173,7 +198,7 @@ TEST_CASE("OOM while tasks finish: every outcome is written before its ack, noth
             CHECK(statuses.size() == 1);
         }
     }
-    MESSAGE("tasks ", kTotal, ", runs ", counted.size(), " ids, ", twice, " ran more than once, ",
+    MESSAGE("tasks ", kTotal, ", runs ", counted.size(), " ids, ", twice, " ran more than due, ",
             resolved.size(), " of ", handles.size(), " handles resolved; stats a: ",
             a.stats().succeeded, " b: ", b.stats().succeeded);
     a.shutdown(5s);
