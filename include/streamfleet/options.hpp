@@ -85,10 +85,15 @@ enum class Backoff { fixed, linear, exponential };
 struct TaskOptions {
     /// Retries after a failure; 0 = retry until success or expiry.
     std::uint32_t max_retries = 0;
-    /// Delay between retries (the base of `backoff`).
+    /// Delay between retries (the base of `backoff`). Left at 0 with `backoff`
+    /// unset (the defaults), failures are retried after the servers' default
+    /// backoff: 0.5–1 s, then doubling (the delay drawn from the upper half of
+    /// each step) up to 30–60 s, so a task that always fails never spins. For
+    /// immediate retries ask for them: `.backoff = Backoff::fixed` with 0.
     std::chrono::milliseconds retry_delay{0};
     /// Retry delay strategy; unset = fixed `retry_delay` (the v1 wire format's
-    /// behaviour, which other implementations understand).
+    /// behaviour, which other implementations understand), or the default
+    /// backoff above when `retry_delay` is 0.
     std::optional<Backoff> backoff{};
     /// Cap of the retry delay under `backoff`; 0 = one hour.
     std::chrono::milliseconds backoff_max{0};

@@ -32,16 +32,31 @@ inline std::chrono::milliseconds reconnect_delay(unsigned attempt, std::chrono::
 /// Default cap of a task's retry delay under a backoff strategy: one hour.
 inline constexpr std::int64_t kDefaultBackoffMaxMs = 3'600'000;
 
+/// The retry policy of a task that sets neither a delay nor a strategy (retry_delay 0, no
+/// x_backoff: the defaults): the step doubles from 1 s to 1 min, the delay drawn from its upper
+/// half like reconnect_delay. Without it a task that always fails would be run again at once,
+/// forever (max_retries 0), as fast as a server can take it.
+inline constexpr std::int64_t kDefaultRetryBaseMs = 1'000;
+inline constexpr std::int64_t kDefaultRetryMaxMs = 60'000;
+
 /// Delay in ms before a task's next run after `retries` failed retries so far
-/// (0 before the first retry): no strategy or `fixed` → `base`; `linear` →
-/// base × (retries + 1); `exponential` → uniform in [0, base × 2^retries]
-/// drawn from `random` ("full jitter"). With a strategy the result never
-/// exceeds `cap` (0 = kDefaultBackoffMaxMs). Saturates instead of overflowing.
+/// (0 before the first retry): no strategy and `base` <= 0 → the default
+/// policy above; no strategy or `fixed` → `base`; `linear` → base × (retries +
+/// 1); `exponential` → uniform in [0, base × 2^retries] drawn from `random`
+/// ("full jitter"). With a strategy the result never exceeds `cap` (0 =
+/// kDefaultBackoffMaxMs). Saturates instead of overflowing. An explicit
+/// `fixed` with base 0 asks for immediate retries.
 inline std::int64_t retry_delay_ms(std::optional<BackoffKind> kind, std::int64_t base,
                                    std::int64_t cap, std::uint32_t retries, std::uint64_t random) {
     // Never past kMaxTimeMs, so the caller's now + delay cannot overflow, whatever another
     // implementation wrote into the task.
     base = std::clamp<std::int64_t>(base, 0, kMaxTimeMs);
+    if (!kind && base == 0) {
+        return reconnect_delay(std::min<std::uint32_t>(retries, 63),
+                               std::chrono::milliseconds(kDefaultRetryBaseMs),
+                               std::chrono::milliseconds(kDefaultRetryMaxMs), random)
+            .count();
+    }
     if (!kind) return base;
     if (cap <= 0) cap = kDefaultBackoffMaxMs;
     cap = std::min(cap, kMaxTimeMs);

@@ -134,6 +134,13 @@ ScriptCall FinishBatch::take(std::int64_t now_ms) {
     return out;
 }
 
+ScriptCall notify(std::string_view receiver, std::span<const std::string_view> fields,
+                  bool even_if_absent) {
+    ScriptCall c(scripts::notify);
+    c.key(receiver).arg(even_if_absent ? "1" : "0").args(fields);
+    return c;
+}
+
 ScriptCall requeue_dead(const QueueKeys& k, std::span<const std::string> entry_ids,
                         std::int64_t now_ms) {
     ScriptCall c(scripts::requeue_dead);

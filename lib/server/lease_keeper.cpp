@@ -3,6 +3,8 @@
 #include "server/lease_keeper.hpp"
 
 #include <algorithm>
+#include <set>
+#include <string_view>
 
 #include "core/log.hpp"
 #include "core/script_calls.hpp"
@@ -29,24 +31,40 @@ void LeaseKeeper::tick(Done done) {
     for (auto& q : queues_) {
         auto ids = running_(q);
         if (ids.empty()) continue;
-        auto asked = ids.size();
         join->add();
         redis::run_script(
             ctx_.topo, calls::keep(q.keys, ctx_.consumer, ids),
-            [this, asked, join](Result<redis::Reply> res) {
+            [this, &q, ids, join](Result<redis::Reply> res) {
                 if (!res.ok()) {
                     log().warn("server {}: keeping leases failed: {}", ctx_.consumer,
                                res.error().message());
-                } else if (res->size() < asked) {
+                } else if (auto lost = still_ours_not_kept(q, ids, *res); lost > 0) {
                     log().warn(
                         "server {}: {} running task(s) were taken over by a peer (lease "
                         "lapsed); they may run twice",
-                        ctx_.consumer, asked - res->size());
+                        ctx_.consumer, lost);
                 }
                 join->arrive();
             });
     }
     join->arrive();
+}
+
+// Entries this server asked to keep, did not get back, and still counts as its own: an entry
+// acked meanwhile (its outcome written) left the PEL by itself and was not taken by anyone.
+std::size_t LeaseKeeper::still_ours_not_kept(const QueueContext& q,
+                                             const std::vector<std::string>& asked,
+                                             const redis::Reply& kept) const {
+    if (kept.size() >= asked.size()) return 0;
+    std::set<std::string_view> got;
+    for (std::size_t i = 0; i < kept.size(); ++i) {
+        if (auto id = kept[i].as_string()) got.insert(*id);
+    }
+    auto now = running_(q);
+    std::set<std::string_view> ours(now.begin(), now.end());
+    std::size_t lost = 0;
+    for (const auto& id : asked) lost += !got.count(id) && ours.count(id);
+    return lost;
 }
 
 }  // namespace streamfleet::detail

@@ -4,19 +4,24 @@
 //
 // Every lease/3 each entry it still owns is re-claimed by its owner (JUSTID: the delivery count
 // stays), so no peer takes over a long task on a live server; one a peer already took is left to
-// the peer.
+// the peer. The entries are those running now and those whose outcome is still being written
+// (Redis out of memory or away): a finished task must not run again for want of a lease while
+// its outcome waits. keep.lua uses only XPENDING and XCLAIM, which Redis runs even when it
+// refuses writes for memory.
 
+#include <cstddef>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "redis/reply.hpp"
 #include "server/context.hpp"
 
 namespace streamfleet::detail {
 
 class LeaseKeeper {
 public:
-    /// The entry ids of a queue this server is running now.
+    /// The entry ids of a queue this server holds now: running, or with an outcome being written.
     using Running = std::function<std::vector<std::string>(const QueueContext&)>;
 
     LeaseKeeper(ServerContext& ctx, Queues queues, Running running);
@@ -29,6 +34,9 @@ public:
     void tick(Done done = {});
 
 private:
+    std::size_t still_ours_not_kept(const QueueContext& q, const std::vector<std::string>& asked,
+                                    const redis::Reply& kept) const;
+
     ServerContext& ctx_;
     Queues queues_;
     Running running_;

@@ -19,11 +19,13 @@ std::int64_t retention_of(const TaskMessage& m) {
 
 }  // namespace
 
-OutcomeWriter::OutcomeWriter(ServerContext& ctx, Queues queues, Hooks hooks)
+OutcomeWriter::OutcomeWriter(ServerContext& ctx, Queues queues, Hooks hooks, Notify notify)
     : ctx_(ctx),
       queues_(queues),
       hooks_(std::move(hooks)),
+      notify_(notify),
       batches_(queues.size()),
+      held_(queues.size()),
       writes_(ctx, hooks_.changed),
       flusher_(ctx.rt.loop(), [this] { flush_acks(); }) {}
 
@@ -37,11 +39,34 @@ void OutcomeWriter::tick() {
     writes_.resend();
 }
 
+std::vector<std::string> OutcomeWriter::held(const QueueContext& q) const {
+    std::vector<std::string> ids;
+    ids.reserve(held_[q.index].size());
+    for (const auto& [id, _] : held_[q.index]) ids.push_back(id);
+    return ids;
+}
+
+bool OutcomeWriter::holds(const QueueContext& q, std::string_view entry_id) const {
+    return held_[q.index].count(std::string(entry_id)) > 0;
+}
+
+void OutcomeWriter::hold(std::size_t queue, const std::string& entry_id) {
+    ++held_[queue][entry_id];
+}
+
+void OutcomeWriter::release(std::size_t queue, const std::vector<std::string>& entry_ids) {
+    auto& h = held_[queue];
+    for (const auto& id : entry_ids) {
+        auto it = h.find(id);
+        if (it != h.end() && --it->second == 0) h.erase(it);
+    }
+}
+
 // Writes the task to `dest` (XADD fields, or ZADD score member), then acks and deletes the entry,
 // atomically and in that order (lib/scripts/move.lua); `note` goes out once that is done.
 void OutcomeWriter::move(const Job& job, const std::string& dest, calls::Move::To to,
                          std::span<const std::string_view> payload, std::string what,
-                         StateChange sc, Argv note) {
+                         StateChange sc, std::optional<ScriptCall> note) {
     bool tracked = sc.msg && sc.msg->state && !sc.state.empty();
     calls::Move m{.dest = dest,
                   .to = to,
@@ -53,57 +78,53 @@ void OutcomeWriter::move(const Job& job, const std::string& dest, calls::Move::T
                   .error = sc.error,
                   .retries = sc.retries,
                   .retention_ms = tracked ? retention_of(*sc.msg) : 0};
-    if (tracked && (sc.state == "ready" || sc.state == "failed")) {
-        // The task would run again: move.lua ends it canceled instead (reply 2) when a cancel
-        // reached it while it ran, and then its client hears that rather than `note`.
-        writes_.write(calls::move(job.queue->keys, m), std::move(what),
-                      [this, note = std::move(note), canceled = notification(
-                                                         *sc.msg, NotificationType::canceled, {})](
-                          const redis::Reply& reply) {
-                          bool was_canceled = reply.as_integer().value_or(0) == 2;
-                          if (was_canceled) ++ctx_.counters.canceled;
-                          const Argv& n = was_canceled ? canceled : note;
-                          if (!n.empty()) writes_.write(n, "notification");
-                      });
-        return;
+    auto q = job.queue->index;
+    hold(q, job.entry_id);
+    auto note_ptr = note ? std::make_shared<ScriptCall>(std::move(*note)) : nullptr;
+    // A task that would run again: move.lua ends it canceled instead (reply 2) when a cancel
+    // reached it while it ran, and then its client hears that rather than `note`.
+    bool may_cancel = tracked && (sc.state == "ready" || sc.state == "failed");
+    std::shared_ptr<ScriptCall> canceled_ptr;
+    if (may_cancel) {
+        if (auto c = notification(*sc.msg, NotificationType::canceled, {}))
+            canceled_ptr = std::make_shared<ScriptCall>(std::move(*c));
     }
-    Done then;
-    if (!note.empty())
-        then = [this, note = std::move(note)] { writes_.write(note, "notification"); };
-    writes_.write(calls::move(job.queue->keys, m), std::move(what), std::move(then));
+    writes_.write(
+        calls::move(job.queue->keys, m), std::move(what),
+        [this, q, id = job.entry_id, may_cancel, note_ptr, canceled_ptr](const redis::Reply& reply) {
+            release(q, {id});
+            bool was_canceled = may_cancel && reply.as_integer().value_or(0) == 2;
+            if (was_canceled) ++ctx_.counters.canceled;
+            const auto& n = was_canceled ? canceled_ptr : note_ptr;
+            if (n) writes_.write(std::move(*n), "notification");
+        },
+        [this, q, id = job.entry_id] { release(q, {id}); });
 }
 
-OutcomeWriter::Argv OutcomeWriter::notification(const TaskMessage& msg, NotificationType type,
-                                                std::string_view err) const {
-    if (!msg.send_notif) return {};
+std::optional<ScriptCall> OutcomeWriter::notification(const TaskMessage& msg,
+                                                      NotificationType type,
+                                                      std::string_view err) const {
+    if (!msg.send_notif) return std::nullopt;
     Notification n{msg.id, type, std::string(err), {}, ctx_.consumer};
     auto f = encode(n);
-    // In Go-compatible mode this write must create the stream when it is missing: a Go client
-    // may not have made it yet. (A notify-only-if-it-exists script must be told:
-    // opts.go_compatible.)
-    Argv argv{"XADD",
-              receiver_key(ctx_.opts.prefix, msg.client_id, key_style(ctx_.opts.go_compatible)),
-              "*"};
-    argv.insert(argv.end(), f.views().begin(), f.views().end());
-    return argv;
+    return calls::notify(
+        receiver_key(ctx_.opts.prefix, msg.client_id, key_style(ctx_.opts.go_compatible)),
+        f.views(), notify_ == Notify::always);
 }
 
 // Finished tasks are acked in batches per queue and loop turn: one XACK and one XDEL with all
-// their ids. A task with a state record has its final state (`state`) written by one
-// lib/scripts/finish.lua call for the batch first, and its notification waits for that too, so a
-// client that hears of the outcome finds the record final.
+// their ids, sent once the batch's final states (one lib/scripts/finish.lua call for the tasks
+// with a state record) and then its notifications are in Redis.
 void OutcomeWriter::finish(const Job& job, NotificationType type, std::string_view state) {
     auto& b = batches_[job.queue->index];
     if (b.acks.empty()) to_flush_.push_back(job.queue->index);
     b.acks.push_back(job.entry_id);
-    auto note = notification(job.msg, type, {});
+    hold(job.queue->index, job.entry_id);
     if (job.msg.state) {
         if (!b.states) b.states.emplace(job.queue->keys);
         b.states->add(job.msg.id, state, {}, job.msg.retries, retention_of(job.msg));
-        if (!note.empty()) b.notes.push_back(std::move(note));
-    } else if (!note.empty()) {
-        writes_.write(std::move(note), "notification");
     }
+    if (auto note = notification(job.msg, type, {})) b.notes.push_back(std::move(*note));
     ++unflushed_;  // a pending write until flushed: shutdown waits for it
     flusher_.arm();
 }
@@ -113,32 +134,69 @@ void OutcomeWriter::flush_acks() {
     to_flush_.clear();
     for (auto i : list) {
         auto& b = batches_[i];
-        auto ids = std::exchange(b.acks, {});
-        auto notes = std::exchange(b.notes, {});
-        if (b.states && !b.states->empty()) {
-            // The acks wait for the states: a resent call (NOSCRIPT, a lost link) would otherwise
-            // land after them, and a refused one would leave acked tasks with no final state.
-            writes_.write(b.states->take(ctx_.clock.now_ms()), "task states",
-                          [this, i, ids, notes] {
-                              for (const auto& n : notes) writes_.write(n, "notification");
-                              write_acks(queues_[i], ids);
-                          });
-        } else {
-            write_acks(queues_[i], ids);
-        }
+        auto c = std::make_shared<Chain>();
+        c->queue = i;
+        c->ids = std::exchange(b.acks, {});
+        c->notes = std::exchange(b.notes, {});
+        if (b.states && !b.states->empty()) c->states = b.states->take(ctx_.clock.now_ms());
+        write_states(c);
     }
     unflushed_ = 0;
     if (hooks_.changed) hooks_.changed();
 }
 
-void OutcomeWriter::write_acks(const QueueContext& q, const std::vector<std::string>& ids) {
-    const auto& s = q.keys.stream();
-    Argv ack{"XACK", s, std::string(kServerGroup)};
-    Argv del{"XDEL", s};
-    ack.insert(ack.end(), ids.begin(), ids.end());
-    del.insert(del.end(), ids.begin(), ids.end());
-    writes_.write(std::move(ack), "XACK");
-    writes_.write(std::move(del), "XDEL");
+// A step refused for good ends the chain without its ack: the entries are released (their lease
+// lapses) and delivered again, rather than acked with no outcome written.
+void OutcomeWriter::write_states(const ChainPtr& c) {
+    if (!c->states) {
+        write_notes(c);
+        return;
+    }
+    auto call = std::move(*c->states);
+    c->states.reset();
+    writes_.write(
+        std::move(call), "task states", [this, c] { write_notes(c); },
+        [this, c] { release(c->queue, c->ids); });
+}
+
+void OutcomeWriter::write_notes(const ChainPtr& c) {
+    if (c->notes.empty()) {
+        write_acks(c);
+        return;
+    }
+    auto notes = std::exchange(c->notes, {});
+    c->notes_left = notes.size();
+    auto arrived = [this, c] {
+        if (--c->notes_left > 0) return;
+        if (c->note_refused) {
+            release(c->queue, c->ids);
+        } else {
+            write_acks(c);
+        }
+    };
+    for (auto& n : notes) {
+        writes_.write(std::move(n), "notification", arrived, [c, arrived] {
+            c->note_refused = true;
+            arrived();
+        });
+    }
+}
+
+void OutcomeWriter::write_acks(const ChainPtr& c) {
+    const auto& s = queues_[c->queue].keys.stream();
+    std::vector<std::string> ack{"XACK", s, std::string(kServerGroup)};
+    ack.insert(ack.end(), c->ids.begin(), c->ids.end());
+    // The XDEL only after the XACK: deleted first, a still-pending entry would vanish from the
+    // PEL at its next XCLAIM, an ack in all but name.
+    writes_.write(
+        std::move(ack), "XACK",
+        [this, c] {
+            release(c->queue, c->ids);
+            std::vector<std::string> del{"XDEL", queues_[c->queue].keys.stream()};
+            del.insert(del.end(), c->ids.begin(), c->ids.end());
+            writes_.write(std::move(del), "XDEL");
+        },
+        [this, c] { release(c->queue, c->ids); });
 }
 
 void OutcomeWriter::completed(const Job& job) {
@@ -210,7 +268,8 @@ void OutcomeWriter::dead(const Job& job, const std::string& error) {
 
 // Dead-letters an entry as it was read (raw fields, whatever they hold) with `why` as its x_error.
 void OutcomeWriter::dead_letter_raw(const Job& job, const std::string& why, std::string what,
-                                    const TaskMessage* msg, Argv note) {
+                                    const TaskMessage* msg,
+                                    std::optional<ScriptCall> note) {
     log().warn("server {}: entry {} in {} dead-lettered: {}", ctx_.consumer, job.entry_id,
                job.queue->keys.stream(), why);
     std::vector<std::string_view> fields;
@@ -228,7 +287,7 @@ void OutcomeWriter::dead_letter_raw(const Job& job, const std::string& why, std:
 void OutcomeWriter::malformed(const Job& job, const std::string& reason) {
     ++ctx_.counters.malformed;
     dead_letter_raw(job, "malformed entry: " + reason, "dead-letter malformed " + job.entry_id,
-                    nullptr, {});
+                    nullptr, std::nullopt);
 }
 
 void OutcomeWriter::poison(const Job& job, std::uint64_t deliveries) {
@@ -237,7 +296,7 @@ void OutcomeWriter::poison(const Job& job, std::uint64_t deliveries) {
                std::to_string(deliveries) + ")";
     // A tracked task's client hears of it; the fields may be garbage, so only when they decode.
     auto m = decode_task(job.raw);
-    Argv note = m.ok() ? notification(*m, NotificationType::error, why) : Argv{};
+    auto note = m.ok() ? notification(*m, NotificationType::error, why) : std::nullopt;
     dead_letter_raw(job, why, "dead-letter poison " + job.entry_id, m.ok() ? &*m : nullptr,
                     std::move(note));
 }

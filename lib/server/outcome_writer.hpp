@@ -3,29 +3,47 @@
 // Outcome writer: responsible for making each outcome durable before its entry is acked.
 //
 // Outcomes are completion, retry, dead letter and return; the acks of one loop turn are batched.
-// Every write goes through DurableWrites, which keeps it while Redis is unreachable.
+// Every write goes through DurableWrites, which keeps it (and resends it with backoff) while Redis
+// is unreachable or out of memory, and runs the next step of a chain only once a step is in.
 //
 // Durability order per outcome. A notification ([notify ...], only when the client listens) goes
-// out once the outcome is in Redis, so a client that hears of it finds the task's state final:
-//   success  : finish states → [notify completed], XACK, XDEL
-//   canceled : finish states → [notify canceled], XACK, XDEL
-//   expired  : finish states → [notify expired], XACK, XDEL
+// out once the outcome is in Redis, so a client that hears of it finds the task's state final,
+// and the ack goes last, so no ack ever stands for an outcome that was not written:
+//   success  : finish states → [notify completed] → XACK, XDEL
+//   canceled : finish states → [notify canceled] → XACK, XDEL
+//   expired  : finish states → [notify expired] → XACK, XDEL
 //   retry    : move { XADD P{Q} (retries+1) | ZADD P{Q}:delayed ; then XACK ; XDEL }
 //   dead     : move { XADD P{Q}:dead ; then XACK ; XDEL } → [notify error]
 //   malformed: move { XADD P{Q}:dead (raw fields + x_error) ; then XACK ; XDEL }
 //   returned : move { XADD P{Q} (the same fields) ; then XACK ; XDEL }
-// where "move" is one Lua script (lib/scripts/move.lua) that acks only after the write succeeded,
-// and "finish states" one lib/scripts/finish.lua call for the turn's finished tasks of a queue
-// that have a state record (without one, the notification, XACK and XDEL leave at once).
+// where "move" is one Lua script (lib/scripts/move.lua) that acks only after the write succeeded
+// (a write Redis refuses for memory ends the script before its XACK), and "finish states" one
+// lib/scripts/finish.lua call for the turn's finished tasks of a queue that have a state record.
+// Each step waits for the one before it; a step Redis refuses for good (not for memory or a lost
+// link) ends its chain without the ack, so the entry is delivered again.
+//
+// Until its chain ends an entry is "held": still pending in this server's name, its lease renewed
+// by the lease keeper (held()) and never claimed back by this server's own reclaimer (holds()), so
+// no peer takes over and runs again a task whose outcome merely waits for Redis to take it.
+//
+// Notifications go through lib/scripts/notify.lua, which writes only into a stream that exists:
+// a client that closed deleted its stream, and a plain XADD would recreate one nobody deletes.
+// Clients of the Go library create theirs lazily and clean up by heartbeat, so with
+// Notify::always (Go-compatible mode) the stream is written regardless.
+//
 // A crash between the steps can duplicate a notification or a run; it can never lose the task,
-// because the entry stays in the PEL until its XACK.
+// because the entry stays in the PEL until its XACK. The dead path's notification follows the
+// move that acked the entry: a crash right between those loses that notification only (the dead
+// letter and the state record are written).
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "core/script_calls.hpp"
@@ -42,8 +60,11 @@ public:
         /// A retry now waits in P{Q}:delayed until `due` (unix ms): the promoter should know.
         std::function<void(QueueContext&, std::int64_t due)> delayed;
     };
+    /// Whether a notification is written when its client's stream does not exist.
+    enum class Notify { if_listening, always };
 
-    OutcomeWriter(ServerContext& ctx, Queues queues, Hooks hooks);
+    OutcomeWriter(ServerContext& ctx, Queues queues, Hooks hooks,
+                  Notify notify = Notify::if_listening);
 
     void start() {}
     /// Closes the turn-end flusher and the resend timer; kept writes are given up (their entries
@@ -54,6 +75,11 @@ public:
 
     /// Writes issued and not yet answered, plus acks batched and not yet flushed.
     std::size_t pending() const noexcept { return writes_.outstanding() + unflushed_; }
+    /// Writes waiting for their next resend (Redis refused them for memory, or was away).
+    std::size_t kept() const noexcept { return writes_.kept(); }
+    /// Entry ids of `q` whose outcome is being written: pending, leased to this server.
+    std::vector<std::string> held(const QueueContext& q) const;
+    bool holds(const QueueContext& q, std::string_view entry_id) const;
 
     void completed(const Job& job);
     void canceled(const Job& job);
@@ -78,31 +104,48 @@ private:
         std::string_view error{};
         std::uint32_t retries = 0;
     };
-    // The acks and final states of one queue, written together at the end of the turn.
+    // The finished tasks of one queue and loop turn, written together: states, notes, acks.
     struct Batch {
         std::vector<std::string> acks;
         std::optional<calls::FinishBatch> states;
-        std::vector<std::vector<std::string>> notes;  // of the tasks in `states`
+        std::vector<ScriptCall> notes;
     };
-
-    using Argv = std::vector<std::string>;
+    // One batch on its way: each step starts when the one before it is in Redis.
+    struct Chain {
+        std::size_t queue = 0;
+        std::vector<std::string> ids;
+        std::optional<ScriptCall> states;
+        std::vector<ScriptCall> notes;
+        std::size_t notes_left = 0;
+        bool note_refused = false;
+    };
+    using ChainPtr = std::shared_ptr<Chain>;
 
     void move(const Job& job, const std::string& dest, calls::Move::To to,
               std::span<const std::string_view> payload, std::string what, StateChange sc,
-              Argv note = {});
-    Argv notification(const TaskMessage& msg, NotificationType type, std::string_view err) const;
+              std::optional<ScriptCall> note = std::nullopt);
+    std::optional<ScriptCall> notification(const TaskMessage& msg, NotificationType type,
+                                           std::string_view err) const;
     void finish(const Job& job, NotificationType type, std::string_view state);
     void flush_acks();
-    void write_acks(const QueueContext& q, const std::vector<std::string>& ids);
+    void write_states(const ChainPtr& c);
+    void write_notes(const ChainPtr& c);
+    void write_acks(const ChainPtr& c);
     void dead_letter_raw(const Job& job, const std::string& why, std::string what,
-                         const TaskMessage* msg, Argv note);
+                         const TaskMessage* msg, std::optional<ScriptCall> note);
+    void hold(std::size_t queue, const std::string& entry_id);
+    void release(std::size_t queue, const std::vector<std::string>& entry_ids);
 
     ServerContext& ctx_;
     Queues queues_;
     Hooks hooks_;
+    Notify notify_;
     std::size_t unflushed_ = 0;   // acks batched, not yet written
     std::vector<Batch> batches_;  // by QueueContext::index
     std::vector<std::size_t> to_flush_;
+    // By QueueContext::index: held entry id → how many chains hold it (a redelivery of an entry
+    // whose chain ended badly may start a second one).
+    std::vector<std::unordered_map<std::string, int>> held_;
     DurableWrites writes_;  // after hooks_, whose `changed` it calls
     TurnEnd flusher_;
 };

@@ -5,8 +5,10 @@
 //   reader            XREADGROUP BLOCK into free slots, one connection per shard group
 //   dispatcher        decode, expiry and poison checks, run timer, hand-off to the handler pool
 //   outcome_writer    outcome durable first, then acks batched per loop turn
-//   durable_writes    each outcome write into Redis: kept and resent while Redis is away
-//   lease_keeper      renews the leases of running entries every lease/3
+//   durable_writes    each outcome write into Redis: kept and resent with backoff while Redis
+//                     is away or out of memory
+//   lease_keeper      renews the leases of running entries, and of entries whose outcome is
+//                     still being written, every lease/3
 //   reclaimer         takes over entries of dead servers, idle entries, own leftovers
 //   heartbeat         ZADD P{Q}:servers
 //   promoter          due delayed tasks → the stream
@@ -90,21 +92,35 @@ namespace {
 struct Parts {
     Parts(ServerContext& ctx, Queues queues, std::function<void()> changed)
         : slots(ctx.opts.concurrency),
+          // Go clients make their notification stream on first read and sweep abandoned ones
+          // by heartbeat: in Go-compatible mode a notification is written even into a stream
+          // that does not exist yet.
           writer(ctx, queues,
                  {.changed = changed,
-                  .delayed = [this](QueueContext& q, std::int64_t due) { promoter.want(q, due); }}),
+                  .delayed = [this](QueueContext& q, std::int64_t due) { promoter.want(q, due); }},
+                 ctx.opts.go_compatible ? OutcomeWriter::Notify::always
+                                        : OutcomeWriter::Notify::if_listening),
           dispatcher(ctx, slots, writer,
                      {.changed = changed, .slots_freed = [this] { reader.tick(); }}),
           reader(ctx, queues, slots, dispatcher, {.changed = changed}),
           reclaimer(
               ctx, queues, slots, dispatcher,
-              {.is_running = [this](const QueueContext& q,
-                                    std::string_view id) { return dispatcher.is_running(q, id); },
+              // An entry whose outcome is being written is this server's still: never claimed
+              // back and run again.
+              {.is_running =
+                   [this](const QueueContext& q, std::string_view id) {
+                       return dispatcher.is_running(q, id) || writer.holds(q, id);
+                   },
                .need_slots = [this] { reader.unblock(); },
                .claimed = [this] { reader.tick(); },
                .changed = changed}),
           lease_keeper(ctx, queues,
-                       [this](const QueueContext& q) { return dispatcher.running_entries(q); }),
+                       [this](const QueueContext& q) {
+                           auto ids = dispatcher.running_entries(q);
+                           auto waiting = writer.held(q);
+                           ids.insert(ids.end(), waiting.begin(), waiting.end());
+                           return ids;
+                       }),
           heartbeat(ctx, queues),
           promoter(ctx, queues),
           control(ctx, queues,

@@ -146,6 +146,10 @@ TEST_CASE("native mode too: every notification our server writes carries err_msg
         if (t.data() == "bad") throw std::runtime_error("no good");
     });
     server.start();
+    // The stream of a listening native client (made when it opens): natively, notifications go
+    // only into a stream that exists.
+    c.cmd({"XGROUP", "CREATE", "streamfleet:receiver:{c1}", "streamfleet-client", "0", "MKSTREAM"})
+        .value();
     for (const char* data : {"ok", "bad"}) {
         std::vector<std::string> argv{"XADD", "streamfleet:{nq}", "*"};
         for (auto& f : go_task_fields({{"enc_version", "1"},

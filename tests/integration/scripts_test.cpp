@@ -63,7 +63,7 @@ const Script* const kAllScripts[] = {
     &scripts::cancel,  &scripts::get,      &scripts::promote,      &scripts::move,
     &scripts::keep,    &scripts::finish,   &scripts::requeue_dead, &scripts::purge_dead,
     &scripts::forget,  &scripts::beat,     &scripts::leave,        &scripts::dead,
-    &scripts::claim,
+    &scripts::claim,   &scripts::notify,
 };
 
 Reply S(std::string_view s) { return Reply::string(std::string(s)); }
@@ -1106,6 +1106,34 @@ TEST_CASE("forget drops a dead server only while it is dead, owns nothing and re
     CHECK(e.cmd({"ZSCORE", e.k.servers(), "w1"}).is_nil());
     CHECK(e.cmd({"XINFO", "CONSUMERS", e.k.stream(), std::string(kGroup)}).size() == 0);
 }
+// Not among the slot scenarios: its key is a client's stream, outside any queue's slot.
+TEST_CASE("notify writes only into an existing stream, unless told to write regardless") {
+    Env e;
+    const std::string rx = receiver_key(kDefaultPrefix, "c1");
+    const Flat note{"enc_version", "1", "task_id", "t1", "type", "completed", "err_msg", ""};
+    std::vector<std::string_view> views(note.begin(), note.end());
+
+    // The client closed (deleted its stream): nothing written, nothing created.
+    CHECK(e.ok(calls::notify(rx, views, false)).is_nil());
+    CHECK_FALSE(e.exists(rx));
+    // Open: one entry with the fields as given.
+    e.cmd({"XGROUP", "CREATE", rx, "streamfleet-client", "0", "MKSTREAM"});
+    auto id = e.ok(calls::notify(rx, views, false));
+    REQUIRE(id.as_string());
+    auto [ids, entries] = e.xrange(rx);
+    CHECK(ids == Flat{std::string(*id.as_string())});
+    CHECK(entries == std::vector<Flat>{note});
+    // Another type under the name: no client reads it, and it is left alone.
+    const std::string odd = receiver_key(kDefaultPrefix, "c2");
+    e.cmd({"SET", odd, "x"});
+    CHECK(e.ok(calls::notify(odd, views, false)).is_nil());
+    CHECK(e.cmd({"GET", odd}).str() == "x");
+    // Regardless (a Go client creates its stream on first read): written and created.
+    const std::string go = receiver_key(kDefaultPrefix, "c3");
+    CHECK(e.ok(calls::notify(go, views, true)).as_string());
+    CHECK(e.stream(go) == std::vector<Flat>{note});
+}
+
 TEST_CASE("requeue_dead resets retries and skips ids that are gone") {
     run_alone(check_requeue_dead);
 }

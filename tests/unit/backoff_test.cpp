@@ -31,11 +31,31 @@ TEST_CASE("reconnect delay doubles, stays in the upper half of its step, and cap
     CHECK(reconnect_delay(0, 0ms, 0ms, 12345) >= 0ms);  // degenerate options do not divide by zero
 }
 
+TEST_CASE("retry delay: with neither a delay nor a strategy, the default backoff") {
+    // Upper half of a step that doubles from 1 s to 60 s, whatever the draw.
+    for (std::uint64_t r : {std::uint64_t{0}, std::uint64_t{499}, std::uint64_t{500},
+                            std::uint64_t{123'456'789}, ~std::uint64_t{0}}) {
+        CAPTURE(r);
+        std::int64_t step = kDefaultRetryBaseMs;
+        for (std::uint32_t n = 0; n < 12; ++n) {
+            CAPTURE(n);
+            auto d = retry_delay_ms(std::nullopt, 0, 0, n, r);
+            CHECK(d >= step / 2);
+            CHECK(d <= step);
+            CHECK(d == retry_delay_ms(std::nullopt, -3, 0, n, r));  // a negative base is 0
+            step = std::min(step * 2, kDefaultRetryMaxMs);
+        }
+        auto last = retry_delay_ms(std::nullopt, 0, 0, 4'000'000'000u, r);
+        CHECK(last >= kDefaultRetryMaxMs / 2);
+        CHECK(last <= kDefaultRetryMaxMs);
+    }
+}
+
 TEST_CASE("retry delay: fixed, linear and exponential schedules, capped, never overflowing") {
     using K = BackoffKind;
     // No strategy: the v1 fixed retry_delay, uncapped.
     CHECK(retry_delay_ms(std::nullopt, 5000, 0, 7, 0) == 5000);
-    CHECK(retry_delay_ms(std::nullopt, -3, 0, 0, 0) == 0);
+    CHECK(retry_delay_ms(K::fixed, 0, 0, 9, 12345) == 0);  // immediate retries, asked for
     CHECK(retry_delay_ms(K::fixed, 200, 0, 9, 12345) == 200);
     CHECK(retry_delay_ms(K::fixed, 200, 150, 0, 0) == 150);
     for (std::uint32_t n = 0; n < 5; ++n)
