@@ -40,6 +40,10 @@ public:
     /// @brief Fire-and-forget: returns once the task is accepted locally; it
     ///        reaches Redis asynchronously, pipelined with others. A task
     ///        Redis refuses is reported to ClientOptions::on_refused.
+    /// @warning A process killed right after this returned, before the task
+    ///          left, loses it unless ClientOptions::spool_path is set (tests
+    ///          saw tens of tasks per thousand lost to a SIGKILL): use the
+    ///          spool, or enqueue_confirmed() where the caller must know.
     /// @throws UnknownQueue, InvalidArgument (payload too large), QueueFull, ClosedError.
     /// @note Thread-safe.
     TaskId enqueue(std::string_view queue, std::string_view data, const TaskOptions& opts = {});

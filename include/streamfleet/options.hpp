@@ -31,7 +31,9 @@ struct ClientOptions {
     /// Durable spool: when set, every accepted task is appended to this file
     /// before enqueue returns and dropped from it once Redis has it. A client
     /// opened on the same file sends what a crashed predecessor left. One live
-    /// client per file.
+    /// client per file. Without a spool, a client killed right after enqueue()
+    /// returned loses what it had not sent yet (Client::enqueue_confirmed()
+    /// waits until Redis has the task instead).
     std::string spool_path{};
     /// fsync the spool after every accepted task (survives power loss); false
     /// leaves flushing to the OS (survives a process crash only).

@@ -52,9 +52,11 @@ CancelResult TaskOps::cancel(std::string_view queue, std::string_view id) {
         auto f = encode(n);
         auto key =
             receiver_key(ctx_.options.prefix, tracker, key_style(ctx_.options.go_compatible));
-        std::vector<std::string> argv{"XADD", key, "*"};
-        for (auto v : f.views()) argv.emplace_back(v);
-        if (auto sent = r::call(ctx_.rt, ctx_.topo, key, std::move(argv)); !sent) {
+        // Through notify.lua, as the servers' notifications: a tracking client that has closed
+        // deleted its stream, and a plain XADD would recreate one nothing deletes.
+        if (auto sent = r::call(ctx_.rt, ctx_.topo,
+                                calls::notify(key, f.views(), ctx_.options.go_compatible));
+            !sent) {
             log().warn("client {}: canceled task {} but could not notify its client {}: {}",
                        ctx_.id, id, tracker, sent.error().message());
         }
