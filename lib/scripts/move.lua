@@ -20,9 +20,18 @@
 -- of losing it. MULTI/EXEC would ack even if the write inside it failed.
 
 -- A resend after a lost reply must not write the task twice: act only while
--- the entry is still pending.
-if #redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then return 0 end
+-- the entry is still pending. When the first run ended the task canceled
+-- (below), the resend answers 2 again, or its client would never hear of the
+-- cancel: the record's `finished` is that run's now, which the resend carries.
 local st = ARGV[4]
+if #redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then
+  if (st == 'ready' or st == 'failed')
+      and redis.call('HGET', KEYS[4], 'state') == 'canceled'
+      and redis.call('HGET', KEYS[4], 'finished') == ARGV[5] then
+    return 2
+  end
+  return 0
+end
 
 -- A cancel that reached the task while it ran is kept in its record
 -- (cancel.lua); the run may have ended before its server heard of it. A task
