@@ -185,13 +185,7 @@ void Client::Impl::start_loop(std::vector<Spool::Pending>& leftovers) {
         [this](std::size_t n, std::size_t bytes) { admission->release(n, bytes); },
         [this](Outgoing& task, const detail::Error& why) { refused(task, why); });
     topo->on_state([this](redis::ConnState st, const detail::Error*) {
-        if (st != redis::ConnState::ready) return;
-        // Before anything is resent: a Redis that restarted empty lost the notification stream,
-        // and servers notify only into a stream that exists (notify.lua), so a resent task
-        // finishing before the listener's own reconnect would have its outcome dropped. The
-        // group is created first on the same link, ahead of the resent tasks.
-        if (listener) listener->ensure_stream();
-        outbox->link_up();
+        if (st == redis::ConnState::ready) outbox->link_up();
     });
     listener = std::make_unique<Listener>(*ctx);
     listener->start();

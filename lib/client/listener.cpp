@@ -107,10 +107,6 @@ void Listener::check_lost() {
     }
 }
 
-void Listener::ensure_stream() {
-    if (!stopping_) create_group([] {});
-}
-
 void Listener::create_group(std::function<void()> then) {
     redis::ensure_group(
         ctx_.topo, ctx_.receiver, kClientGroup, "0", [this, then = std::move(then)](Status st) {

@@ -53,9 +53,6 @@ public:
     /// Resolves the handle of task `id` (if tracked) now, with `out`: Redis
     /// refused the task, so no notification will come.
     void resolve_now(const std::string& id, TaskOutcome out);
-    /// Creates the notification stream and group if they are missing (after a Redis that
-    /// restarted empty), without reading. Loop thread.
-    void ensure_stream();
 
     /// Stops reading: a reply that arrives later is dropped.
     void stop();

@@ -299,32 +299,6 @@ TEST_CASE("a Redis restarted without persistence ends the tracked waits of the t
     CHECK_FALSE(later.wait_for(200ms));
     CHECK(std::chrono::steady_clock::now() - t0 < 5s);
 }
-TEST_CASE("after Redis restarts empty, a task resent to it still has its outcome heard") {
-    // Known gap on a cluster node (issue 11 stays open for it): after its restart the node answers
-    // CLUSTERDOWN for a while, the stream recreation on the reconnect edge fails with it, and a
-    // resent task can finish before the listener recreates the stream, its outcome dropped.
-    if (RedisServerOptions::cluster_by_default()) return;
-    RedisServer server;
-    Client client({.redis = server.url()}, {"q"});
-    REQUIRE(drained(client));
-    server.kill();  // no persistence: the notification stream is gone with it
-    std::vector<TaskHandle> handles;
-    for (int i = 0; i < 20; ++i) handles.push_back(client.enqueue_tracked("q", "resent"));
-    server.restart();
-    // A worker that finishes each task at once, as soon as the resent tasks land: servers notify
-    // only into a stream that exists, so the client must have recreated it before its tasks
-    // can finish.
-    Server worker({.redis = server.url(), .id = "w1"});
-    worker.handle("q", [](TaskContext&) {});
-    worker.start();
-    for (auto& h : handles) {
-        auto out = h.wait_for(20s);
-        REQUIRE(out);
-        CHECK(out->status == TaskStatus::completed);
-    }
-    worker.shutdown();
-}
-
 // Figures for the report (skipped by default; run with -tc="measure*" --no-skip):
 // a SF_BIG_MIB MiB payload (256) under a SF_TIMEOUT_MS command timeout (5000).
 TEST_CASE("measure: entries and runs of one big payload" * doctest::skip()) {
