@@ -1,4 +1,4 @@
-// Encoder: a task's wire form: a plain XADD, batched enqueue-script args, or a schedule call.
+// Encoder: a task's wire form: batched add- or enqueue-script args, or a schedule call.
 #include "client/encoder.hpp"
 
 #include <type_traits>
@@ -24,9 +24,13 @@ void encode_delayed(Outgoing& o, const TaskMessage& m, const QueueKeys& keys,
     std::vector<std::string> parts(fields.views().begin(), fields.views().end());
     calls::Record rec{m.id, m.enqueued_ts, notify, m.retention_ms};
     o.form = Outgoing::Form::script;
-    if (m.state) o.record_key = keys.task(m.id);
-    o.script = std::make_unique<ScriptCall>(
-        calls::schedule(keys, m.run_at_ms, encode_msgpack(parts), m.state ? &rec : nullptr));
+    if (m.state) {
+        o.record_key = keys.task(m.id);
+    } else {
+        o.ledger = keys.sent(m.client_id);
+    }
+    o.script = std::make_unique<ScriptCall>(calls::schedule(
+        keys, m.run_at_ms, encode_msgpack(parts), m.state ? &rec : nullptr, o.ledger));
 }
 
 }  // namespace
@@ -65,14 +69,18 @@ Outgoing encode_outgoing(const TaskMessage& m, const QueueKeys& keys, std::size_
         o.batch_args = 4 + 2 * nfields;
         return o;
     }
-    r::CommandWriter w(o.cmd, 3 + 2 * nfields, size);
-    w.arg("XADD");
-    w.arg(*o.stream);
-    w.arg("*");
+    // This task's part of a scripts::add call, after its number (written at
+    // send time): the field count, then the fields.
+    o.form = Outgoing::Form::noted;
+    o.ledger = keys.sent(m.client_id);
+    o.cmd.reserve(size + 32 * nfields + 32);
+    r::CommandWriter w(o.cmd);
+    w.arg(static_cast<std::int64_t>(2 * nfields));
     visit_fields(m, [&w](std::string_view f, auto v) {
         w.arg(f);
         w.arg(v);
     });
+    o.batch_args = 1 + 2 * nfields;
     return o;
 }
 
@@ -82,20 +90,65 @@ std::string_view route_key(const Outgoing& task) {
 
 bool joins_batch(const Outgoing& first, std::size_t count, std::size_t bytes,
                  const Outgoing& next) {
-    return first.form == Outgoing::Form::batched && next.form == Outgoing::Form::batched &&
-           first.stream == next.stream && count < kMaxBatch &&
+    return first.form != Outgoing::Form::script && next.form == first.form &&
+           first.stream == next.stream && first.ledger == next.ledger && count < kMaxBatch &&
            bytes + next.cmd.size() <= kMaxBatchBytes;
 }
 
-std::string_view command_for(std::span<Outgoing* const> tasks, bool by_body, std::string& scratch) {
+namespace {
+
+// KEYS: the stream, the ledger; ARGV: the floor, the ledger's ttl, then each
+// task's number and entry (lib/scripts/add.lua).
+std::string_view noted_command(std::span<Outgoing* const> tasks, bool by_body, std::uint64_t floor,
+                               std::string& scratch) {
+    const Outgoing& first = *tasks.front();
+    std::size_t nargs = 2, bytes = 0;
+    for (const auto* o : tasks) {
+        nargs += 1 + o->batch_args;
+        bytes += o->cmd.size() + 32;
+    }
+    scratch.reserve(bytes + first.stream->size() + first.ledger.size() + 128 +
+                    (by_body ? scripts::add.body.size() : 0));
+    r::append_script_head(scratch, scripts::add, by_body, 2, nargs);
+    r::CommandWriter w(scratch);
+    w.arg(*first.stream);
+    w.arg(first.ledger);
+    w.arg(static_cast<std::int64_t>(floor));
+    w.arg(kLedgerTtlMs);
+    for (const auto* o : tasks) {
+        w.arg(static_cast<std::int64_t>(o->seq));
+        scratch += o->cmd;
+    }
+    return scratch;
+}
+
+// A delayed task's schedule call; one without a record gets its ledger
+// arguments now that its number and the floor are known.
+std::string_view script_command(const Outgoing& o, bool by_body, std::uint64_t floor,
+                                std::string& scratch) {
+    auto argv = o.script->argv(by_body);
+    std::string seq, low, ttl;
+    if (!o.ledger.empty()) {
+        seq = std::to_string(o.seq);
+        low = std::to_string(floor);
+        ttl = std::to_string(kLedgerTtlMs);
+        argv.insert(argv.end(), {seq, low, ttl});
+    }
+    r::append_command(scratch, argv);
+    return scratch;
+}
+
+}  // namespace
+
+std::string_view command_for(std::span<Outgoing* const> tasks, bool by_body, std::uint64_t floor,
+                             std::string& scratch) {
     const Outgoing& first = *tasks.front();
     scratch.clear();
     switch (first.form) {
-        case Outgoing::Form::xadd:
-            return first.cmd;
+        case Outgoing::Form::noted:
+            return noted_command(tasks, by_body, floor, scratch);
         case Outgoing::Form::script:
-            r::append_command(scratch, first.script->argv(by_body));
-            return scratch;
+            return script_command(first, by_body, floor, scratch);
         case Outgoing::Form::batched:
             break;
     }

@@ -1,4 +1,4 @@
-// Encoder: a task's wire form: a plain XADD, batched enqueue-script args, or a schedule call.
+// Encoder: a task's wire form: batched add- or enqueue-script args, or a schedule call.
 #pragma once
 
 // Pure: no I/O and no shared state, so the caller's thread encodes (see
@@ -17,7 +17,8 @@ namespace streamfleet::detail::client {
 /// The task's wire form, by what it needs: a delayed task (run_at_ms set) is
 /// one calls::schedule; a task with a state record is a batched
 /// scripts::enqueue part (the XADD and the record written together); any other
-/// is one plain XADD to P{Q}. `keys` must outlive the result.
+/// is a batched scripts::add part (the XADD noted in the client's ledger).
+/// `keys` must outlive the result.
 Outgoing encode_outgoing(const TaskMessage& m, const QueueKeys& keys, std::size_t bytes);
 
 /// The key that routes the command carrying `task`.
@@ -28,14 +29,17 @@ inline constexpr std::size_t kMaxBatch = 256;
 inline constexpr std::size_t kMaxBatchBytes = std::size_t{1} << 20;
 
 /// Whether `next` may join a batch whose first task is `first`, holding
-/// `count` tasks of `bytes`: both batched, one stream, within the limits.
+/// `count` tasks of `bytes`: both batched the same way, one stream (and one
+/// ledger), within the limits.
 bool joins_batch(const Outgoing& first, std::size_t count, std::size_t bytes, const Outgoing& next);
 
-/// The RESP command that carries `tasks`: one task of Form::xadd or ::script,
-/// or a run of Form::batched tasks of one stream as one scripts::enqueue call.
-/// `by_body`: EVAL with the script's text instead of EVALSHA (after NOSCRIPT).
-/// A plain XADD is the task's own `cmd`; anything else is built in `scratch`,
-/// which the caller keeps to reuse its memory. The view lives as long as both.
-std::string_view command_for(std::span<Outgoing* const> tasks, bool by_body, std::string& scratch);
+/// The RESP command that carries `tasks`: one delayed task (Form::script), or
+/// a run of Form::batched or Form::noted tasks of one stream as one
+/// scripts::enqueue or scripts::add call. `by_body`: EVAL with the script's
+/// text instead of EVALSHA (after NOSCRIPT). `floor`: every task of this client
+/// numbered below it is settled (see lib/scripts/add.lua). Built in `scratch`,
+/// which the caller keeps to reuse its memory; the view lives as long as it.
+std::string_view command_for(std::span<Outgoing* const> tasks, bool by_body, std::uint64_t floor,
+                             std::string& scratch);
 
 }  // namespace streamfleet::detail::client

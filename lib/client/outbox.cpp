@@ -31,6 +31,7 @@ void Outbox::submit(std::vector<Outgoing>& batch) {
     std::vector<Outgoing*> fresh;
     fresh.reserve(batch.size());
     for (auto& o : batch) {
+        o.seq = next_seq_++;
         tasks_.push_back(std::move(o));
         fresh.push_back(&tasks_.back());
     }
@@ -48,7 +49,7 @@ void Outbox::transmit(const std::vector<Outgoing*>& tasks) {
         run_bytes = 0;
     };
     for (Outgoing* o : tasks) {
-        if (o->form != Outgoing::Form::batched || o->solo) {
+        if (o->form == Outgoing::Form::script || o->solo) {
             flush_run();
             send(std::vector<Outgoing*>{o}, false);
             continue;
@@ -64,7 +65,9 @@ void Outbox::transmit(const std::vector<Outgoing*>& tasks) {
 // again (and resent in outbox order once the link is back).
 void Outbox::send(std::vector<Outgoing*> tasks, bool by_body) {
     for (auto* o : tasks) o->sent = true;
-    auto cmd = command_for(tasks, by_body, scratch_);
+    // Every task older than the oldest one still waiting has settled: its
+    // ledger note may go (tasks leave the deque's front in order).
+    auto cmd = command_for(tasks, by_body, tasks_.front().seq, scratch_);
     redis::Route route{route_key(*tasks.front())};
     ctx_.topo.send_encoded(
         route, cmd, [this, tasks = std::move(tasks), by_body](Result<redis::Reply> res) mutable {
@@ -97,7 +100,7 @@ void Outbox::on_reply(std::vector<Outgoing*>& tasks, bool by_body, Result<redis:
         } else if (tasks.size() > 1) {
             // Which task is refused is not known: send each alone. A script
             // that failed part-way has written the tasks before the bad one;
-            // their resend finds their records and adds nothing.
+            // their resend finds their records (or ledger notes) and adds nothing.
             log().debug("client {}: a batch of {} tasks was refused ({}); sending each alone",
                         ctx_.id, tasks.size(), e.message());
             for (auto* o : tasks) {

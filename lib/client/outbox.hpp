@@ -10,9 +10,11 @@
 //   unsent, and when the connection is back (its ready edge, or a retry every
 //   500 ms) every unsent task is sent again in outbox order -- so a buffer
 //   filled during an outage drains in order. A lost reply may mean the command
-//   did run; a resend of a task with a state record is then harmless (the
-//   enqueue script skips a task whose record exists), a resend of a plain XADD
-//   (track_state = false) may add a second entry (at-least-once).
+//   did run; its resend is harmless all the same: the scripts skip a task
+//   whose state record exists, or, for a task without one, whose number is in
+//   the client's ledger (P{Q}:sent:CLIENT, lib/scripts/add.lua). The outbox
+//   numbers tasks in the order it takes them, so the oldest task still waiting
+//   is the floor below which every note may go.
 // - A refusal (any other error reply: NOPERM, WRONGTYPE, ERR for a payload
 //   over proto-max-bulk-len, a script error) will not change by resending. A
 //   command carrying one task refuses that task: it leaves the outbox (and the
@@ -30,6 +32,7 @@
 // Loop thread only.
 
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -100,6 +103,7 @@ private:
     std::unique_ptr<TurnEnd> flush_;
     std::size_t confirmed_n_ = 0, confirmed_bytes_ = 0;  // this turn's, not yet handed on
     std::string scratch_;                                // reused for every command built
+    std::uint64_t next_seq_ = 1;                         // the next task's ledger number
 };
 
 }  // namespace streamfleet::detail::client

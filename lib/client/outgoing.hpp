@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <future>
 #include <memory>
 #include <string>
@@ -21,14 +22,17 @@ namespace streamfleet::detail::client {
 struct Outgoing {
     /// How the task travels.
     enum class Form {
-        xadd,     // `cmd` is one whole XADD, as RESP
+        noted,    // no state record: `cmd` holds this task's entry (field count,
+                  // fields) for scripts::add, which notes it in the client's
+                  // ledger; sent in one call with the other noted tasks of its
+                  // stream and turn
         batched,  // `cmd` holds this task's arguments to scripts::enqueue, sent
                   // in one call with the other batched tasks of its stream and turn
         script,   // a script call of its own (`script`): a delayed task
     };
 
     TaskId id;
-    Form form = Form::xadd;
+    Form form = Form::noted;
     /// P{Q}. Points into a QueueKeys that outlives the task.
     const std::string* stream = nullptr;
     std::string cmd;
@@ -36,8 +40,15 @@ struct Outgoing {
     /// delayed task with one): the enqueue script names it, and the listener
     /// checks it to learn whether Redis lost the task.
     std::string record_key;
-    /// How many arguments `cmd` holds, for Form::batched.
+    /// P{Q}:sent:CLIENT for a task without a state record (Form::noted, and a
+    /// delayed task without one): the ledger that makes its resend harmless.
+    std::string ledger;
+    /// How many arguments `cmd` holds, for Form::batched and Form::noted.
     std::size_t batch_args = 0;
+    /// The task's number in its client's ledger, given by the outbox in the
+    /// order it takes tasks (so "every task below the oldest one waiting is
+    /// settled" holds).
+    std::uint64_t seq = 0;
     /// For Form::script. Behind a pointer: tasks are moved twice on their way
     /// to the outbox, and delayed ones are the rare kind.
     std::unique_ptr<ScriptCall> script;

@@ -72,6 +72,7 @@ QueueKeys::QueueKeys(std::string_view prefix, std::string_view queue, KeyStyle s
     cancels_ = base + ":cancels";
     task_prefix_ = base + ":task:";
     unique_prefix_ = base + ":unique:";
+    sent_prefix_ = base + ":sent:";
 }
 
 std::string receiver_key(std::string_view prefix, std::string_view client_id, KeyStyle style) {

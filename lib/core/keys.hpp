@@ -83,10 +83,16 @@ public:
     std::string unique(std::string_view key) const { return unique_prefix_ + std::string(key); }
     /// P{Q}:task:ID: a task's state record (hash).
     std::string task(std::string_view id) const { return task_prefix_ + std::string(id); }
+    /// P{Q}:sent:CLIENT: the numbers of a client's tasks without a state
+    /// record that Redis has but the client has not yet seen confirmed (zset),
+    /// so a resend after a lost reply adds nothing twice (lib/scripts/add.lua).
+    std::string sent(std::string_view client_id) const {
+        return sent_prefix_ + std::string(client_id);
+    }
 
 private:
     std::string queue_, stream_, delayed_, dead_, clients_, servers_, nudge_, cancels_,
-        task_prefix_, unique_prefix_;
+        task_prefix_, unique_prefix_, sent_prefix_;
 };
 
 /// Preceiver:{CLIENT_ID}: a client's notification stream (group streamfleet-client).

@@ -3,11 +3,15 @@
 namespace streamfleet::detail::calls {
 
 ScriptCall schedule(const QueueKeys& k, std::int64_t due_ms, std::string_view member,
-                    const Record* record) {
+                    const Record* record, std::string_view ledger) {
     ScriptCall c(scripts::schedule);
     c.key(k.delayed()).key(k.nudge());
-    if (record) c.key(k.task(record->task_id));
-    c.arg(due_ms).arg(member);
+    if (record) {
+        c.key(k.task(record->task_id));
+    } else {
+        c.key(ledger);
+    }
+    c.arg(due_ms).arg(member).arg(record ? "record" : "ledger");
     if (record) c.arg(record->created_ms).arg(record->notify).arg(record->retention_ms);
     return c;
 }

@@ -23,9 +23,12 @@ struct Record {
     std::int64_t retention_ms = kDefaultRetentionMs;
 };
 
-/// schedule.lua: `member` due at `due_ms`, with its record when `record` is set.
+/// schedule.lua: `member` due at `due_ms`, with its record when `record` is
+/// set; else noted in `ledger` (P{Q}:sent:CLIENT), and the sender appends the
+/// task's number, the floor and the ledger's ttl (ledger_args) when it sends,
+/// since only then are they known.
 ScriptCall schedule(const QueueKeys& k, std::int64_t due_ms, std::string_view member,
-                    const Record* record);
+                    const Record* record, std::string_view ledger = {});
 
 ScriptCall unique_claim(const QueueKeys& k, std::string_view unique_key, std::string_view task_id,
                         std::int64_t window_ms);

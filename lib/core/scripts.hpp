@@ -22,6 +22,10 @@ namespace streamfleet::detail {
 
 /// Finished states are kept this long unless a task says otherwise.
 inline constexpr std::int64_t kDefaultRetentionMs = 24LL * 3600 * 1000;
+/// A client's ledger (P{Q}:sent:CLIENT) lives this long after its last
+/// write: a client resending later than that (an outage longer than a day)
+/// may add a task without a state record twice.
+inline constexpr std::int64_t kLedgerTtlMs = 24LL * 3600 * 1000;
 
 /// One embedded script: its file's base name, its text, and the SHA-1 of the
 /// text (what EVALSHA names it by), computed at build time.
@@ -33,6 +37,7 @@ struct Script {
 
 namespace scripts {
 extern const Script enqueue;         // ready tasks + their state records
+extern const Script add;             // ready tasks without records, noted in the client's ledger
 extern const Script schedule;        // a delayed task (+ record), nudging promoters
 extern const Script unique_claim;    // claim a uniqueness key, or name its holder
 extern const Script unique_release;  // give a claimed key back

@@ -237,20 +237,40 @@ TEST_CASE("OOM: a task is retried with backoff while memory may come back, then 
 }
 
 TEST_CASE("a resend after a lost reply adds no second entry (Redis frozen past the timeout)") {
-    RedisServer server;
-    TestConn c(server.url());
-    Client client({.redis = server.url(), .command_timeout = 300ms}, {"q"});
-    REQUIRE(client.enqueue_confirmed("q", "warm", {}, 20s).size() > 0);
-    server.pause();
-    // Written to the frozen server's socket, timed out, connection reset. The
-    // frozen server still holds the bytes and runs the command once thawed;
-    // the client, which never saw the reply, sends it again.
-    auto h = client.enqueue_tracked("q", "once");
-    std::this_thread::sleep_for(1s);  // well past the 300 ms timeout; nothing to poll on a frozen server
-    server.resume();
-    REQUIRE(drained(client));
-    std::this_thread::sleep_for(300ms);  // let the thawed server finish the old socket's bytes
-    CHECK(entries_by_id(c, "streamfleet:{q}")[h.id()] == 1);
+    // With a state record (the default) the record proves the first send;
+    // without one (track_state = false) the client's ledger does.
+    for (bool track_state : {true, false}) {
+        CAPTURE(track_state);
+        RedisServer server;
+        TestConn c(server.url());
+        Client client({.redis = server.url(), .command_timeout = 300ms, .track_state = track_state},
+                      {"q"});
+        REQUIRE(client.enqueue_confirmed("q", "warm", {}, 20s).size() > 0);
+        server.pause();
+        // Written to the frozen server's socket, timed out, connection reset.
+        // The frozen server still holds the bytes and runs the commands once
+        // thawed; the client, which never saw the replies, sends them again.
+        std::vector<std::string> ids;
+        ids.push_back(client.enqueue("q", "once"));
+        for (auto& id : client.enqueue_many("q", {"a", "b", "c"})) ids.push_back(id);
+        if (track_state) ids.push_back(client.enqueue_tracked("q", "tracked").id());
+        std::this_thread::sleep_for(1s);  // past the timeout; nothing to poll on a frozen server
+        server.resume();
+        REQUIRE(drained(client));
+        std::this_thread::sleep_for(300ms);  // let the thawed server finish the old socket's bytes
+        auto entries = entries_by_id(c, "streamfleet:{q}");
+        for (const auto& id : ids) CHECK_MESSAGE(entries[id] == 1, id);
+        CHECK(entries.size() == ids.size() + 1);
+        if (!track_state) {
+            // The ledger holds only what is not yet settled; after another
+            // send it holds nothing older than that send.
+            REQUIRE(client.enqueue_confirmed("q", "after", {}, 20s).size() > 0);
+            auto keys = c.cmd({"KEYS", "streamfleet:{q}:sent:*"}).value();
+            REQUIRE(keys.size() == 1);
+            CHECK(c.cmd({"ZCARD", std::string(keys[0].str())}).value().integer() <= 1);
+            CHECK(c.cmd({"PTTL", std::string(keys[0].str())}).value().integer() > 0);
+        }
+    }
 }
 
 TEST_CASE("a 32 MiB payload is not timed out while Redis reads it: one entry, one run") {

@@ -63,7 +63,7 @@ const Script* const kAllScripts[] = {
     &scripts::cancel,  &scripts::get,      &scripts::promote,      &scripts::move,
     &scripts::keep,    &scripts::finish,   &scripts::requeue_dead, &scripts::purge_dead,
     &scripts::forget,  &scripts::beat,     &scripts::leave,        &scripts::dead,
-    &scripts::claim,   &scripts::notify,
+    &scripts::claim,   &scripts::notify,   &scripts::add,
 };
 
 Reply S(std::string_view s) { return Reply::string(std::string(s)); }
@@ -339,20 +339,23 @@ void check_schedule(Env& e) {
     const Zset one = {{a, kNow + 1000}};
     const Zset two = {{a, kNow + 1000}, {b, kNow + 2000}};
     const Zset three = {{c, kNow + 500}, {a, kNow + 1000}, {b, kNow + 2000}};
+    const std::string ledger = e.k.sent("client-1");
     const Step steps[] = {
         {"the first task of an empty set nudges", kNow + 1000, "a", true, 1, one, {t1}},
         {"a later one does not", kNow + 2000, "b", false, 0, two, {t1}},
         {"a new earliest one nudges", kNow + 500, "c", true, 1, three, {t1, t5}},
-        // Resends after a lost reply: the set does not change. The head's
-        // resend nudges again (it is still the head), a later one's does not.
-        {"a resend of the head", kNow + 500, "c", true, 1, three, {t1, t5, t5}},
-        {"a resend of a later one", kNow + 2000, "b", false, 0, three, {t1, t5, t5}},
+        // Resends after a lost reply: the record (or the ledger's note) of the
+        // first send is found, nothing changes, no second nudge.
+        {"a resend of the head", kNow + 500, "c", true, 0, three, {t1, t5}},
+        {"a resend of a later one", kNow + 2000, "b", false, 0, three, {t1, t5}},
     };
     for (const auto& s : steps) {
         CAPTURE(s.what);
         calls::Record rec{s.id, kNow, "client-1", 5000};
         auto m = member(s.id, s.record);
-        CHECK(e.ok(calls::schedule(e.k, s.due, m, s.record ? &rec : nullptr)) == I(s.want));
+        auto call = calls::schedule(e.k, s.due, m, s.record ? &rec : nullptr, ledger);
+        if (!s.record) call.arg(std::int64_t{2}).arg(std::int64_t{1}).arg(std::int64_t{60'000});
+        CHECK(e.ok(std::move(call)) == I(s.want));
         CHECK(show(e.zset(e.k.delayed())) == show(s.want_set));
         CHECK(show(e.nudges()) == show(s.want_nudges));
     }
@@ -360,6 +363,71 @@ void check_schedule(Env& e) {
     CHECK(show(e.hash(e.k.task("c"))) == show(delayed_record("c", kNow + 500)));
     CHECK_FALSE(e.exists(e.k.task("b")));  // no record without one asked for
     CHECK(e.pttl(e.k.task("a")) == -1);
+    CHECK(show(e.zset(ledger)) == show(Zset{{"2", 2}}));
+    CHECK(e.pttl(ledger) > 0);
+
+    // Once promoted (the member gone), a resend still adds nothing: with a
+    // record, and with a ledger note.
+    e.cmd({"DEL", e.k.delayed()});
+    calls::Record rec_a{"a", kNow, "client-1", 5000};
+    CHECK(e.ok(calls::schedule(e.k, kNow + 1000, a, &rec_a, ledger)) == I(0));
+    auto again = calls::schedule(e.k, kNow + 2000, b, nullptr, ledger);
+    again.arg(std::int64_t{2}).arg(std::int64_t{1}).arg(std::int64_t{60'000});
+    CHECK(e.ok(std::move(again)) == I(0));
+    CHECK_FALSE(e.exists(e.k.delayed()));
+    // A floor above a task's number drops its note (the client settled it).
+    auto next = calls::schedule(e.k, kNow + 3000, member("d", false), nullptr, ledger);
+    next.arg(std::int64_t{3}).arg(std::int64_t{3}).arg(std::int64_t{60'000});
+    CHECK(e.ok(std::move(next)) == I(1));
+    CHECK(show(e.zset(ledger)) == show(Zset{{"3", 3}}));
+}
+
+void check_add(Env& e) {
+    const std::string ledger = e.k.sent("client-1");
+    auto call = [&](std::int64_t floor, std::vector<std::pair<std::int64_t, Flat>> tasks) {
+        ScriptCall c(scripts::add);
+        c.key(e.k.stream()).key(ledger).arg(floor).arg(std::int64_t{60'000});
+        for (auto& [seq, fields] : tasks) {
+            c.arg(seq).arg(static_cast<std::int64_t>(fields.size())).args(fields);
+        }
+        return e.ok(std::move(c));
+    };
+    const Flat f1 = {"id", "t1", "data", "a"}, f2 = {"id", "t2", "data", ""},
+               f3 = task_fields("t3", false);
+    auto first = call(1, {{1, f1}, {2, f2}});
+    auto [ids, entries] = e.xrange(e.k.stream());
+    REQUIRE(ids.size() == 2);
+    CHECK(first == A(ids));
+    CHECK(show(entries[0]) == show(f1));
+    CHECK(show(entries[1]) == show(f2));
+    CHECK(show(e.zset(ledger)) == show(Zset{{"1", 1}, {"2", 2}}));
+    CHECK(e.pttl(ledger) > 0);
+
+    // The reply was lost: the resend, split with a new task between, adds
+    // only the new one.
+    auto resend = call(1, {{1, f1}, {3, f3}, {2, f2}});
+    auto [ids2, entries2] = e.xrange(e.k.stream());
+    REQUIRE(ids2.size() == 3);
+    CHECK(resend == A({S(""), S(ids2[2]), S("")}));
+    CHECK(show(entries2[2]) == show(f3));
+
+    // The client saw 1 and 2 confirmed: the floor moves past them, their
+    // notes go; a task numbered below the floor is not looked for again.
+    call(3, {{4, f1}});
+    CHECK(show(e.zset(ledger)) == show(Zset{{"3", 3}, {"4", 4}}));
+    CHECK(e.xrange(e.k.stream()).first.size() == 4);
+
+    // A refused XADD (the stream key of the wrong type) writes no note, so
+    // the task's resend is not mistaken for one already added.
+    e.cmd({"DEL", e.k.stream()});
+    e.cmd({"SET", e.k.stream(), "x"});
+    ScriptCall bad(scripts::add);
+    bad.key(e.k.stream()).key(ledger).arg(std::int64_t{3}).arg(std::int64_t{60'000});
+    bad.arg(std::int64_t{5}).arg(std::int64_t{2}).args(Flat{"id", "t5"});
+    auto refused = e.run(std::move(bad));
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().message().find("WRONGTYPE") != std::string::npos);
+    CHECK(show(e.zset(ledger)) == show(Zset{{"3", 3}, {"4", 4}}));
 }
 
 void check_unique_claim(Env& e) {
@@ -1014,6 +1082,7 @@ struct Scenario {
 const Scenario kScenarios[] = {
     {"enqueue", check_enqueue},
     {"schedule", check_schedule},
+    {"add", check_add},
     {"unique_claim", check_unique_claim},
     {"unique_release", check_unique_release},
     {"cancel", check_cancel},

@@ -286,22 +286,50 @@ TEST_CASE("admission: close wakes a caller waiting for room") {
     CHECK(std::chrono::steady_clock::now() - t0 < 10s);
 }
 
-TEST_CASE("encoder: a plain task is one XADD to P{Q}") {
+TEST_CASE("encoder: a task without a record is batched into scripts::add, noted in a ledger") {
     Builder b({.track_state = false});
     QueueKeys keys("sf:", "mail");
-    auto m = b.builder.build("hello", {.max_retries = 2}, false);
-    auto o = encode_outgoing(m, keys, 123);
-    CHECK(o.form == Outgoing::Form::xadd);
-    CHECK(o.id == m.id);
-    CHECK(o.bytes == 123);
-    CHECK(route_key(o) == "sf:{mail}");
-    std::string scratch;
-    Outgoing* one[] = {&o};
-    auto cmd = command_for(one, false, scratch);
-    CHECK(cmd.data() == o.cmd.data());  // sent as it is, not copied
-    CHECK(parse_command(cmd) == concat({"XADD", "sf:{mail}", "*"}, fields_of(m)));
-    auto f = fields_of(m);
+    auto m1 = b.builder.build("hello", {.max_retries = 2}, false);
+    auto m2 = b.builder.build("again", {}, false);
+    auto o1 = encode_outgoing(m1, keys, 123);
+    auto o2 = encode_outgoing(m2, keys, 10);
+    CHECK(o1.form == Outgoing::Form::noted);
+    CHECK(o1.id == m1.id);
+    CHECK(o1.bytes == 123);
+    CHECK(o1.record_key.empty());
+    CHECK(o1.ledger == "sf:{mail}:sent:client-1");
+    CHECK(route_key(o1) == "sf:{mail}");
+    auto f = fields_of(m1);
     CHECK(std::find(f.begin(), f.end(), "x_state") == f.end());
+
+    auto part = [](std::uint64_t seq, const TaskMessage& m) {
+        auto fields = fields_of(m);
+        return concat({std::to_string(seq), std::to_string(fields.size())}, fields);
+    };
+    o1.seq = 7;
+    o2.seq = 9;
+    std::string scratch;
+    // One call for both: the stream and the ledger, the floor, the ledger's
+    // ttl, then each task's number and entry.
+    CHECK(joins_batch(o1, 1, o1.cmd.size(), o2));
+    Outgoing* two[] = {&o1, &o2};
+    CHECK(parse_command(command_for(two, false, 5, scratch)) ==
+          concat(concat({"EVALSHA", std::string(scripts::add.sha1), "2", "sf:{mail}",
+                         "sf:{mail}:sent:client-1", "5", std::to_string(kLedgerTtlMs)},
+                        part(7, m1)),
+                 part(9, m2)));
+    CHECK(parse_command(command_for(two, true, 5, scratch))[1] == scripts::add.body);
+
+    // Never in one call with a task of another kind or another client.
+    Builder tracked;
+    auto o3 = encode_outgoing(tracked.builder.build("x", {}, false), keys, 10);
+    CHECK_FALSE(joins_batch(o1, 1, 0, o3));
+    CHECK_FALSE(joins_batch(o3, 1, 0, o1));
+    Outgoing other;
+    other.form = Outgoing::Form::noted;
+    other.stream = o1.stream;
+    other.ledger = "sf:{mail}:sent:client-2";
+    CHECK_FALSE(joins_batch(o1, 1, 0, other));
 }
 
 TEST_CASE("encoder: a tracked task with a state record is batched into scripts::enqueue") {
@@ -322,17 +350,17 @@ TEST_CASE("encoder: a tracked task with a state record is batched into scripts::
     };
     std::string scratch;
     Outgoing* one[] = {&o1};
-    CHECK(parse_command(command_for(one, false, scratch)) ==
+    CHECK(parse_command(command_for(one, false, 1, scratch)) ==
           concat({"EVALSHA", std::string(scripts::enqueue.sha1), "2", "sf:{mail}", o1.record_key},
                  part(m1, "client-1", "86400000")));
     // After NOSCRIPT: the same call by body.
-    CHECK(parse_command(command_for(one, true, scratch)) ==
+    CHECK(parse_command(command_for(one, true, 1, scratch)) ==
           concat({"EVAL", std::string(scripts::enqueue.body), "2", "sf:{mail}", o1.record_key},
                  part(m1, "client-1", "86400000")));
     // Two tasks of one stream: one call, keys first, then each task's part.
     CHECK(joins_batch(o1, 1, o1.cmd.size(), o2));
     Outgoing* two[] = {&o1, &o2};
-    CHECK(parse_command(command_for(two, false, scratch)) ==
+    CHECK(parse_command(command_for(two, false, 1, scratch)) ==
           concat(concat({"EVALSHA", std::string(scripts::enqueue.sha1), "3", "sf:{mail}",
                          o1.record_key, o2.record_key},
                         part(m1, "client-1", "86400000")),
@@ -355,16 +383,24 @@ TEST_CASE("encoder: a delayed task is one calls::schedule into P{Q}:delayed") {
     CHECK(route_key(o) == "sf:{mail}:delayed");
     std::string scratch;
     Outgoing* one[] = {&o};
-    auto argv = parse_command(command_for(one, false, scratch));
+    auto argv = parse_command(command_for(one, false, 1, scratch));
     CHECK(argv == std::vector<std::string>{
                       "EVALSHA", std::string(scripts::schedule.sha1), "3", "sf:{mail}:delayed",
                       "sf:{mail}:nudge", "sf:{mail}:task:" + m.id, std::to_string(kNow + 30'000),
-                      encode_msgpack(fields_of(m)), std::to_string(kNow), "client-1", "86400000"});
-    CHECK(parse_command(command_for(one, true, scratch))[0] == "EVAL");
+                      encode_msgpack(fields_of(m)), "record", std::to_string(kNow), "client-1",
+                      "86400000"});
+    CHECK(parse_command(command_for(one, true, 1, scratch))[0] == "EVAL");
     CHECK_FALSE(joins_batch(o, 1, 0, o));
 
     Builder stateless({.track_state = false});
     auto bare = encode_outgoing(stateless.builder.build("later", {.delay = 30s}, false), keys, 10);
     REQUIRE(bare.script);
-    CHECK(bare.script->keys().size() == 2);  // no record to write
+    CHECK(bare.record_key.empty());  // no record to write: noted in the ledger instead
+    bare.seq = 4;
+    Outgoing* alone[] = {&bare};
+    auto bare_argv = parse_command(command_for(alone, false, 3, scratch));
+    REQUIRE(bare_argv.size() == 12);
+    CHECK(bare_argv[5] == "sf:{mail}:sent:client-1");
+    CHECK(std::vector<std::string>(bare_argv.begin() + 8, bare_argv.end()) ==
+          std::vector<std::string>{"ledger", "4", "3", std::to_string(kLedgerTtlMs)});
 }
