@@ -33,7 +33,7 @@ Listener::Listener(ClientContext& ctx)
       retry_(std::make_unique<Timer>(ctx.rt.loop())) {}
 
 void Listener::start() {
-    create_group([this] { read(); });
+    create_group([this](bool) { read(); });
     // Back from an outage: read now rather than at the end of a long backoff.
     conn_->on_state([this](redis::ConnState st, const Error*) {
         if (st != redis::ConnState::ready || stopping_) return;
@@ -66,17 +66,23 @@ void Listener::resolve_now(const std::string& id, TaskOutcome out) {
     handle->resolve(std::move(out));
 }
 
-// After NOGROUP: which confirmed tasks did Redis lose? One EXISTS per record,
-// pipelined; a task without a record cannot be asked about.
-void Listener::check_lost() {
+// After NOGROUP, with the stream created again: what became of each open task?
+// A task that finished while the stream was missing had its notification
+// dropped (servers notify only into a stream that exists, notify.lua), so its
+// state record is the only word of its outcome; a confirmed task whose record
+// is gone was lost by Redis. Asked only once the stream exists again, so a
+// task finishing later is notified: none falls between the two. One HMGET per
+// record, pipelined on the shared link behind any enqueue of the same task,
+// so `stored` is up to date when the reply comes.
+void Listener::check_records() {
     std::size_t asked = 0, lost = 0;
     for (auto it = tracked_.begin(); it != tracked_.end();) {
         auto& h = it->second;
-        if (!h->stored) {
-            ++it;
-            continue;
-        }
         if (h->record_key.empty()) {
+            if (!h->stored) {
+                ++it;
+                continue;
+            }
             ++lost;
             auto handle = std::move(h);
             it = tracked_.erase(it);
@@ -86,28 +92,49 @@ void Listener::check_lost() {
             continue;
         }
         ++asked;
-        ctx_.topo.send(redis::Route{h->record_key}, {"EXISTS", h->record_key},
+        ctx_.topo.send(redis::Route{h->record_key}, {"HMGET", h->record_key, "state", "error"},
                        [this, id = it->first](Result<redis::Reply> res) {
-                           if (stopping_ || !res.ok() || !res->is_integer() ||
-                               res->integer() != 0) {
-                               return;
-                           }
-                           log().warn("client {}: task {} was lost by Redis", ctx_.id, id);
-                           resolve_now(id, TaskOutcome{TaskStatus::lost,
-                                                       "Redis lost the task (its notification "
-                                                       "stream and state record vanished: "
-                                                       "restarted without persistence?)"});
+                           if (stopping_ || !res.ok()) return;
+                           on_record(id, *res);
                        });
         ++it;
     }
     if (asked + lost > 0) {
         log().warn(
-            "client {}: notification stream vanished; checking {} stored task(s), {} taken as lost",
+            "client {}: notification stream vanished; checking {} task record(s), {} without one "
+            "taken as lost",
             ctx_.id, asked, lost);
     }
 }
 
-void Listener::create_group(std::function<void()> then) {
+void Listener::on_record(const std::string& id, const redis::Reply& reply) {
+    auto it = tracked_.find(id);
+    if (it == tracked_.end() || !reply.is_array() || reply.size() != 2) return;
+    if (reply[0].is_nil()) {
+        // Not confirmed yet: the outbox still has it and sends it to the
+        // stream that exists now.
+        if (!it->second->stored) return;
+        log().warn("client {}: task {} was lost by Redis", ctx_.id, id);
+        resolve_now(id, TaskOutcome{TaskStatus::lost,
+                                    "Redis lost the task (its notification stream and state "
+                                    "record vanished: restarted without persistence?)"});
+        return;
+    }
+    auto state = reply[0].str();
+    std::string error(reply[1].as_string().value_or(""));
+    if (state == "completed") {
+        resolve_now(id, TaskOutcome{TaskStatus::completed, {}});
+    } else if (state == "failed" || state == "dead") {
+        resolve_now(id, TaskOutcome{TaskStatus::error, std::move(error)});
+    } else if (state == "expired") {
+        resolve_now(id, TaskOutcome{TaskStatus::expired, std::move(error)});
+    } else if (state == "canceled") {
+        resolve_now(id, TaskOutcome{TaskStatus::canceled, std::move(error)});
+    }
+    // Otherwise still waiting or running: its notification will come.
+}
+
+void Listener::create_group(std::function<void(bool created)> then) {
     redis::ensure_group(
         ctx_.topo, ctx_.receiver, kClientGroup, "0", [this, then = std::move(then)](Status st) {
             if (!st) {
@@ -118,7 +145,7 @@ void Listener::create_group(std::function<void()> then) {
                             "client {}: creating notification group failed: {}", ctx_.id,
                             st.error().message());
             }
-            if (!stopping_) then();
+            if (!stopping_) then(st.ok());
         });
 }
 
@@ -145,11 +172,13 @@ void Listener::on_read(Result<redis::Reply> res) {
                     "client {}: notification read failed: {}", ctx_.id, e.message());
         if (e.is(reply_errc::nogroup)) {
             // The stream or group vanished (deleted, or Redis restarted
-            // without persistence): recreate both and read on, after the
-            // backoff, since a group that cannot be created says NOGROUP
-            // again; and find the tasks Redis lost with it.
-            check_lost();
-            create_group([this] { retry_later(); });
+            // without persistence): recreate both, then learn from the
+            // records what happened meanwhile, and read on after the backoff
+            // (a group that cannot be created says NOGROUP again).
+            create_group([this](bool created) {
+                if (created) check_records();
+                retry_later();
+            });
             return;
         }
         retry_later();

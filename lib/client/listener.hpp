@@ -12,12 +12,16 @@
 //
 // NOGROUP is also how a Redis that restarted without persistence shows: the
 // tasks it held are gone and no notification will ever come for them, so a
-// wait() would hang. On NOGROUP the listener checks every open handle whose
-// task Redis had confirmed: a task with a state record is lost when its record
-// is gone too (a stream deleted by hand leaves the records, and those handles
-// wait on); a task without one cannot be checked and is taken as lost. Lost
-// handles resolve as TaskStatus::lost. Tasks not yet confirmed are still in
-// the outbox and are sent to the new server.
+// wait() would hang; and tasks the outbox resent to the new server may finish
+// before the stream exists again, their notifications dropped (servers notify
+// only into a stream that exists). So on NOGROUP the listener first recreates
+// the stream, then reads the state record of every open handle's task: a
+// final state resolves the handle from the record; a task Redis had confirmed
+// whose record is gone too is lost (a stream deleted by hand leaves the
+// records, and those handles wait on); a confirmed task without a record
+// cannot be checked and is taken as lost. Lost handles resolve as
+// TaskStatus::lost. Tasks not yet confirmed are still in the outbox and are
+// sent to the new server, where the recreated stream hears of them.
 //
 // The tracked handles live on the loop thread alone: they are registered
 // there before their task is sent, and notifications are read there too, so
@@ -69,9 +73,10 @@ private:
     void read();
     void on_read(Result<redis::Reply> res);
     void handle_entry(const redis::StreamEntry& entry);
-    void create_group(std::function<void()> then);
+    void create_group(std::function<void(bool created)> then);
     void retry_later();
-    void check_lost();
+    void check_records();
+    void on_record(const std::string& id, const redis::Reply& reply);
 
     ClientContext& ctx_;
     std::shared_ptr<redis::Connection> conn_;
