@@ -229,7 +229,8 @@ void Client::Impl::drain() {
 // the caller may be waiting hears of it.
 void Client::Impl::refused(Outgoing& task, const detail::Error& why) {
     auto text = "Redis refused task " + task.id + ": " + why.message();
-    if (task.handle) listener->resolve_now(task.id, TaskOutcome{TaskStatus::refused, why.message()});
+    if (task.handle)
+        listener->resolve_now(task.id, TaskOutcome{TaskStatus::refused, why.message()});
     if (task.stored) task.stored->set_exception(std::make_exception_ptr(Refused(text, task.id)));
     if (!ctx->options.on_refused) {
         log().warn("client {}: {}", ctx->id, text);

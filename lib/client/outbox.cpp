@@ -1,4 +1,5 @@
-// Outbox: sends accepted tasks in order until Redis confirms or refuses each, resending after outages.
+// Outbox: sends accepted tasks in order until Redis confirms or refuses each, resending after
+// outages.
 #include "client/outbox.hpp"
 
 #include "client/encoder.hpp"
@@ -204,8 +205,8 @@ void Outbox::close() {
     // Whoever waits in enqueue_confirmed() learns that no answer will come.
     for (auto& o : tasks_) {
         if (o.stored && !o.done) {
-            o.stored->set_exception(std::make_exception_ptr(ClosedError(
-                "client " + ctx_.id + " closed before Redis confirmed task " + o.id)));
+            o.stored->set_exception(std::make_exception_ptr(
+                ClosedError("client " + ctx_.id + " closed before Redis confirmed task " + o.id)));
             o.stored.reset();
         }
     }

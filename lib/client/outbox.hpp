@@ -1,4 +1,5 @@
-// Outbox: sends accepted tasks in order until Redis confirms or refuses each, resending after outages.
+// Outbox: sends accepted tasks in order until Redis confirms or refuses each, resending after
+// outages.
 #pragma once
 
 // Tasks wait in the outbox, in acceptance order, until Redis confirms their

@@ -89,8 +89,8 @@ TaskInfo TaskOps::get(std::string_view queue, std::string_view id) {
     return info;
 }
 
-// The claim is idempotent by task id (lib/scripts/unique_claim.lua), so a claim whose reply was lost
-// (Redis answered after our timeout, or the link dropped after the command left) is sent again
+// The claim is idempotent by task id (lib/scripts/unique_claim.lua), so a claim whose reply was
+// lost (Redis answered after our timeout, or the link dropped after the command left) is sent again
 // for the same task until Redis answers, for a few command timeouts. Without that the key stayed
 // held by a task that never existed and the caller's retry was refused as a duplicate of it. If
 // Redis stays silent, the key is given back when possible and the error goes to the caller.

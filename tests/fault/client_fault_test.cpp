@@ -178,12 +178,15 @@ TEST_CASE("a payload over proto-max-bulk-len is refused alone; the tasks around 
     Refusals refusals;
     for (bool state : {true, false}) {
         CAPTURE(state);
-        Client client({.redis = server.url(), .on_refused = refusals.callback(), .track_state = state},
-                      {"q"});
+        Client client(
+            {.redis = server.url(), .on_refused = refusals.callback(), .track_state = state},
+            {"q"});
         std::vector<std::string> small;
-        for (int i = 0; i < 10; ++i) small.push_back(client.enqueue("q", "before" + std::to_string(i)));
+        for (int i = 0; i < 10; ++i)
+            small.push_back(client.enqueue("q", "before" + std::to_string(i)));
         auto big = client.enqueue("q", std::string(2 << 20, 'x'));
-        for (int i = 0; i < 10; ++i) small.push_back(client.enqueue("q", "after" + std::to_string(i)));
+        for (int i = 0; i < 10; ++i)
+            small.push_back(client.enqueue("q", "after" + std::to_string(i)));
         REQUIRE(drained(client));
         CHECK(refusals.ids().count(big) == 1);
         auto seen = entries_by_id(c, "streamfleet:{q}");
@@ -197,8 +200,8 @@ TEST_CASE("OOM: a task is retried with backoff while memory may come back, then 
     RedisServer server;
     TestConn c(server.url());
     Refusals refusals;
-    Client client({.redis = server.url(), .on_refused = refusals.callback(), .oom_patience = 1500ms},
-                  {"q"});
+    Client client(
+        {.redis = server.url(), .on_refused = refusals.callback(), .oom_patience = 1500ms}, {"q"});
     REQUIRE(client.enqueue_confirmed("q", "warm", {}, 20s).size() > 0);
     auto oom_count = [&] {
         auto text = std::string(c.cmd({"INFO", "errorstats"}).value().str());
@@ -357,7 +360,8 @@ TEST_CASE("measure: entries and runs of one big payload" * doctest::skip()) {
     long tms = std::getenv("SF_TIMEOUT_MS") ? std::atol(std::getenv("SF_TIMEOUT_MS")) : 5000;
     RedisServer server;
     TestConn c(server.url());
-    Client client({.redis = server.url(), .command_timeout = std::chrono::milliseconds(tms)}, {"big"});
+    Client client({.redis = server.url(), .command_timeout = std::chrono::milliseconds(tms)},
+                  {"big"});
     const std::string payload(static_cast<std::size_t>(mib) << 20, 'p');
     auto t0 = std::chrono::steady_clock::now();
     auto id = client.enqueue("big", payload);

@@ -19,6 +19,7 @@
 #include "server/test_access.hpp"
 #include "streamfleet/streamfleet.hpp"
 #include "support/redis_server.hpp"
+#include "support/tally.hpp"
 #include "support/test_conn.hpp"
 #include "support/wait.hpp"
 
@@ -33,6 +34,9 @@ using streamfleet::test::TestConn;
 
 namespace {
 
+// Runs per task (the payload is the task's name), from any handler thread.
+using Runs = streamfleet::test::Tally;
+
 // The host's clock, off by a fixed amount.
 class SkewedClock final : public detail::Clock {
 public:
@@ -43,30 +47,6 @@ public:
 
 private:
     std::int64_t offset_;
-};
-
-// Runs per task (the payload is the task's name), from any handler thread.
-struct Runs {
-    std::mutex m;
-    std::map<std::string, int> n;
-    int add(std::string_view name) {
-        std::lock_guard lock(m);
-        return ++n[std::string(name)];
-    }
-    int of(const std::string& name) {
-        std::lock_guard lock(m);
-        return n[name];
-    }
-    std::size_t distinct() {
-        std::lock_guard lock(m);
-        return n.size();
-    }
-    int total() {
-        std::lock_guard lock(m);
-        int t = 0;
-        for (auto& [_, k] : n) t += k;
-        return t;
-    }
 };
 
 ServerOptions fast(const RedisServer& rs, std::string id) {
@@ -199,9 +179,8 @@ TEST_CASE("a live server whose beat looks dead keeps its consumer; its failed ru
     }
     CHECK_FALSE(forgotten);
     CHECK(has_consumer(c, "quiet"));
-    REQUIRE(eventually([&] {
-        return quiet.stats().succeeded + peer.stats().succeeded == kTasks + 1;
-    }, 30s));
+    REQUIRE(eventually(
+        [&] { return quiet.stats().succeeded + peer.stats().succeeded == kTasks + 1; }, 30s));
     std::this_thread::sleep_for(300ms);
     MESSAGE("quiet: " << quiet.stats().succeeded << " succeeded, " << quiet.stats().retried
                       << " retried; peer: " << peer.stats().succeeded);
@@ -227,7 +206,8 @@ TEST_CASE("a server stopped while Redis refuses writes (OOM) hands its leftovers
     leaving.start();
     Client client({.redis = rs.url(), .command_timeout = 30s}, {"q"});
     std::vector<TaskHandle> handles;
-    for (int i = 0; i < 4; ++i) handles.push_back(client.enqueue_tracked("q", "t" + std::to_string(i)));
+    for (int i = 0; i < 4; ++i)
+        handles.push_back(client.enqueue_tracked("q", "t" + std::to_string(i)));
     REQUIRE(eventually([&] { return runs.distinct() == 4; }));
     o.id = "peer";
     Server peer(o);
@@ -237,11 +217,12 @@ TEST_CASE("a server stopped while Redis refuses writes (OOM) hands its leftovers
     REQUIRE(c.cmd({"CONFIG", "SET", "maxmemory", "1"}).ok());
     go = true;  // the runs end while Redis refuses their outcomes
     leaving.shutdown(0ms);
-    auto pending = c.cmd({"XPENDING", "streamfleet:{q}", "streamfleet-server"}).value()[0].integer();
+    auto pending =
+        c.cmd({"XPENDING", "streamfleet:{q}", "streamfleet-server"}).value()[0].integer();
     auto score = c.cmd({"ZSCORE", "streamfleet:{q}:servers", "leaving"}).value();
-    MESSAGE("after the shutdown: " << pending << " pending; leaving's registry entry: "
-                                   << (score.is_nil() ? std::string("removed")
-                                                      : std::string(score.str())));
+    MESSAGE("after the shutdown: "
+            << pending << " pending; leaving's registry entry: "
+            << (score.is_nil() ? std::string("removed") : std::string(score.str())));
     REQUIRE(c.cmd({"CONFIG", "SET", "maxmemory", "0"}).ok());
     auto back = std::chrono::steady_clock::now();
     for (auto& h : handles) {
@@ -273,7 +254,8 @@ TEST_CASE("a server stopped while Redis is frozen hands its leftovers over well 
     leaving.start();
     Client client({.redis = rs.url(), .command_timeout = 30s}, {"q"});
     std::vector<TaskHandle> handles;
-    for (int i = 0; i < 4; ++i) handles.push_back(client.enqueue_tracked("q", "t" + std::to_string(i)));
+    for (int i = 0; i < 4; ++i)
+        handles.push_back(client.enqueue_tracked("q", "t" + std::to_string(i)));
     REQUIRE(eventually([&] { return runs.distinct() == 4; }));
     o.id = "peer";
     Server peer(o);
@@ -322,8 +304,9 @@ TEST_CASE("a second server with the same id refuses to start; the first keeps ru
         what = e.what();
     }
     auto waited = std::chrono::steady_clock::now() - t0;
-    MESSAGE("refused after " << std::chrono::duration_cast<std::chrono::milliseconds>(waited).count()
-                             << " ms: " << what);
+    MESSAGE(
+        "refused after " << std::chrono::duration_cast<std::chrono::milliseconds>(waited).count()
+                         << " ms: " << what);
     CHECK(what.find("'twin'") != std::string::npos);
     CHECK(waited < 5s);
     Client client({.redis = rs.url()}, {"q"});

@@ -16,6 +16,7 @@
 
 #include "streamfleet/streamfleet.hpp"
 #include "support/redis_server.hpp"
+#include "support/tally.hpp"
 #include "support/test_conn.hpp"
 #include "support/wait.hpp"
 
@@ -28,18 +29,7 @@ using streamfleet::test::TestConn;
 namespace {
 
 // Runs per task payload, counted one by one.
-struct Runs {
-    std::mutex m;
-    std::map<std::string, int> by_task;
-    void add(std::string_view data) {
-        std::lock_guard lock(m);
-        ++by_task[std::string(data)];
-    }
-    std::map<std::string, int> snapshot() {
-        std::lock_guard lock(m);
-        return by_task;
-    }
-};
+using Runs = streamfleet::test::Tally;
 
 ServerOptions server_opts(const RedisServer& rs, std::string id) {
     // A short lease, so an entry whose lease is not renewed while its outcome waits is taken over
@@ -179,7 +169,7 @@ TEST_CASE("OOM while tasks finish: every outcome is written before its ack, noth
     }));
     auto dead = admin.cmd({"XLEN", "streamfleet:{jobs}:dead"});
     REQUIRE(dead.ok());
-    CHECK(dead->integer() == kDoomed);  // each dead-lettered once
+    CHECK(dead->integer() == kDoomed);   // each dead-lettered once
     std::this_thread::sleep_for(500ms);  // a second run would show up by now
     auto counted = runs.snapshot();
     CHECK(static_cast<int>(counted.size()) == kTotal);
@@ -199,8 +189,8 @@ TEST_CASE("OOM while tasks finish: every outcome is written before its ack, noth
         }
     }
     MESSAGE("tasks ", kTotal, ", runs ", counted.size(), " ids, ", twice, " ran more than due, ",
-            resolved.size(), " of ", handles.size(), " handles resolved; stats a: ",
-            a.stats().succeeded, " b: ", b.stats().succeeded);
+            resolved.size(), " of ", handles.size(),
+            " handles resolved; stats a: ", a.stats().succeeded, " b: ", b.stats().succeeded);
     a.shutdown(5s);
     b.shutdown(5s);
 }

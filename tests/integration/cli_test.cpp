@@ -23,38 +23,11 @@
 
 using namespace std::chrono_literals;
 using streamfleet::test::RedisServer;
+using streamfleet::test::run_captured;
+using streamfleet::test::spawn_worker;
 using streamfleet::test::TestConn;
 
 namespace {
-
-struct Run {
-    int code;
-    std::string out;
-    std::string err;
-};
-
-// Runs a shell command line; captures stdout and stderr.
-Run sh(const std::string& cmd, const std::string& dir) {
-    std::string out_file = dir + "/out.txt", err_file = dir + "/err.txt";
-    int status = std::system((cmd + " >" + out_file + " 2>" + err_file).c_str());
-    auto slurp = [](const std::string& p) {
-        std::ifstream in(p);
-        std::stringstream ss;
-        ss << in.rdbuf();
-        return ss.str();
-    };
-    return Run{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out_file), slurp(err_file)};
-}
-
-pid_t spawn_worker(const std::string& args) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c",
-              ("exec " + streamfleet::test::cli_path() + " worker " + args).c_str(), nullptr);
-        _exit(127);
-    }
-    return pid;
-}
 
 int stop_worker(pid_t pid) {
     kill(pid, SIGTERM);
@@ -98,7 +71,7 @@ TEST_CASE("bad flags, URLs and queue names: non-zero exit and a one-line error")
     };
     for (const auto& c : cases) {
         CAPTURE(c.args);
-        auto r = sh(streamfleet::test::cli_path() + " " + c.args, dir);
+        auto r = run_captured(streamfleet::test::cli_path() + " " + c.args, dir);
         CHECK(r.code != 0);
         CAPTURE(r.err);
         CHECK(r.err.find(c.mentions) != std::string::npos);
@@ -115,23 +88,24 @@ TEST_CASE("enqueue --track with a worker process: outcomes, exit codes, env, std
         " --queue q --id w1 --concurrency 2 --exec '"
         "read x; echo \"$STREAMFLEET_QUEUE $STREAMFLEET_RETRIES $STREAMFLEET_DELIVERIES $x\" >> " +
         log + "; if [ \"$x\" = bad ]; then echo \"no good: $x\" >&2; exit 3; fi'");
-    auto ok = sh("printf 'a\\nb\\n' | " + streamfleet::test::cli_path() + " enqueue --redis " +
-                     rs.url() + " --queue q --lines --track --timeout-ms 20000",
-                 dir);
+    auto ok =
+        run_captured("printf 'a\\nb\\n' | " + streamfleet::test::cli_path() + " enqueue --redis " +
+                         rs.url() + " --queue q --lines --track --timeout-ms 20000",
+                     dir);
     CHECK(ok.code == 0);
     CAPTURE(ok.out);
     CHECK(std::count(ok.out.begin(), ok.out.end(), '\n') == 4);  // 2 ids, 2 outcomes
     CHECK(ok.out.find(" completed\n") != std::string::npos);
 
-    auto bad = sh(streamfleet::test::cli_path() + " enqueue --redis " + rs.url() +
-                      " --queue q --data bad --track --max-retries 1 --timeout-ms 20000",
-                  dir);
+    auto bad = run_captured(streamfleet::test::cli_path() + " enqueue --redis " + rs.url() +
+                                " --queue q --data bad --track --max-retries 1 --timeout-ms 20000",
+                            dir);
     CHECK(bad.code == 1);
     CAPTURE(bad.out);
     CHECK(bad.out.find(" error: no good: bad\n") != std::string::npos);
 
-    auto stats =
-        sh(streamfleet::test::cli_path() + " stats --redis " + rs.url() + " --queue q --json", dir);
+    auto stats = run_captured(
+        streamfleet::test::cli_path() + " stats --redis " + rs.url() + " --queue q --json", dir);
     CHECK(stats.code == 0);
     CHECK(stats.out.find("\"dead\":1") != std::string::npos);
     CHECK(stats.out.find("\"servers\":1") != std::string::npos);
@@ -147,7 +121,8 @@ TEST_CASE("enqueue --track with a worker process: outcomes, exit codes, env, std
 TEST_CASE("JSON output keeps UTF-8 text and escapes binary and control bytes") {
     RedisServer rs;
     auto cli = streamfleet::test::cli_path();
-    auto s = sh(cli + " stats --redis " + rs.url() + " --queue 'caf\xc3\xa9\"q' --json", rs.dir());
+    auto s = run_captured(cli + " stats --redis " + rs.url() + " --queue 'caf\xc3\xa9\"q' --json",
+                          rs.dir());
     CHECK(s.code == 0);
     CAPTURE(s.out);
     CHECK(s.out.find("\"queue\":\"caf\xc3\xa9\\\"q\"") != std::string::npos);
@@ -156,7 +131,7 @@ TEST_CASE("JSON output keeps UTF-8 text and escapes binary and control bytes") {
     REQUIRE(c.cmd({"XADD", "streamfleet:{q}:dead", "*", "id", "t1", "data",
                    std::string("\xff\x01z", 3)})
                 .ok());
-    auto d = sh(cli + " dead list --redis " + rs.url() + " --queue q --json", rs.dir());
+    auto d = run_captured(cli + " dead list --redis " + rs.url() + " --queue q --json", rs.dir());
     CHECK(d.code == 0);
     CAPTURE(d.out);
     CHECK(d.out.find("\"data\":\"\\u00ff\\u0001z\"") != std::string::npos);
@@ -164,13 +139,14 @@ TEST_CASE("JSON output keeps UTF-8 text and escapes binary and control bytes") {
 
 TEST_CASE("stdin without --lines is one task; fire-and-forget exits 0 once Redis has it") {
     RedisServer rs;
-    auto r = sh("printf 'multi\\nline\\n' | " + streamfleet::test::cli_path() +
-                    " enqueue --redis " + rs.url() + " --queue q",
-                rs.dir());
+    auto r = run_captured("printf 'multi\\nline\\n' | " + streamfleet::test::cli_path() +
+                              " enqueue --redis " + rs.url() + " --queue q",
+                          rs.dir());
     CHECK(r.code == 0);
     CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
-    auto s = sh(streamfleet::test::cli_path() + " stats --redis " + rs.url() + " --queue q --json",
-                rs.dir());
+    auto s = run_captured(
+        streamfleet::test::cli_path() + " stats --redis " + rs.url() + " --queue q --json",
+        rs.dir());
     CHECK(s.out.find("\"stream_length\":1") != std::string::npos);
 }
 
@@ -184,9 +160,9 @@ TEST_CASE("10,000 tasks over 3 worker processes: each handled exactly once") {
             spawn_worker("--redis " + rs.url() + " --queue bulk --id w" + std::to_string(i) +
                          " --concurrency 4 --exec 'read x; echo \"$x\" >> " + out + "'"));
     }
-    auto r = sh("seq 1 10000 | " + streamfleet::test::cli_path() + " enqueue --redis " + rs.url() +
-                    " --queue bulk --lines",
-                dir);
+    auto r = run_captured("seq 1 10000 | " + streamfleet::test::cli_path() + " enqueue --redis " +
+                              rs.url() + " --queue bulk --lines",
+                          dir);
     REQUIRE(r.code == 0);
     auto until = std::chrono::steady_clock::now() + 120s;
     while (count_lines(out) < 10'000 && std::chrono::steady_clock::now() < until) {
@@ -227,7 +203,7 @@ TEST_CASE(
     waitpid(pid, &status, 0);
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
-    auto s =
-        sh(streamfleet::test::cli_path() + " stats --redis " + rs.url() + " --queue q --json", dir);
+    auto s = run_captured(
+        streamfleet::test::cli_path() + " stats --redis " + rs.url() + " --queue q --json", dir);
     CHECK(s.out.find("\"stream_length\":50") != std::string::npos);
 }

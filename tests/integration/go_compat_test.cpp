@@ -428,26 +428,7 @@ TEST_CASE("go-compatible: our own features on the Go key names, and the option c
     CHECK_THROWS_AS(Client({.redis = rs.url()}, {"{orders}"}), InvalidArgument);
 }
 
-namespace {
-
-struct Run {
-    int code;
-    std::string out, err;
-};
-
-Run sh(const std::string& cmd, const std::string& dir) {
-    auto out_file = dir + "/out.txt", err_file = dir + "/err.txt";
-    int status = std::system((cmd + " >" + out_file + " 2>" + err_file).c_str());
-    auto slurp = [](const std::string& p) {
-        std::ifstream in(p);
-        std::stringstream ss;
-        ss << in.rdbuf();
-        return ss.str();
-    };
-    return Run{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out_file), slurp(err_file)};
-}
-
-}  // namespace
+namespace {}  // namespace
 
 TEST_CASE("the CLI with --go-compat: worker, enqueue, stats, dead, get, cancel") {
     RedisServer rs;
@@ -458,12 +439,12 @@ TEST_CASE("the CLI with --go-compat: worker, enqueue, stats, dead, get, cancel")
     for (const char* cmd : {"enqueue", "worker", "stats", "get", "cancel", "dead list",
                             "dead requeue", "dead purge"}) {
         CAPTURE(cmd);
-        auto r = sh(cli + " " + cmd + " --go-compat", dir);
+        auto r = run_captured(cli + " " + cmd + " --go-compat", dir);
         CHECK(r.code == 2);
         CHECK(r.err.find("unknown flag") == std::string::npos);
         CHECK(r.err.find("missing required flag") != std::string::npos);
     }
-    CHECK(sh(cli + " --help", dir).out.find("[--go-compat]") != std::string::npos);
+    CHECK(run_captured(cli + " --help", dir).out.find("[--go-compat]") != std::string::npos);
 
     // Our CLI worker runs a Go client's tasks; the Go client hears of each.
     auto log = dir + "/ran.txt";
@@ -480,18 +461,21 @@ TEST_CASE("the CLI with --go-compat: worker, enqueue, stats, dead, get, cancel")
     for (const auto& id : ids) CHECK(got[id].type == "completed");
     CHECK(got[bad].type == "error");
 
-    auto stats = sh(cli + " stats --redis " + rs.url() + " --queue gq --json --go-compat", dir);
+    auto stats =
+        run_captured(cli + " stats --redis " + rs.url() + " --queue gq --json --go-compat", dir);
     CHECK(stats.code == 0);
     CAPTURE(stats.out);
     CHECK(stats.out.find("\"dead\":1") != std::string::npos);
     CHECK(stats.out.find("\"servers\":1") != std::string::npos);
     CHECK(stats.out.find("\"clients\":1") != std::string::npos);
-    auto list = sh(cli + " dead list --redis " + rs.url() + " --queue gq --go-compat", dir);
+    auto list =
+        run_captured(cli + " dead list --redis " + rs.url() + " --queue gq --go-compat", dir);
     CHECK(list.code == 0);
     CHECK(list.out.find(bad) != std::string::npos);
     // Without the flag the same queue is another (empty) one.
-    CHECK(sh(cli + " dead list --redis " + rs.url() + " --queue gq", dir).out.empty());
-    auto purge = sh(cli + " dead purge --redis " + rs.url() + " --queue gq --go-compat", dir);
+    CHECK(run_captured(cli + " dead list --redis " + rs.url() + " --queue gq", dir).out.empty());
+    auto purge =
+        run_captured(cli + " dead purge --redis " + rs.url() + " --queue gq --go-compat", dir);
     CHECK(purge.out == "1\n");
     kill_group(w, SIGTERM);
     {
@@ -505,19 +489,19 @@ TEST_CASE("the CLI with --go-compat: worker, enqueue, stats, dead, get, cancel")
     // Our CLI enqueue --track, run by a Go worker.
     GoWorker gw(rs.url(), "gq2", "go-worker-1",
                 [](const std::string&) { return std::optional<std::string>(); });
-    auto enq = sh(cli + " enqueue --redis " + rs.url() +
-                      " --queue gq2 --data hello --track --timeout-ms 20000 --go-compat",
-                  dir);
+    auto enq = run_captured(cli + " enqueue --redis " + rs.url() +
+                                " --queue gq2 --data hello --track --timeout-ms 20000 --go-compat",
+                            dir);
     CHECK(enq.code == 0);
     CAPTURE(enq.out);
     CHECK(enq.out.find(" completed\n") != std::string::npos);
     REQUIRE(gw.runs().size() == 1);
     // No state records in this mode: get and cancel answer "unknown".
-    auto get =
-        sh(cli + " get --redis " + rs.url() + " --queue gq2 --id " + gw.runs()[0] + " --go-compat",
-           dir);
+    auto get = run_captured(
+        cli + " get --redis " + rs.url() + " --queue gq2 --id " + gw.runs()[0] + " --go-compat",
+        dir);
     CHECK(get.code == 1);
-    auto cancel = sh(
+    auto cancel = run_captured(
         cli + " cancel --redis " + rs.url() + " --queue gq2 --id " + gw.runs()[0] + " --go-compat",
         dir);
     CHECK(cancel.code == 1);

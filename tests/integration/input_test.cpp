@@ -24,6 +24,7 @@
 
 #include "streamfleet/streamfleet.hpp"
 #include "support/redis_server.hpp"
+#include "support/tally.hpp"
 #include "support/test_conn.hpp"
 #include "support/wait.hpp"
 
@@ -31,9 +32,13 @@ using namespace std::chrono_literals;
 using namespace streamfleet;
 using streamfleet::test::eventually;
 using streamfleet::test::RedisServer;
+using streamfleet::test::run_captured;
 using streamfleet::test::TestConn;
 
 namespace {
+
+// Counts runs per task payload.
+using Runs = streamfleet::test::Tally;
 
 constexpr auto kMaxMs = std::chrono::milliseconds(std::numeric_limits<std::int64_t>::max());
 
@@ -60,38 +65,6 @@ long long integer(TestConn& c, std::vector<std::string> argv) {
     return c.cmd(std::move(argv)).value().integer();
 }
 
-struct Run {
-    int code;
-    std::string out;
-    std::string err;
-};
-
-Run sh(const std::string& cmd, const std::string& dir) {
-    std::string out_file = dir + "/out.txt", err_file = dir + "/err.txt";
-    int status = std::system((cmd + " >" + out_file + " 2>" + err_file).c_str());
-    auto slurp = [](const std::string& p) {
-        std::ifstream in(p);
-        std::stringstream ss;
-        ss << in.rdbuf();
-        return ss.str();
-    };
-    return Run{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out_file), slurp(err_file)};
-}
-
-// Counts runs per task payload.
-struct Runs {
-    std::mutex m;
-    std::map<std::string, int> by_data;
-    void add(std::string_view d) {
-        std::lock_guard l(m);
-        ++by_data[std::string(d)];
-    }
-    std::map<std::string, int> get() {
-        std::lock_guard l(m);
-        return by_data;
-    }
-};
-
 }  // namespace
 
 TEST_CASE("an entry with 10,000 fields is dead-lettered once; the tasks beside it run") {
@@ -114,11 +87,11 @@ TEST_CASE("an entry with 10,000 fields is dead-lettered once; the tasks beside i
     server.start();
     REQUIRE(eventually([&] { return server.stats().succeeded == 10; }));
     REQUIRE(eventually([&] { return integer(c, {"XLEN", "streamfleet:{jobs}:dead"}) == 1; }, 10s));
-    for (const auto& [data, n] : runs.get()) {
+    for (const auto& [data, n] : runs.snapshot()) {
         CAPTURE(data);
         CHECK(n == 1);
     }
-    CHECK(runs.get().size() == 10);
+    CHECK(runs.snapshot().size() == 10);
     auto dead = entries(c, "streamfleet:{jobs}:dead");
     REQUIRE(dead.size() == 1);
     CHECK(dead[0]["f0"] == "v0");
@@ -128,8 +101,9 @@ TEST_CASE("an entry with 10,000 fields is dead-lettered once; the tasks beside i
     CHECK(dead[0]["x_error"].find("10000 fields") != std::string::npos);
     // Gone from the stream and the PEL: never delivered again.
     REQUIRE(eventually([&] {
-        return c.cmd({"XPENDING", "streamfleet:{jobs}", "streamfleet-server"}).value()[0].integer() ==
-               0;
+        return c.cmd({"XPENDING", "streamfleet:{jobs}", "streamfleet-server"})
+                   .value()[0]
+                   .integer() == 0;
     }));
     CHECK(c.cmd({"XRANGE", "streamfleet:{jobs}", wide_id, wide_id}).value().size() == 0);
     CHECK(server.stats().malformed == 1);
@@ -142,7 +116,8 @@ TEST_CASE("bad members of P{Q}:delayed are dead-lettered with their bytes; the d
     Client client({.redis = rs.url()}, {"jobs"});
     std::vector<TaskHandle> handles;
     for (int i = 0; i < 20; ++i) {
-        handles.push_back(client.enqueue_tracked("jobs", "t" + std::to_string(i), {.delay = 300ms}));
+        handles.push_back(
+            client.enqueue_tracked("jobs", "t" + std::to_string(i), {.delay = 300ms}));
     }
     // Due before all of them: not msgpack; one msgpack array of three integers (odd, not strings);
     // a msgpack string followed by trailing bytes.
@@ -160,7 +135,7 @@ TEST_CASE("bad members of P{Q}:delayed are dead-lettered with their bytes; the d
         REQUIRE(out);
         CHECK(out->status == TaskStatus::completed);
     }
-    auto counted = runs.get();
+    auto counted = runs.snapshot();
     CHECK(counted.size() == 20);
     for (const auto& [data, n] : counted) {
         CAPTURE(data);
@@ -219,9 +194,27 @@ TEST_CASE("a retry_delay of INT64_MAX from another writer waits instead of runni
     });
     server.start();
     // As a client that does not validate would write it (the v1 fields only).
-    c.cmd({"XADD", "streamfleet:{jobs}", "*", "enc_version", "1", "id", "foreign-1", "client_id",
-           "c", "data", "x", "max_retries", "3", "expires_ts", "0", "retry_delay",
-           "9223372036854775807", "send_notif", "0", "retries", "0"})
+    c.cmd({"XADD",
+           "streamfleet:{jobs}",
+           "*",
+           "enc_version",
+           "1",
+           "id",
+           "foreign-1",
+           "client_id",
+           "c",
+           "data",
+           "x",
+           "max_retries",
+           "3",
+           "expires_ts",
+           "0",
+           "retry_delay",
+           "9223372036854775807",
+           "send_notif",
+           "0",
+           "retries",
+           "0"})
         .value();
     REQUIRE(eventually([&] { return integer(c, {"ZCARD", "streamfleet:{jobs}:delayed"}) == 1; }));
     auto r = c.cmd({"ZRANGE", "streamfleet:{jobs}:delayed", "0", "0", "WITHSCORES"}).value();
@@ -249,7 +242,7 @@ TEST_CASE("CLI: time flags past year 9999 (or past what --at can hold) are usage
     };
     for (const auto& [flags, names] : cases) {
         CAPTURE(flags);
-        auto r = sh(base + flags, dir);
+        auto r = run_captured(base + flags, dir);
         CHECK(r.code == 2);
         CAPTURE(r.err);
         CHECK(r.err.find(names) != std::string::npos);
@@ -258,7 +251,7 @@ TEST_CASE("CLI: time flags past year 9999 (or past what --at can hold) are usage
     TestConn c(rs.url());
     CHECK(integer(c, {"EXISTS", "streamfleet:{q}", "streamfleet:{q}:delayed"}) == 0);
     // An --at in range still schedules.
-    auto ok = sh(base + "--at " + std::to_string(wall_ms() + 3'600'000), dir);
+    auto ok = run_captured(base + "--at " + std::to_string(wall_ms() + 3'600'000), dir);
     CHECK(ok.code == 0);
     CHECK(integer(c, {"ZCARD", "streamfleet:{q}:delayed"}) == 1);
 }
@@ -380,7 +373,8 @@ TEST_CASE("a cancel sticks across a crash: the task is not run again by the serv
     server.shutdown(5s);
 }
 
-TEST_CASE("a unique-key claim whose reply was lost is resent for the same task: no phantom holder") {
+TEST_CASE(
+    "a unique-key claim whose reply was lost is resent for the same task: no phantom holder") {
     RedisServer rs;
     TestConn c(rs.url());
     Client client({.redis = rs.url(), .command_timeout = 300ms}, {"q"});

@@ -882,7 +882,7 @@ void check_move_canceled(Env& e) {
         const auto entry = e.xadd(e.k.stream(), task_fields(id, true));
         REQUIRE(e.deliver("w1") == Flat{entry});
         e.hset(e.k.task(id), with(ready_record(entry), {{"cancel", std::to_string(kNow)}}));
-        calls::Move mv{.dest = row.delayed               ? e.k.delayed()
+        calls::Move mv{.dest = row.delayed           ? e.k.delayed()
                                : row.state == "dead" ? e.k.dead()
                                                      : e.k.stream(),
                        .to = row.delayed ? calls::Move::To::delayed : calls::Move::To::stream,
@@ -1136,7 +1136,9 @@ TEST_CASE("promote dead-letters members that are not tasks and finalises cancele
 TEST_CASE("move finalises a retry of a task canceled while it ran") {
     run_alone(check_move_canceled);
 }
-TEST_CASE("move keeps a bounded prefix of an entry too wide for Lua") { run_alone(check_move_wide); }
+TEST_CASE("move keeps a bounded prefix of an entry too wide for Lua") {
+    run_alone(check_move_wide);
+}
 TEST_CASE("keep renews only the entries the consumer owns") { run_alone(check_keep); }
 // An entry still in the PEL but deleted from the stream (XDEL by hand;
 // streamfleet itself acks before it deletes) is dropped from the PEL by
@@ -1163,7 +1165,8 @@ TEST_CASE("forget drops a dead server only while it is dead, owns nothing and re
     CHECK(e.ok(calls::forget(e.k, "w1", 1000, 0)) == I(0));  // no group yet: nothing to drop
     e.create_group();
     auto t = e.cmd({"TIME"});
-    auto now = std::stoll(std::string(t[0].str())) * 1000 + std::stoll(std::string(t[1].str())) / 1000;
+    auto now =
+        std::stoll(std::string(t[0].str())) * 1000 + std::stoll(std::string(t[1].str())) / 1000;
     e.cmd({"ZADD", e.k.servers(), std::to_string(now), "w1"});
     auto entry = e.xadd(e.k.stream(), task_fields("t", false));
     REQUIRE(e.deliver("w1") == Flat{entry});

@@ -11,6 +11,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -64,6 +66,27 @@ inline std::pair<std::string, int> shell(const std::string& cmd) {
     while (std::fgets(buf, sizeof buf, p)) out += buf;
     int status = pclose(p);
     return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
+
+/// What a command line did: its exit status (-1 if it did not exit) and its
+/// stdout and stderr apart.
+struct Run {
+    int code;
+    std::string out;
+    std::string err;
+};
+
+/// Runs `cmd` with sh, capturing stdout and stderr in files under `dir`.
+inline Run run_captured(const std::string& cmd, const std::string& dir) {
+    std::string out_file = dir + "/out.txt", err_file = dir + "/err.txt";
+    int status = std::system((cmd + " >" + out_file + " 2>" + err_file).c_str());
+    auto slurp = [](const std::string& p) {
+        std::ifstream in(p);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        return ss.str();
+    };
+    return Run{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out_file), slurp(err_file)};
 }
 
 }  // namespace streamfleet::test

@@ -384,11 +384,11 @@ TEST_CASE("encoder: a delayed task is one calls::schedule into P{Q}:delayed") {
     std::string scratch;
     Outgoing* one[] = {&o};
     auto argv = parse_command(command_for(one, false, 1, scratch));
-    CHECK(argv == std::vector<std::string>{
-                      "EVALSHA", std::string(scripts::schedule.sha1), "3", "sf:{mail}:delayed",
-                      "sf:{mail}:nudge", "sf:{mail}:task:" + m.id, std::to_string(kNow + 30'000),
-                      encode_msgpack(fields_of(m)), "record", std::to_string(kNow), "client-1",
-                      "86400000"});
+    CHECK(argv == std::vector<std::string>{"EVALSHA", std::string(scripts::schedule.sha1), "3",
+                                           "sf:{mail}:delayed", "sf:{mail}:nudge",
+                                           "sf:{mail}:task:" + m.id, std::to_string(kNow + 30'000),
+                                           encode_msgpack(fields_of(m)), "record",
+                                           std::to_string(kNow), "client-1", "86400000"});
     CHECK(parse_command(command_for(one, true, 1, scratch))[0] == "EVAL");
     CHECK_FALSE(joins_batch(o, 1, 0, o));
 
