@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -188,57 +189,15 @@ TEST_CASE("a live server whose beat looks dead keeps its consumer; its failed ru
     CHECK(runs.of("hog") == 1);
 }
 
-TEST_CASE("a server stopped while Redis refuses writes (OOM) hands its leftovers over at once") {
-    RedisServer rs;
-    TestConn c(rs.url());
-    Runs runs;
-    std::atomic<bool> go{false};
-    auto handler = [&](TaskContext& t) {
-        if (runs.add(t.data()) == 1) {
-            while (!go) std::this_thread::sleep_for(5ms);
-        }
-    };
-    auto o = fast(rs, "leaving");
-    o.command_timeout = 300ms;
-    o.lease = 60s;  // leftovers waiting for the lease would miss the bound below by far
-    Server leaving(o);
-    leaving.handle("q", handler);
-    leaving.start();
-    Client client({.redis = rs.url(), .command_timeout = 30s}, {"q"});
-    std::vector<TaskHandle> handles;
-    for (int i = 0; i < 4; ++i)
-        handles.push_back(client.enqueue_tracked("q", "t" + std::to_string(i)));
-    REQUIRE(eventually([&] { return runs.distinct() == 4; }));
-    o.id = "peer";
-    Server peer(o);
-    peer.handle("q", handler);
-    peer.start();
-    REQUIRE(c.cmd({"CONFIG", "SET", "maxmemory-policy", "noeviction"}).ok());
-    REQUIRE(c.cmd({"CONFIG", "SET", "maxmemory", "1"}).ok());
-    go = true;  // the runs end while Redis refuses their outcomes
-    leaving.shutdown(0ms);
-    auto pending =
-        c.cmd({"XPENDING", "streamfleet:{q}", "streamfleet-server"}).value()[0].integer();
-    auto score = c.cmd({"ZSCORE", "streamfleet:{q}:servers", "leaving"}).value();
-    MESSAGE("after the shutdown: "
-            << pending << " pending; leaving's registry entry: "
-            << (score.is_nil() ? std::string("removed") : std::string(score.str())));
-    REQUIRE(c.cmd({"CONFIG", "SET", "maxmemory", "0"}).ok());
-    auto back = std::chrono::steady_clock::now();
-    for (auto& h : handles) {
-        auto out = h.wait_for(20s);
-        REQUIRE(out);
-        CHECK(out->status == TaskStatus::completed);
-    }
-    auto took = std::chrono::steady_clock::now() - back;
-    MESSAGE("all completed " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
-                             << " ms after memory was freed; peer ran " << peer.stats().succeeded);
-    CHECK(took < 15s);  // well within the 60 s lease
-}
+namespace {
 
-TEST_CASE("a server stopped while Redis is frozen hands its leftovers over well within the lease") {
-    RedisServer rs;
-    TestConn c(rs.url());
+// A server with 4 tasks running stops while Redis cannot take their outcomes
+// (`fault` makes it so, `after` undoes it once the server has gone); a peer
+// must finish them well within the 60 s lease. Returns how long after `after`
+// every handle resolved completed and nothing was left pending.
+std::chrono::milliseconds leftovers_handed_over(RedisServer& rs, TestConn& c,
+                                                const std::function<void()>& fault,
+                                                const std::function<void()>& after) {
     Runs runs;
     std::atomic<bool> go{false};
     auto handler = [&](TaskContext& t) {
@@ -248,7 +207,7 @@ TEST_CASE("a server stopped while Redis is frozen hands its leftovers over well 
     };
     auto o = fast(rs, "leaving");
     o.command_timeout = 300ms;
-    o.lease = 60s;  // leftovers waiting for the lease would miss the bound below by far
+    o.lease = 60s;  // leftovers waiting for the lease would miss the bound by far
     Server leaving(o);
     leaving.handle("q", handler);
     leaving.start();
@@ -261,13 +220,13 @@ TEST_CASE("a server stopped while Redis is frozen hands its leftovers over well 
     Server peer(o);
     peer.handle("q", handler);
     peer.start();
-    rs.pause();
-    go = true;  // the runs end while Redis answers nothing: their acks cannot go through
+    fault();
+    go = true;  // the runs end while Redis cannot take their outcomes
     leaving.shutdown(0ms);
-    rs.resume();
+    after();
     auto back = std::chrono::steady_clock::now();
     auto score = c.cmd({"ZSCORE", "streamfleet:{q}:servers", "leaving"}).value();
-    MESSAGE("leaving's registry entry after the outage: "
+    MESSAGE("leaving's registry entry once Redis is back: "
             << (score.is_nil() ? std::string("removed") : std::string(score.str())));
     for (auto& h : handles) {
         auto out = h.wait_for(20s);
@@ -281,11 +240,37 @@ TEST_CASE("a server stopped while Redis is frozen hands its leftovers over well 
                        .integer() == 0;
         },
         20s));
-    auto took = std::chrono::steady_clock::now() - back;
-    MESSAGE("all acked " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
-                         << " ms after Redis returned; peer ran " << peer.stats().succeeded);
-    CHECK(took < 15s);  // well within the 60 s lease
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - back);
+    MESSAGE("all completed and acked " << took.count() << " ms after Redis was back; peer ran "
+                                       << peer.stats().succeeded);
     for (int i = 0; i < 4; ++i) CHECK(runs.of("t" + std::to_string(i)) >= 1);
+    return took;
+}
+
+}  // namespace
+
+TEST_CASE("a server stopped while Redis refuses writes (OOM) hands its leftovers over at once") {
+    RedisServer rs;
+    TestConn c(rs.url());
+    auto took = leftovers_handed_over(
+        rs, c,
+        [&] {
+            REQUIRE(c.cmd({"CONFIG", "SET", "maxmemory-policy", "noeviction"}).ok());
+            REQUIRE(c.cmd({"CONFIG", "SET", "maxmemory", "1"}).ok());
+        },
+        [&] {
+            REQUIRE(c.cmd({"CONFIG", "SET", "maxmemory", "0"}).ok());
+        });
+    CHECK(took < 15s);  // well within the 60 s lease
+}
+
+TEST_CASE("a server stopped while Redis is frozen hands its leftovers over well within the lease") {
+    RedisServer rs;
+    TestConn c(rs.url());
+    auto took = leftovers_handed_over(
+        rs, c, [&] { rs.pause(); }, [&] { rs.resume(); });
+    CHECK(took < 15s);  // well within the 60 s lease
 }
 
 TEST_CASE("a second server with the same id refuses to start; the first keeps running") {
