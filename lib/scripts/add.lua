@@ -18,19 +18,24 @@
 -- Without a state record nothing else remembers that send, so the ledger
 -- does, checked and written in the same step as the XADD. It holds only the
 -- tasks not yet settled: each call drops what is below the floor, so it stays
--- as small as the client's window in flight. The XADD comes before the note:
--- a refused XADD ends the script before anything of its task is written.
+-- as small as the client's window in flight. One ZADD NX both checks and
+-- notes a task; an XADD Redis refuses takes its note back before the error
+-- ends the script, so a refused task is never taken for one already added.
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
 local ids = {}
 local i = 3
 while i <= #ARGV do
   local seq = ARGV[i]
   local n = tonumber(ARGV[i + 1])
-  if redis.call('ZSCORE', KEYS[2], seq) then
+  if redis.call('ZADD', KEYS[2], 'NX', seq, seq) == 0 then
     ids[#ids + 1] = ''
   else
-    ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 2, i + 1 + n))
-    redis.call('ZADD', KEYS[2], seq, seq)
+    local id = redis.pcall('XADD', KEYS[1], '*', unpack(ARGV, i + 2, i + 1 + n))
+    if type(id) == 'table' and id.err then
+      redis.call('ZREM', KEYS[2], seq)
+      return id
+    end
+    ids[#ids + 1] = id
   end
   i = i + 2 + n
 end
