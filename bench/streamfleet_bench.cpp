@@ -4,6 +4,8 @@
 //   streamfleet_bench --redis URL --scenario e2e|enqueue|latency|worker|delayed
 //                     --tasks N --concurrency C [--tracked] [--rate R] [--payload-bytes B]
 //                     [--no-state]   (ClientOptions::track_state = false: no state records)
+//                     [--queues a,b,c] (tasks spread round-robin over these queues;
+//                                       default: one queue, "bench")
 //
 // e2e      enqueue N no-op tasks as fast as possible; time until all are handled
 //          (tracked: until every handle resolved).
@@ -57,6 +59,7 @@ struct Args {
     bool state = true;
     long rate = 0;
     long payload = 16;
+    std::vector<std::string> queues{"bench"};
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -99,7 +102,16 @@ Args parse(int argc, char** argv) {
             a.rate = to_long("--rate", val());
         else if (f == "--payload-bytes")
             a.payload = to_long("--payload-bytes", val());
-        else
+        else if (f == "--queues") {
+            a.queues.clear();
+            std::string list = val();
+            for (std::size_t at = 0; at <= list.size();) {
+                auto comma = std::min(list.find(',', at), list.size());
+                if (comma > at) a.queues.push_back(list.substr(at, comma - at));
+                at = comma + 1;
+            }
+            if (a.queues.empty()) usage("--queues needs at least one name");
+        } else
             usage("unknown flag '" + f + "'");
     }
     if (a.redis.empty()) usage("missing --redis");
@@ -110,6 +122,7 @@ Args parse(int argc, char** argv) {
     if (a.scenario == "latency" && a.rate <= 0) usage("scenario 'latency' needs --rate R > 0");
     if (a.tasks <= 0 || a.concurrency == 0) usage("--tasks and --concurrency must be positive");
     if (a.payload < 8) a.payload = 8;  // room for the timestamp
+    if (a.scenario == "delayed" && a.queues.size() != 1) usage("'delayed' runs on one queue");
     return a;
 }
 
@@ -159,14 +172,14 @@ int main(int argc, char** argv) {
             t->start();
             return t;
         });
-        const std::string queue = "bench";
         const bool worker_only = a.scenario == "worker";
-        if (!worker_only) {
-            (void)r::call(rt, *admin, "streamfleet:{bench}",
-                          {"DEL", "streamfleet:{bench}", "streamfleet:{bench}:dead",
-                           "streamfleet:{bench}:delayed", "streamfleet:{bench}:nudge"})
+        for (const auto& q : a.queues) {
+            if (worker_only) break;
+            const std::string k = "streamfleet:{" + q + "}";
+            (void)r::call(rt, *admin, k, {"DEL", k, k + ":dead", k + ":delayed", k + ":nudge"})
                 .value();
         }
+        const std::string delayed_key = "streamfleet:{" + a.queues.front() + "}:delayed";
 
         std::mutex lat_mutex;
         std::vector<double> latencies;
@@ -178,7 +191,7 @@ int main(int argc, char** argv) {
             server = std::make_unique<streamfleet::Server>(streamfleet::ServerOptions{
                 .redis = a.redis, .id = "bench-server", .concurrency = a.concurrency});
             const bool lateness = a.scenario == "delayed";
-            server->handle(queue, [&, lateness](streamfleet::TaskContext& t) {
+            auto handler = [&, lateness](streamfleet::TaskContext& t) {
                 long long stamp = 0;
                 std::memcpy(&stamp, t.data().data(), sizeof stamp);
                 double ms =
@@ -192,7 +205,8 @@ int main(int argc, char** argv) {
                     latencies.push_back(ms);
                 }
                 handled.fetch_add(1, std::memory_order_relaxed);
-            });
+            };
+            for (const auto& q : a.queues) server->handle(q, handler);
             server->start();
         }
         std::optional<streamfleet::Client> client;
@@ -200,7 +214,7 @@ int main(int argc, char** argv) {
             client.emplace(
                 streamfleet::ClientOptions{
                     .redis = a.redis, .max_buffered = 1'000'000, .track_state = a.state},
-                std::vector<std::string>{queue});
+                a.queues);
         }
         std::string payload(static_cast<std::size_t>(a.payload), 'x');
 
@@ -231,6 +245,7 @@ int main(int argc, char** argv) {
                 stamp = due_ms * 1000;
             }
             std::memcpy(payload.data(), &stamp, sizeof stamp);
+            const std::string& queue = a.queues[static_cast<std::size_t>(i) % a.queues.size()];
             for (;;) {
                 try {
                     if (a.tracked)
@@ -247,10 +262,7 @@ int main(int argc, char** argv) {
         if (a.scenario == "enqueue") {
             client->close(120s);
         } else if (delayed) {
-            while (r::call(rt, *admin, "streamfleet:{bench}:delayed",
-                           {"ZCARD", "streamfleet:{bench}:delayed"})
-                           .value()
-                           .integer() +
+            while (r::call(rt, *admin, delayed_key, {"ZCARD", delayed_key}).value().integer() +
                        handled.load() <
                    a.tasks) {
                 std::this_thread::sleep_for(1ms);
