@@ -34,9 +34,13 @@ Listener::Listener(ClientContext& ctx)
 
 void Listener::start() {
     create_group([this] { read(); });
-    // Back from an outage: read now rather than at the end of a long backoff.
-    conn_->on_state([this](redis::ConnState st, const Error*) {
-        if (st != redis::ConnState::ready || stopping_) return;
+    watch();
+}
+
+// Back from an outage: read now rather than at the end of a long backoff.
+void Listener::watch() {
+    conn_->on_state([this, conn = conn_.get()](redis::ConnState st, const Error*) {
+        if (st != redis::ConnState::ready || stopping_ || conn != conn_.get()) return;
         backoff_.succeeded();
         if (retry_ && retry_->active()) {
             retry_->stop();
@@ -129,6 +133,17 @@ void Listener::retry_later() {
 
 void Listener::read() {
     if (stopping_) return;
+    if (redis::moved_away(ctx_.topo, ctx_.receiver, *conn_)) {
+        // The stream's slot is on another node now (or the first plan was made before the
+        // cluster's map was known): a connection to that node.
+        conn_->close();
+        conn_ = ctx_.topo.dedicated(redis::Route{ctx_.receiver}, "notifications");
+        watch();
+    } else if (conn_->state() == redis::ConnState::down) {
+        // Not queued on a link whose node may be gone: the ready edge or the backoff reads.
+        retry_later();
+        return;
+    }
     conn_->send(
         {"XREADGROUP", "GROUP", kClientGroup, ctx_.id, "COUNT", "256", "BLOCK", "5000", "STREAMS",
          ctx_.receiver, ">"},
@@ -141,6 +156,7 @@ void Listener::on_read(Result<redis::Reply> res) {
     if (!res.ok()) {
         const auto& e = res.error();
         if (e.is(errc::closed)) return;
+        if (redis::is_redirect(e)) redis::relearn(ctx_.topo, ctx_.receiver, [] {});
         log_limited(spdlog::level::debug, "client " + ctx_.id + ": read",
                     "client {}: notification read failed: {}", ctx_.id, e.message());
         if (e.is(reply_errc::nogroup)) {

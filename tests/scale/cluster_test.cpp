@@ -1,0 +1,256 @@
+// Redis Cluster end to end: a real 3-primary / 3-replica cluster (ClusterSetup),
+// queues spread over its nodes, a slot moved under load (MOVED and ASK), failovers
+// under load (CLUSTER FAILOVER, then SIGKILL of a primary), and the CLI.
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "redis/cluster_topology.hpp"
+#include "redis/slot.hpp"
+#include "redis/sync.hpp"
+#include "redis/topology.hpp"
+#include "redis/url.hpp"
+#include "runtime/runtime.hpp"
+#include "streamfleet/streamfleet.hpp"
+#include "support/cluster_setup.hpp"
+#include "support/wait.hpp"
+
+using namespace std::chrono_literals;
+using namespace streamfleet;
+using streamfleet::test::ClusterSetup;
+using streamfleet::test::eventually;
+namespace r = streamfleet::detail::redis;
+using Clk = std::chrono::steady_clock;
+
+namespace {
+
+// A topology of the test's own, driven from the test thread.
+struct Topo {
+    detail::Runtime rt{"sf-cluster-test"};
+    std::unique_ptr<r::Topology> topo;
+
+    explicit Topo(const std::string& url) {
+        auto address = r::parse_url(url).value();
+        topo = rt.call([&] {
+            auto t = r::make_topology(rt, address).value();
+            t->start();
+            return t;
+        });
+        std::promise<void> ready;
+        rt.post([&] { topo->when_ready([&] { ready.set_value(); }); });
+        REQUIRE(ready.get_future().wait_for(20s) == std::future_status::ready);
+    }
+    ~Topo() {
+        rt.call([this] { topo->close(); });
+    }
+    detail::Result<r::Reply> cmd(const std::string& key, std::vector<std::string> argv) {
+        return r::call(rt, *topo, key, std::move(argv));
+    }
+    std::string node_of(const std::string& key) {
+        return rt.call([&] { return topo->node_of(key); });
+    }
+    r::ClusterCounters counters() {
+        return rt.call([&] { return static_cast<r::ClusterTopology&>(*topo).counters(); });
+    }
+};
+
+std::uint16_t port_of(const std::string& hostport) {
+    return static_cast<std::uint16_t>(std::stoi(hostport.substr(hostport.rfind(':') + 1)));
+}
+
+// `n` queue names whose slots are served by `n` different primaries (n <= primaries).
+std::vector<std::string> spread_queues(ClusterSetup& cs, const std::string& base, std::size_t n) {
+    std::vector<std::string> names;
+    std::set<std::uint16_t> used;
+    for (int i = 0; names.size() < n && i < 1000; ++i) {
+        auto name = base + std::to_string(i);
+        auto port = cs.owner_port(r::key_slot(name));
+        if (used.insert(port).second) names.push_back(name);
+    }
+    return names;
+}
+
+ServerOptions server_opts(const std::string& url, std::string id, unsigned concurrency = 8) {
+    return ServerOptions{
+        .redis = url, .id = std::move(id), .concurrency = concurrency, .read_block = 500ms};
+}
+
+// Runs of one handler, in the order they happened, with their times.
+struct Runs {
+    std::mutex m;
+    std::multiset<std::string> seen;
+    std::vector<Clk::time_point> times;
+
+    void add(std::string_view data) {
+        std::lock_guard l(m);
+        seen.insert(std::string(data));
+        times.push_back(Clk::now());
+    }
+    std::size_t distinct() {
+        std::lock_guard l(m);
+        return std::set<std::string>(seen.begin(), seen.end()).size();
+    }
+    std::size_t total() {
+        std::lock_guard l(m);
+        return seen.size();
+    }
+    // The longest stretch without a run between `from` and `to`.
+    std::chrono::milliseconds longest_gap(Clk::time_point from, Clk::time_point to) {
+        std::lock_guard l(m);
+        auto prev = from;
+        Clk::duration worst{};
+        for (auto t : times) {
+            if (t < from || t > to) continue;
+            worst = std::max(worst, t - prev);
+            prev = t;
+        }
+        return std::chrono::duration_cast<std::chrono::milliseconds>(worst);
+    }
+};
+
+// Enqueues tracked tasks "P0".."P(n-1)" at a steady pace on its own thread.
+struct Producer {
+    std::vector<std::optional<TaskHandle>> handles;
+    std::atomic<int> sent{0};
+    std::atomic<int> refused{0};
+    std::thread thread;
+
+    Producer(Client& client, std::string queue, std::string prefix, int n,
+             std::chrono::microseconds pace) {
+        handles.resize(static_cast<std::size_t>(n));
+        thread = std::thread([this, &client, queue, prefix, n, pace] {
+            for (int i = 0; i < n; ++i) {
+                try {
+                    handles[static_cast<std::size_t>(i)] =
+                        client.enqueue_tracked(queue, prefix + std::to_string(i));
+                } catch (const std::exception&) {
+                    refused.fetch_add(1);
+                }
+                sent.fetch_add(1);
+                std::this_thread::sleep_for(pace);
+            }
+        });
+    }
+    void join() {
+        if (thread.joinable()) thread.join();
+    }
+    ~Producer() { join(); }
+
+    // Waits for every accepted handle; returns {completed, other outcome, no outcome}.
+    std::tuple<int, int, int> outcomes(std::chrono::seconds limit) {
+        int completed = 0, other = 0, none = 0;
+        auto until = Clk::now() + limit;
+        for (auto& h : handles) {
+            if (!h) continue;
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clk::now());
+            auto out = h->wait_for(std::max(left, 1ms));
+            if (!out) {
+                ++none;
+            } else if (out->status == TaskStatus::completed) {
+                ++completed;
+            } else {
+                ++other;
+            }
+        }
+        return {completed, other, none};
+    }
+};
+
+}  // namespace
+
+TEST_SUITE("scale_cluster") {
+
+TEST_CASE("the topology routes keys to their primaries and follows MOVED and ASK") {
+    ClusterSetup cs;
+    Topo t(cs.url_one_seed());
+    // Keys of three tags on three primaries: each served by its slot's owner.
+    auto names = spread_queues(cs, "k", 3);
+    REQUIRE(names.size() == 3);
+    std::set<std::string> nodes;
+    for (const auto& n : names) {
+        auto key = "{" + n + "}:x";
+        auto node = t.node_of(key);
+        CHECK(port_of(node) == cs.owner_port(cs.keyslot(key)));
+        nodes.insert(node);
+        REQUIRE(t.cmd(key, {"SET", key, n}).ok());
+        CHECK(t.cmd(key, {"GET", key}).value().str() == n);
+    }
+    CHECK(nodes.size() == 3);
+
+    // Move the slot of {k…} key by key: keys already moved answer ASK, then MOVED.
+    const auto tag = names[0];
+    int slot = cs.keyslot(tag);
+    auto from = cs.owner_port(slot);
+    auto to = port_of(*std::find_if(nodes.begin(), nodes.end(),
+                                    [&](const std::string& n) { return port_of(n) != from; }));
+    for (int i = 0; i < 20; ++i) {
+        auto key = "{" + tag + "}:" + std::to_string(i);
+        REQUIRE(t.cmd(key, {"SET", key, std::to_string(i)}).ok());
+    }
+    cs.begin_migration(slot, from, to);
+    CHECK(cs.migrate_keys(slot, from, to, 10) == 10);
+    // Half the keys are on the target now: reads of every key still answer.
+    for (int i = 0; i < 20; ++i) {
+        auto key = "{" + tag + "}:" + std::to_string(i);
+        auto res = t.cmd(key, {"GET", key});
+        REQUIRE_MESSAGE(res.ok(), res.error().message());
+        CHECK(res->str() == std::to_string(i));
+    }
+    auto asks = t.counters().ask;
+    CHECK(asks >= 1);
+    while (cs.migrate_keys(slot, from, to) > 0) {
+    }
+    cs.finish_migration(slot, from, to);
+    for (int i = 0; i < 20; ++i) {
+        auto key = "{" + tag + "}:" + std::to_string(i);
+        auto res = t.cmd(key, {"GET", key});
+        REQUIRE_MESSAGE(res.ok(), res.error().message());
+        CHECK(res->str() == std::to_string(i));
+    }
+    CHECK(t.counters().moved >= 1);
+    CHECK(port_of(t.node_of("{" + tag + "}:0")) == to);
+    MESSAGE("ask=" << t.counters().ask << " moved=" << t.counters().moved
+                   << " refreshes=" << t.counters().refreshes);
+}
+
+TEST_CASE("queues on different primaries: every task runs once") {
+    ClusterSetup cs;
+    auto queues = spread_queues(cs, "q", 3);
+    REQUIRE(queues.size() == 3);
+    {
+        Topo t(cs.url());
+        std::set<std::string> nodes;
+        for (const auto& q : queues) nodes.insert(t.node_of("streamfleet:{" + q + "}"));
+        CHECK(nodes.size() == 3);
+    }
+    Runs runs;
+    Server server(server_opts(cs.url(), "w1"));
+    for (const auto& q : queues) server.handle(q, [&](TaskContext& c) { runs.add(c.data()); });
+    server.start();
+    Client client({.redis = cs.url()}, queues);
+    std::vector<TaskHandle> handles;
+    const int per_queue = 100;
+    for (const auto& q : queues) {
+        for (int i = 0; i < per_queue; ++i) {
+            handles.push_back(client.enqueue_tracked(q, q + "-" + std::to_string(i)));
+        }
+    }
+    int completed = 0;
+    for (auto& h : handles) {
+        auto out = h.wait_for(30s);
+        if (out && out->status == TaskStatus::completed) ++completed;
+    }
+    CHECK(completed == per_queue * 3);
+    CHECK(runs.distinct() == static_cast<std::size_t>(per_queue * 3));
+    CHECK(runs.total() == static_cast<std::size_t>(per_queue * 3));
+    server.shutdown(5s);
+}
+
+}  // TEST_SUITE
