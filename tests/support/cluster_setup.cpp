@@ -226,8 +226,10 @@ void ClusterSetup::wait_ok(int seconds) const {
         if (ok) {
             int covered = 0;
             for (const auto& n : parse_nodes(cli(any_live_port(), "CLUSTER NODES"))) {
+                int i = index_of(n.port);
                 if (n.flags.find("master") == std::string::npos ||
-                    n.flags.find("fail") != std::string::npos) {
+                    n.flags.find("fail") != std::string::npos ||
+                    (i >= 0 && dead_[static_cast<std::size_t>(i)])) {
                     continue;
                 }
                 for (auto [a, b] : n.slots) covered += b - a + 1;
