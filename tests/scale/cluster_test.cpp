@@ -220,7 +220,7 @@ TEST_CASE("the topology routes keys to their primaries and follows MOVED and ASK
                    << " refreshes=" << t.counters().refreshes);
 }
 
-TEST_CASE("queues on different primaries: every task runs once") {
+TEST_CASE("queues on different primaries: every task runs once; the CLI shows their nodes") {
     ClusterSetup cs;
     auto queues = spread_queues(cs, "q", 3);
     REQUIRE(queues.size() == 3);
@@ -251,6 +251,27 @@ TEST_CASE("queues on different primaries: every task runs once") {
     CHECK(runs.distinct() == static_cast<std::size_t>(per_queue * 3));
     CHECK(runs.total() == static_cast<std::size_t>(per_queue * 3));
     server.shutdown(5s);
+
+    // The CLI through the same URL: enqueue on every queue, stats name each queue's node.
+    auto cli = streamfleet::test::cli_path();
+    for (const auto& q : queues) {
+        auto [out, code] = streamfleet::test::shell(cli + " enqueue --redis '" + cs.url() +
+                                                    "' --queue " + q + " --data cli-" + q);
+        CHECK_MESSAGE(code == 0, out);
+        auto owner = "127.0.0.1:" + std::to_string(cs.owner_port(r::key_slot(q)));
+        auto [json, jcode] = streamfleet::test::shell(cli + " stats --redis '" + cs.url() +
+                                                      "' --queue " + q + " --json");
+        CHECK(jcode == 0);
+        CHECK_MESSAGE(json.find("\"node\":\"" + owner + "\"") != std::string::npos, json);
+        CHECK_MESSAGE(json.find("\"stream_length\":1") != std::string::npos, json);
+        auto [text, tcode] = streamfleet::test::shell(cli + " stats --redis '" + cs.url_one_seed() +
+                                                      "' --queue " + q);
+        CHECK(tcode == 0);
+        CHECK_MESSAGE(text.find("node           " + owner) != std::string::npos, text);
+        auto [dead, dcode] = streamfleet::test::shell(cli + " dead list --redis '" + cs.url() +
+                                                      "' --queue " + q + " --json");
+        CHECK_MESSAGE(dcode == 0, dead);
+    }
 }
 
 TEST_CASE("a live queue's slot moves under load: MOVED and ASK followed, nothing lost") {
