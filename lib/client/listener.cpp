@@ -139,7 +139,7 @@ void Listener::read() {
         conn_->close();
         conn_ = ctx_.topo.dedicated(redis::Route{ctx_.receiver}, "notifications");
         watch();
-    } else if (conn_->state() == redis::ConnState::down) {
+    } else if (conn_->state() != redis::ConnState::ready) {
         // Not queued on a link whose node may be gone: the ready edge or the backoff reads.
         retry_later();
         return;

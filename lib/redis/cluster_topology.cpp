@@ -234,9 +234,16 @@ void ClusterTopology::dispatch(const std::shared_ptr<Command>& cmd, Node* node, 
                                              " timed out while the cluster redirected it"));
         return;
     }
+    auto& conn = conn_of(*node);
+    if (conn.state() == ConnState::down && !asking) {
+        // Its node is unreachable (dead, or being failed over): held here rather than queued
+        // on a link that may never return, and routed again once a new map names the new owner.
+        refresh_soon();
+        redirect_later(cmd, true);
+        return;
+    }
     auto left = std::chrono::ceil<milliseconds>(cmd->deadline - now) - cmd->opts.block;
     CommandOptions o{std::max(left, milliseconds(1)), cmd->opts.block};
-    auto& conn = conn_of(*node);
     if (asking) conn.send({"ASKING"}, [](Result<Reply>) {}, o);
     inflight_[cmd->slot] += 1;
     cmd->seq = ++seq_;

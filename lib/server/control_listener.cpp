@@ -77,7 +77,7 @@ void ControlListener::listen(Group& g) {
     if (stopped_) return;
     if (r::moved_away(ctx_.topo, g.queues.front()->keys.nudge(), *g.conn)) {
         open(g);
-    } else if (g.conn->state() == r::ConnState::down) {
+    } else if (g.conn->state() != r::ConnState::ready) {
         // Not queued on a link whose node may be gone: the ready edge or the backoff listens.
         if (!retry_timer_.active()) {
             retry_timer_.start(static_cast<std::uint64_t>(backoff_.failed().count()),

@@ -155,7 +155,7 @@ void Reader::read_next(bool gathered) {
         if (mine.empty()) continue;
         if (r::moved_away(ctx_.topo, link->queues.front()->keys.stream(), *link->conn)) {
             open(*link);
-        } else if (link->conn->state() == r::ConnState::down) {
+        } else if (link->conn->state() != r::ConnState::ready) {
             // Not queued on a link that may never return (its node died): the ready edge or
             // the backoff reads, by then perhaps on the promoted replica.
             retry_later();

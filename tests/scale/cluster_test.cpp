@@ -184,6 +184,20 @@ TEST_CASE("the topology routes keys to their primaries and follows MOVED and ASK
     }
     CHECK(nodes.size() == 3);
 
+    // Why readers are planned per slot, not per node: two streams of one node but of two
+    // slots cannot be read by one XREAD (CROSSSLOT), so "one reader per node" is impossible.
+    {
+        std::string a = "{" + names[0] + "}:s", b;
+        for (int i = 0; b.empty() && i < 10000; ++i) {
+            auto c = "{x" + std::to_string(i) + "}:s";
+            if (t.node_of(c) == t.node_of(a) && r::key_slot(c) != r::key_slot(a)) b = c;
+        }
+        REQUIRE_FALSE(b.empty());
+        auto res = t.cmd(a, {"XREAD", "COUNT", "1", "STREAMS", a, b, "0", "0"});
+        REQUIRE_FALSE(res.ok());
+        CHECK(res.error().is(detail::reply_errc::crossslot));
+    }
+
     // Move the slot of {k…} key by key: keys already moved answer ASK, then MOVED.
     const auto tag = names[0];
     int slot = cs.keyslot(tag);
