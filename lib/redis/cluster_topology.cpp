@@ -87,8 +87,8 @@ struct ClusterTopology::Command {
     ReplyCallback cb;
     CommandOptions opts;
     Clock::time_point deadline;
-    std::uint64_t seq = 0;     // dispatch order, for gates
-    std::string ask_to;        // "host:port" an ASK named, for the next dispatch only
+    std::uint64_t seq = 0;  // dispatch order, for gates
+    std::string ask_to;     // "host:port" an ASK named, for the next dispatch only
     bool done = false;
 
     void finish(Result<Reply> res) {
@@ -244,7 +244,9 @@ void ClusterTopology::dispatch(const std::shared_ptr<Command>& cmd, Node* node, 
     }
     auto left = std::chrono::ceil<milliseconds>(cmd->deadline - now) - cmd->opts.block;
     CommandOptions o{std::max(left, milliseconds(1)), cmd->opts.block};
-    if (asking) conn.send({"ASKING"}, [](Result<Reply>) {}, o);
+    if (asking)
+        conn.send(
+            {"ASKING"}, [](Result<Reply>) {}, o);
     inflight_[cmd->slot] += 1;
     cmd->seq = ++seq_;
     std::weak_ptr<bool> alive = alive_;
@@ -279,8 +281,8 @@ void ClusterTopology::on_reply(const std::shared_ptr<Command>& cmd, const std::s
         // "MOVED 3999 127.0.0.1:6381" / "ASK 3999 127.0.0.1:6381"
         const auto& text = e.message();
         auto sp = text.rfind(' ');
-        auto target = sp == std::string::npos ? std::nullopt
-                                              : parse_hostport(text.substr(sp + 1), asked);
+        auto target =
+            sp == std::string::npos ? std::nullopt : parse_hostport(text.substr(sp + 1), asked);
         if (!target) {
             cmd->finish(std::move(res));
             if (g != gates_.end()) pump(cmd->slot);
@@ -316,7 +318,7 @@ void ClusterTopology::on_reply(const std::shared_ptr<Command>& cmd, const std::s
     if (e.is(errc::closed)) {
         // Closed by us (retire_departed) while it waited for its node's link: never written.
         counters_.rerouted += 1;
-            g_totals.rerouted.fetch_add(1, std::memory_order_relaxed);
+        g_totals.rerouted.fetch_add(1, std::memory_order_relaxed);
         redirect_later(cmd, false);
         return;
     }
@@ -336,7 +338,8 @@ void ClusterTopology::redirect_later(const std::shared_ptr<Command>& cmd, bool b
     }
     g.again.push_back(cmd);
     if (backoff) {
-        auto step = std::min<milliseconds>(kRetryFirst * (1u << std::min(g.retries, 5u)), kRetryMax);
+        auto step =
+            std::min<milliseconds>(kRetryFirst * (1u << std::min(g.retries, 5u)), kRetryMax);
         g.retries += 1;
         g.not_before = std::max(g.not_before, Clock::now() + step);
     }
@@ -456,7 +459,8 @@ void ClusterTopology::ask_next(std::shared_ptr<std::vector<std::string>> candida
         log_limited(spdlog::level::warn, "cluster map " + describe(),
                     "{}: no node answered CLUSTER SHARDS / CLUSTER SLOTS; asking again",
                     describe());
-        refresh_timer_.start(static_cast<std::uint64_t>(kRefreshGap.count()), [this] { refresh(); });
+        refresh_timer_.start(static_cast<std::uint64_t>(kRefreshGap.count()),
+                             [this] { refresh(); });
         return;
     }
     auto& node = nodes_.at((*candidates)[i]);
@@ -476,8 +480,8 @@ void ClusterTopology::ask_next(std::shared_ptr<std::vector<std::string>> candida
                 // Before Redis 7.0: no CLUSTER SHARDS.
                 auto it = nodes_.find(asked.to_string());
                 if (it != nodes_.end()) {
-                    conn_of(it->second).send({"CLUSTER", "SLOTS"}, on_slots,
-                                             CommandOptions{kAskTimeout, 0ms});
+                    conn_of(it->second)
+                        .send({"CLUSTER", "SLOTS"}, on_slots, CommandOptions{kAskTimeout, 0ms});
                     return;
                 }
             }
@@ -535,7 +539,7 @@ bool ClusterTopology::load_map(const Reply& reply, bool shards, const Endpoint& 
     for (auto& [hp, n] : nodes_) n.primary = false;
     for (const auto& [hp, e] : found) node_at(hp, e).primary = true;
     counters_.refreshes += 1;
-            g_totals.refreshes.fetch_add(1, std::memory_order_relaxed);
+    g_totals.refreshes.fetch_add(1, std::memory_order_relaxed);
     refreshing_ = false;
     retire_departed();
     if (!known_) {

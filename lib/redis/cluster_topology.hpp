@@ -81,9 +81,9 @@ private:
         std::shared_ptr<Connection> conn;
         bool primary = false;  // in the current map
     };
-    struct Gate {  // a slot whose commands are being redirected or retried
-        std::uint64_t opened_seq = 0;                // dispatches up to this one are older
-        std::size_t older = 0;                       // sent before the gate closed, in flight
+    struct Gate {                      // a slot whose commands are being redirected or retried
+        std::uint64_t opened_seq = 0;  // dispatches up to this one are older
+        std::size_t older = 0;         // sent before the gate closed, in flight
         std::deque<std::shared_ptr<Command>> again;  // redirected or refused: go first
         std::deque<std::shared_ptr<Command>> held;   // sent while gated: go after
         Clock::time_point not_before{};              // TRYAGAIN / CLUSTERDOWN backoff
@@ -111,8 +111,8 @@ private:
     Runtime& rt_;
     Address address_;
     ConnectionOptions options_;
-    std::map<std::string, Node> nodes_;            // "host:port" -> node
-    std::vector<std::string> owner_of_;            // slot -> "host:port", empty: unknown
+    std::map<std::string, Node> nodes_;  // "host:port" -> node
+    std::vector<std::string> owner_of_;  // slot -> "host:port", empty: unknown
     std::unordered_map<std::uint16_t, Gate> gates_;
     std::vector<std::uint32_t> inflight_;          // slot -> commands in flight
     std::vector<std::shared_ptr<Command>> early_;  // sent before the first map

@@ -139,8 +139,7 @@ Result<std::unique_ptr<Topology>> make_topology(Runtime& rt, const Address& addr
             if (address.endpoints.empty()) {
                 return Error(errc::invalid_argument, "no seed node in " + address.redacted());
             }
-            return std::unique_ptr<Topology>(
-                new ClusterTopology(rt, address, std::move(options)));
+            return std::unique_ptr<Topology>(new ClusterTopology(rt, address, std::move(options)));
     }
     return Error(errc::invalid_argument, "unknown scheme in " + address.redacted());
 }

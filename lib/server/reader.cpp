@@ -224,7 +224,10 @@ void Reader::on_read(Link& link, Result<r::Reply> res, unsigned reserved) {
         log_limited(e.is(reply_errc::nogroup) ? spdlog::level::info : spdlog::level::warn,
                     "server " + ctx_.consumer + ": read", "server {}: read failed: {}",
                     ctx_.consumer, e.message());
-        if (r::is_redirect(e)) r::relearn(ctx_.topo, std::string(link.queues.front()->keys.stream()), [] {});
+        if (r::is_redirect(e)) {
+            // The topology did not see this reply: a routed command lets it learn the move.
+            r::relearn(ctx_.topo, std::string(link.queues.front()->keys.stream()), [] {});
+        }
         if (e.is(reply_errc::nogroup)) {
             // The stream or its group is gone (deleted, Redis restarted empty): create them, then
             // read after the backoff, since a group that cannot be created (NOPERM) says NOGROUP

@@ -164,8 +164,8 @@ void ClusterSetup::begin_migration(int slot, std::uint16_t from, std::uint16_t t
 }
 
 int ClusterSetup::migrate_keys(int slot, std::uint16_t from, std::uint16_t to, int batch) {
-    auto keys = cli(from, "CLUSTER GETKEYSINSLOT " + std::to_string(slot) + " " +
-                              std::to_string(batch));
+    auto keys =
+        cli(from, "CLUSTER GETKEYSINSLOT " + std::to_string(slot) + " " + std::to_string(batch));
     std::istringstream in(keys);
     std::vector<std::string> list;
     std::string k;
@@ -173,8 +173,7 @@ int ClusterSetup::migrate_keys(int slot, std::uint16_t from, std::uint16_t to, i
         if (!k.empty()) list.push_back(k);
     }
     if (list.empty()) return 0;
-    std::string args =
-        "MIGRATE 127.0.0.1 " + std::to_string(to) + " \"\" 0 5000 REPLACE KEYS";
+    std::string args = "MIGRATE 127.0.0.1 " + std::to_string(to) + " \"\" 0 5000 REPLACE KEYS";
     for (const auto& key : list) args += " '" + key + "'";
     auto out = cli(from, args);
     if (out != "OK") throw std::runtime_error("MIGRATE failed: " + out);
