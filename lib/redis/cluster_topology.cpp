@@ -18,6 +18,8 @@ namespace {
 
 // A burst of MOVED replies (a slot handed over, a failover) asks for the map once.
 constexpr auto kRefreshGap = 200ms;
+// While a primary's link is down, how often the map is asked for again.
+constexpr auto kDownRefresh = 500ms;
 // One node's answer to CLUSTER SHARDS; a dead node must not hold the refresh up for long.
 constexpr auto kAskTimeout = 1000ms;
 // TRYAGAIN / CLUSTERDOWN backoff: doubling from the first step up to the last.
@@ -176,9 +178,8 @@ void ClusterTopology::submit(std::shared_ptr<Command> cmd) {
     }
     auto g = gates_.find(cmd->slot);
     if (g != gates_.end()) {
-        auto slot = cmd->slot;
+        // A reply or the gate's timer moves it on; never a callback inside send().
         g->second.held.push_back(std::move(cmd));
-        pump(slot);
         return;
     }
     Node* node = owner(cmd->slot);
@@ -267,12 +268,13 @@ void ClusterTopology::on_reply(const std::shared_ptr<Command>& cmd, const std::s
                                Result<Reply> res) {
     inflight_[cmd->slot] -= 1;
     auto g = gates_.find(cmd->slot);
-    if (g != gates_.end() && cmd->seq <= g->second.opened_seq && g->second.older > 0) {
+    bool gated = g != gates_.end();
+    if (gated && cmd->seq <= g->second.opened_seq && g->second.older > 0) {
         g->second.older -= 1;
     }
     if (res.ok() || closed_) {
         cmd->finish(std::move(res));
-        if (g != gates_.end()) pump(cmd->slot);
+        if (gated) pump(cmd->slot);
         return;
     }
     const auto& e = res.error();
@@ -285,7 +287,7 @@ void ClusterTopology::on_reply(const std::shared_ptr<Command>& cmd, const std::s
             sp == std::string::npos ? std::nullopt : parse_hostport(text.substr(sp + 1), asked);
         if (!target) {
             cmd->finish(std::move(res));
-            if (g != gates_.end()) pump(cmd->slot);
+            if (gated) pump(cmd->slot);
             return;
         }
         auto thp = target->to_string();
@@ -324,7 +326,7 @@ void ClusterTopology::on_reply(const std::shared_ptr<Command>& cmd, const std::s
     }
     if (e.is_transient()) refresh_soon();
     cmd->finish(std::move(res));
-    if (g != gates_.end()) pump(cmd->slot);
+    if (gated) pump(cmd->slot);
 }
 
 // Puts `cmd` in its slot's gate ahead of anything sent after the gate closed; with `backoff`
@@ -335,6 +337,7 @@ void ClusterTopology::redirect_later(const std::shared_ptr<Command>& cmd, bool b
     if (fresh) {
         g.opened_seq = seq_;
         g.older = inflight_[cmd->slot];
+        log().debug("{}: slot {} gated ({} older in flight)", describe(), cmd->slot, g.older);
     }
     g.again.push_back(cmd);
     if (backoff) {
@@ -363,6 +366,8 @@ void ClusterTopology::pump(std::uint16_t slot) {
     if (release) {
         held = std::move(g.held);
         gates_.erase(it);
+        log().debug("{}: slot {} released ({} resent, {} held)", describe(), slot, again.size(),
+                    held.size());
     }
     auto send_one = [this](const std::shared_ptr<Command>& c) {
         if (!c->ask_to.empty()) {
@@ -560,7 +565,15 @@ bool ClusterTopology::load_map(const Reply& reply, bool shards, const Endpoint& 
     std::vector<std::uint16_t> slots;
     for (const auto& [s, _] : gates_) slots.push_back(s);
     for (auto s : slots) pump(s);
-    if (refresh_again_) refresh_soon();
+    if (refresh_again_) {
+        refresh_soon();
+    } else if (primary_down() && !refresh_timer_.active()) {
+        // A primary's link is down (dead, or being failed over): the map is asked again until it
+        // names a promoted replica, whether or not traffic for its slots asks for it meanwhile
+        // (a blocking reader's link is not the topology's to watch).
+        refresh_timer_.start(static_cast<std::uint64_t>(kDownRefresh.count()),
+                             [this] { refresh(); });
+    }
     return true;
 }
 
@@ -575,6 +588,13 @@ void ClusterTopology::retire_departed() {
         n.conn.reset();
     }
     for (auto& c : going) c->close();
+}
+
+bool ClusterTopology::primary_down() const {
+    for (const auto& [hp, n] : nodes_) {
+        if (n.primary && n.conn && n.conn->state() == ConnState::down) return true;
+    }
+    return false;
 }
 
 void ClusterTopology::notify(ConnState st, const Error* why) {

@@ -5,8 +5,9 @@
 //
 // Slot map: asked of the seeds and the nodes it knows, in turn (CLUSTER SHARDS,
 // or CLUSTER SLOTS on a server that does not know it), first at start(), then
-// again, at most every kRefreshGapMs, after a MOVED, a CLUSTERDOWN or a lost
-// node connection. A MOVED also moves its slot in the map at once.
+// again, at most every 200 ms, after a MOVED, a CLUSTERDOWN or a lost node
+// connection, and every 500 ms while a primary's link stays down. A MOVED also
+// moves its slot in the map at once.
 //
 // Connections: one shared pipelined Connection per primary, made on first use
 // and closed once a new map no longer names that node a primary (and nothing
@@ -105,6 +106,7 @@ private:
     void ask_next(std::shared_ptr<std::vector<std::string>> candidates, std::size_t i);
     bool load_map(const Reply& reply, bool shards, const Endpoint& asked);
     void retire_departed();
+    bool primary_down() const;
     void notify(ConnState st, const Error* why);
     ServerConfig server_config(const Endpoint& e) const;
 
