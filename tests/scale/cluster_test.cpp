@@ -115,18 +115,20 @@ struct Runs {
     }
 };
 
-// Enqueues tracked tasks "P0".."P(n-1)" at a steady pace on its own thread.
+// Enqueues tracked tasks "P0", "P1", ... at a steady pace on its own thread until stopped (or
+// `max` tasks), so the load lasts as long as the failure being tested.
 struct Producer {
     std::vector<std::optional<TaskHandle>> handles;
     std::atomic<int> sent{0};
     std::atomic<int> refused{0};
+    std::atomic<bool> stop{false};
     std::thread thread;
 
-    Producer(Client& client, std::string queue, std::string prefix, int n,
+    Producer(Client& client, std::string queue, std::string prefix, int max,
              std::chrono::microseconds pace) {
-        handles.resize(static_cast<std::size_t>(n));
-        thread = std::thread([this, &client, queue, prefix, n, pace] {
-            for (int i = 0; i < n; ++i) {
+        handles.resize(static_cast<std::size_t>(max));
+        thread = std::thread([this, &client, queue, prefix, max, pace] {
+            for (int i = 0; i < max && !stop.load(); ++i) {
                 try {
                     handles[static_cast<std::size_t>(i)] =
                         client.enqueue_tracked(queue, prefix + std::to_string(i));
@@ -138,7 +140,9 @@ struct Producer {
             }
         });
     }
+    int accepted() const { return sent.load() - refused.load(); }
     void join() {
+        stop = true;
         if (thread.joinable()) thread.join();
     }
     ~Producer() { join(); }
@@ -302,8 +306,7 @@ TEST_SUITE("scale_cluster") {
         server.handle(queue, [&](TaskContext& c) { runs.add(c.data()); });
         server.start();
         Client client({.redis = cs.url()}, {queue});
-        const int n = 1500;
-        Producer producer(client, queue, "m", n, 1ms);
+        Producer producer(client, queue, "m", 30000, 1ms);
         REQUIRE(eventually([&] { return runs.total() >= 100; }));
 
         // Step by step, a few keys at a time, so commands meet the ASK window.
@@ -317,10 +320,12 @@ TEST_SUITE("scale_cluster") {
         std::this_thread::sleep_for(300ms);  // held in the window: new keys go by ASK
         cs.finish_migration(slot, from, to);
         auto handed = Clk::now();
+        auto done = runs.total();
+        REQUIRE(eventually([&] { return runs.total() >= done + 100; }, 30s));
         producer.join();
         auto [completed, other, none] = producer.outcomes(60s);
         auto after = r::ClusterTopology::totals();
-        auto accepted = n - producer.refused.load();
+        auto accepted = producer.accepted();
         CHECK(producer.refused.load() == 0);
         CHECK(completed == accepted);
         CHECK(other == 0);
@@ -352,8 +357,7 @@ TEST_SUITE("scale_cluster") {
         server.handle(queue, [&](TaskContext& c) { runs.add(c.data()); });
         server.start();
         Client client({.redis = cs.url()}, {queue});
-        const int n = 2500;
-        Producer producer(client, queue, "f", n, 1ms);
+        Producer producer(client, queue, "f", 30000, 1ms);
         REQUIRE(eventually([&] { return runs.total() >= 100; }));
 
         // 1. A graceful failover: the replica takes over with every write.
@@ -374,12 +378,21 @@ TEST_SUITE("scale_cluster") {
         auto promoted = cs.owner_port(slot);
         CHECK(promoted == primary);
         auto done2 = runs.total();
-        REQUIRE(eventually([&] { return runs.total() >= done2 + 100; }, 30s));
+        bool went_on = eventually([&] { return runs.total() >= done2 + 100; }, 30s);
+        if (!went_on) {
+            auto owner = cs.owner_port(slot);
+            MESSAGE("stalled: sent "
+                    << producer.sent.load() << ", runs " << runs.total() << ", XLEN "
+                    << cs.cli(owner, "XLEN 'streamfleet:{" + queue + "}'") << ", groups "
+                    << cs.cli(owner, "XINFO GROUPS 'streamfleet:{" + queue + "}'") << ", clients "
+                    << cs.cli(owner, "CLIENT LIST"));
+        }
+        REQUIRE(went_on);
         auto t2_end = Clk::now();
 
         producer.join();
         auto [completed, other, none] = producer.outcomes(60s);
-        auto accepted = n - producer.refused.load();
+        auto accepted = producer.accepted();
         auto duplicates = runs.total() - runs.distinct();
         auto totals = r::ClusterTopology::totals();
         // Every accepted task completes, except those whose write the killed primary had
