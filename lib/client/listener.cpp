@@ -11,6 +11,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// While the reading link is not ready: how often the topology is asked where the stream lives.
+constexpr std::uint64_t kRelinkPollMs = 100;
+
 TaskStatus status_of(NotificationType t) {
     switch (t) {
         case NotificationType::completed:
@@ -140,8 +143,9 @@ void Listener::read() {
         conn_ = ctx_.topo.dedicated(redis::Route{ctx_.receiver}, "notifications");
         watch();
     } else if (conn_->state() != redis::ConnState::ready) {
-        // Not queued on a link whose node may be gone: the ready edge or the backoff reads.
-        retry_later();
+        // Not queued on a link whose node may be gone: the ready edge reads, or a short poll
+        // that finds the promoted replica in the map (looking costs no command).
+        if (retry_ && !retry_->active()) retry_->start(kRelinkPollMs, [this] { read(); });
         return;
     }
     conn_->send(

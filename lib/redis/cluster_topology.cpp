@@ -396,10 +396,14 @@ void ClusterTopology::pump(std::uint16_t slot) {
 }
 
 void ClusterTopology::arm_pump() {
+    // Every gate with commands to resend counts, even one whose backoff has just passed (the
+    // caller saw it still running): skipping it would leave them waiting for nothing. A gate
+    // with only held commands waits for replies, not for time.
     auto now = Clock::now();
     auto next = Clock::time_point::max();
     for (const auto& [_, g] : gates_) {
-        if (g.not_before > now) next = std::min(next, g.not_before);
+        if (g.again.empty()) continue;
+        next = std::min(next, std::max(g.not_before, now));
     }
     if (next == Clock::time_point::max()) return;
     auto ms = std::chrono::ceil<milliseconds>(next - now).count();

@@ -19,6 +19,9 @@ namespace {
 // request falls between start and the first read.
 constexpr std::int64_t kCancelReplayMs = 5000;
 
+// While a listening link is not ready: how often the topology is asked where its streams live.
+constexpr std::uint64_t kRelinkPollMs = 100;
+
 }  // namespace
 
 ControlListener::ControlListener(ServerContext& ctx, Queues queues, Hooks hooks)
@@ -78,11 +81,9 @@ void ControlListener::listen(Group& g) {
     if (r::moved_away(ctx_.topo, g.queues.front()->keys.nudge(), *g.conn)) {
         open(g);
     } else if (g.conn->state() != r::ConnState::ready) {
-        // Not queued on a link whose node may be gone: the ready edge or the backoff listens.
-        if (!retry_timer_.active()) {
-            retry_timer_.start(static_cast<std::uint64_t>(backoff_.failed().count()),
-                               [this] { tick(); });
-        }
+        // Not queued on a link whose node may be gone: the ready edge listens, or a short poll
+        // that finds the promoted replica in the map (looking costs no command).
+        if (!retry_timer_.active()) retry_timer_.start(kRelinkPollMs, [this] { tick(); });
         return;
     }
     g.listening = true;

@@ -20,6 +20,9 @@ namespace {
 // backlog it reads at once (the read blocks anyway, and latency is what counts).
 constexpr std::uint64_t kGatherMs = 1;
 
+// While a reading link is not ready: how often the topology is asked where its streams live now.
+constexpr std::uint64_t kRelinkPollMs = 100;
+
 }  // namespace
 
 Reader::Reader(ServerContext& ctx, Queues queues, Slots& slots, TaskSink& sink, Hooks hooks)
@@ -156,9 +159,12 @@ void Reader::read_next(bool gathered) {
         if (r::moved_away(ctx_.topo, link->queues.front()->keys.stream(), *link->conn)) {
             open(*link);
         } else if (link->conn->state() != r::ConnState::ready) {
-            // Not queued on a link that may never return (its node died): the ready edge or
-            // the backoff reads, by then perhaps on the promoted replica.
-            retry_later();
+            // Not queued on a link that may never return (its node died): the ready edge reads,
+            // or a short poll that finds the promoted replica in the map (looking costs no
+            // command, so it does not back off).
+            if (!stopped_ && !retry_timer_.active()) {
+                retry_timer_.start(kRelinkPollMs, [this] { read_next(false); });
+            }
             continue;
         }
         read(*link, mine);
