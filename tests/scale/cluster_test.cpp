@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <set>
@@ -364,6 +365,12 @@ TEST_SUITE("scale_cluster") {
         auto t1 = Clk::now();
         cs.failover(replica);
         auto t1_ok = Clk::now();
+        // Where a failover's time goes, from the replica's side (for investigating pauses).
+        if (std::getenv("SF_SHOW_FAILOVER_LOG")) {
+            auto& rn = cs.node(static_cast<std::size_t>(cs.index_of(replica)));
+            auto cmd = "grep -iE 'failover|election|offset' " + rn.dir() + "/redis.log";
+            if (std::system(cmd.c_str()) != 0) MESSAGE("no failover lines in the replica's log");
+        }
         auto done1 = runs.total();
         REQUIRE(eventually([&] { return runs.total() >= done1 + 100; }, 30s));
         auto t1_end = Clk::now();
