@@ -391,8 +391,24 @@ void ClusterTopology::pump(std::uint16_t slot) {
         }
         dispatch(c, node, false);
     };
-    for (auto& c : again) send_one(c);
-    for (auto& c : held) send_one(c);
+    // A send may close a new gate for the slot (its node is down): what follows it then waits
+    // in that gate, in order, rather than overtaking it.
+    for (auto& c : again) {
+        auto reopened = release ? gates_.find(slot) : gates_.end();
+        if (reopened != gates_.end()) {
+            reopened->second.again.push_back(c);
+        } else {
+            send_one(c);
+        }
+    }
+    for (auto& c : held) {
+        auto reopened = gates_.find(slot);
+        if (reopened != gates_.end()) {
+            reopened->second.held.push_back(c);
+        } else {
+            send_one(c);
+        }
+    }
 }
 
 void ClusterTopology::arm_pump() {

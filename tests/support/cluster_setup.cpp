@@ -77,6 +77,24 @@ ClusterSetup::ClusterSetup(int primaries, int replicas_each) {
         throw std::runtime_error("redis-cli --cluster create failed:\n" + out);
     }
     wait_ok();
+    // Every node must also know every replica (gossip spreads them after the slots), or
+    // replica_of() could find none right after start.
+    const auto replicas = static_cast<std::size_t>(primaries * replicas_each);
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    for (std::size_t i = 0; i < nodes_.size();) {
+        std::size_t seen = 0;
+        for (const auto& n : parse_nodes(cli(nodes_[i]->port(), "CLUSTER NODES"))) {
+            if (n.flags.find("slave") != std::string::npos) ++seen;
+        }
+        if (seen >= replicas) {
+            ++i;
+            continue;
+        }
+        if (std::chrono::steady_clock::now() > until) {
+            throw std::runtime_error("the replicas did not show up in CLUSTER NODES in 30 s");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
 }
 
 ClusterSetup::~ClusterSetup() = default;
