@@ -28,10 +28,12 @@
 // batch keeps its order.
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -92,6 +94,9 @@ private:
     };
 
     static int key_slot_of(std::string_view key);
+    /// "host:port" (or "[v6]:port") of a node; an empty or "?" host is the one asked.
+    static std::optional<Endpoint> parse_address(std::string_view s, const Endpoint& asked);
+    static std::atomic<std::uint64_t> g_refreshes;  // totals() of refreshes
     void submit(std::shared_ptr<Command> cmd);
     void dispatch(const std::shared_ptr<Command>& cmd, Node* node, bool asking);
     void on_reply(const std::shared_ptr<Command>& cmd, const std::string& hp, Result<Reply> res);
@@ -107,6 +112,7 @@ private:
     bool load_map(const Reply& reply, bool shards, const Endpoint& asked);
     void retire_departed();
     bool primary_down() const;
+    void expire_early();
     void notify(ConnState st, const Error* why);
     ServerConfig server_config(const Endpoint& e) const;
 

@@ -171,6 +171,21 @@ struct Producer {
 }  // namespace
 
 TEST_SUITE("scale_cluster") {
+    TEST_CASE("seeds that never answer: commands fail at their deadline, naming the reason") {
+        detail::Runtime rt{"sf-cluster-test"};
+        auto address = r::parse_url("redis-cluster://127.0.0.1:1,127.0.0.1:2").value();
+        auto topo = rt.call([&] {
+            auto t = r::make_topology(rt, address).value();
+            t->start();
+            return t;
+        });
+        auto res = r::call(rt, *topo, "k", {"GET", "k"}, r::CommandOptions{.timeout = 300ms});
+        REQUIRE_FALSE(res.ok());
+        CHECK(res.error().is(detail::errc::connect_failed));
+        CHECK(res.error().message().find("ECONNREFUSED") != std::string::npos);
+        rt.call([&] { topo->close(); });
+    }
+
     TEST_CASE("the topology routes keys to their primaries and follows MOVED and ASK") {
         ClusterSetup cs;
         Topo t(cs.url_one_seed());
