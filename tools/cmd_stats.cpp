@@ -1,4 +1,5 @@
-// `streamfleet stats`: one queue's counters, as a table or one JSON line.
+// `streamfleet stats`: one queue's counters and the node serving it, as a table or one JSON
+// line.
 #include <cstdio>
 #include <streamfleet/inspector.hpp>
 
@@ -22,16 +23,18 @@ int cmd_stats(const Flags& f) {
                       .num("dead", s.dead)
                       .num("clients", s.clients)
                       .num("servers", s.servers)
+                      .str("node", s.node)
                       .text()
                       .c_str());
     } else {
         std::printf(
             "queue          %s\nstream length  %lld\npending        %lld\nconsumers      %lld\n"
-            "delayed        %lld\ndead           %lld\nlive clients   %lld\nlive servers   %lld\n",
+            "delayed        %lld\ndead           %lld\nlive clients   %lld\nlive servers   %lld\n"
+            "node           %s\n",
             s.queue.c_str(), static_cast<long long>(s.stream_length),
             static_cast<long long>(s.pending), static_cast<long long>(s.consumers),
             static_cast<long long>(s.delayed), static_cast<long long>(s.dead),
-            static_cast<long long>(s.clients), static_cast<long long>(s.servers));
+            static_cast<long long>(s.clients), static_cast<long long>(s.servers), s.node.c_str());
     }
     return 0;
 }

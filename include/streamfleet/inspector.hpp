@@ -26,6 +26,7 @@ struct QueueStats {
     std::int64_t dead = 0;           ///< dead letters in P{Q}:dead
     std::int64_t clients = 0;        ///< clients with a heartbeat in the last `live_window`
     std::int64_t servers = 0;        ///< servers with a heartbeat in the last `live_window`
+    std::string node;                ///< "host:port" of the Redis node serving the queue
 };
 
 /// One entry of P{Q}:dead, as the server left it.

@@ -167,6 +167,7 @@ QueueStats Inspector::stats(std::string_view queue, std::chrono::milliseconds li
     s.dead = replies[3].value().integer();
     s.clients = replies[4].value().integer();
     s.servers = replies[5].value().integer();
+    s.node = impl_->rt->call([&] { return impl_->topo->node_of(k.stream()); });
     return s;
 }
 

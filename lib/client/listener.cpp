@@ -11,6 +11,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// While the reading link is not ready: how often the topology is asked where the stream lives.
+constexpr std::uint64_t kRelinkPollMs = 100;
+
 TaskStatus status_of(NotificationType t) {
     switch (t) {
         case NotificationType::completed:
@@ -34,9 +37,13 @@ Listener::Listener(ClientContext& ctx)
 
 void Listener::start() {
     create_group([this](bool) { read(); });
-    // Back from an outage: read now rather than at the end of a long backoff.
-    conn_->on_state([this](redis::ConnState st, const Error*) {
-        if (st != redis::ConnState::ready || stopping_) return;
+    watch();
+}
+
+// Back from an outage: read now rather than at the end of a long backoff.
+void Listener::watch() {
+    conn_->on_state([this, conn = conn_.get()](redis::ConnState st, const Error*) {
+        if (st != redis::ConnState::ready || stopping_ || conn != conn_.get()) return;
         backoff_.succeeded();
         if (retry_ && retry_->active()) {
             retry_->stop();
@@ -156,6 +163,18 @@ void Listener::retry_later() {
 
 void Listener::read() {
     if (stopping_) return;
+    if (redis::moved_away(ctx_.topo, ctx_.receiver, *conn_)) {
+        // The stream's slot is on another node now (or the first plan was made before the
+        // cluster's map was known): a connection to that node.
+        conn_->close();
+        conn_ = ctx_.topo.dedicated(redis::Route{ctx_.receiver}, "notifications");
+        watch();
+    } else if (conn_->state() != redis::ConnState::ready) {
+        // Not queued on a link whose node may be gone: the ready edge reads, or a short poll
+        // that finds the promoted replica in the map (looking costs no command).
+        if (retry_ && !retry_->active()) retry_->start(kRelinkPollMs, [this] { read(); });
+        return;
+    }
     conn_->send(
         {"XREADGROUP", "GROUP", kClientGroup, ctx_.id, "COUNT", "256", "BLOCK", "5000", "STREAMS",
          ctx_.receiver, ">"},
@@ -168,6 +187,7 @@ void Listener::on_read(Result<redis::Reply> res) {
     if (!res.ok()) {
         const auto& e = res.error();
         if (e.is(errc::closed)) return;
+        if (redis::is_redirect(e)) redis::relearn(ctx_.topo, ctx_.receiver, [] {});
         log_limited(spdlog::level::debug, "client " + ctx_.id + ": read",
                     "client {}: notification read failed: {}", ctx_.id, e.message());
         if (e.is(reply_errc::nogroup)) {

@@ -71,6 +71,7 @@ public:
 
 private:
     void read();
+    void watch();
     void on_read(Result<redis::Reply> res);
     void handle_entry(const redis::StreamEntry& entry);
     void create_group(std::function<void(bool created)> then);

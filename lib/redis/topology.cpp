@@ -1,5 +1,6 @@
 #include "redis/topology.hpp"
 
+#include "redis/cluster_topology.hpp"
 #include "redis/slot.hpp"
 
 namespace streamfleet::detail::redis {
@@ -32,6 +33,10 @@ public:
     }
 
     int shard(std::string_view key) const override { return cluster_ ? key_slot(key) : 0; }
+
+    std::string node_of(std::string_view) const override {
+        return address_.endpoints.front().to_string();
+    }
 
     void send(const Route&, std::span<const std::string_view> argv, ReplyCallback cb,
               CommandOptions opts) override {
@@ -104,6 +109,16 @@ private:
 
 }  // namespace
 
+bool is_redirect(const Error& e) noexcept {
+    return e.is(reply_errc::moved) || e.is(reply_errc::ask) || e.is(reply_errc::clusterdown) ||
+           e.is(reply_errc::tryagain);
+}
+
+void relearn(Topology& topo, std::string key, std::function<void()> then) {
+    auto k = std::make_shared<std::string>(std::move(key));
+    topo.send(Route{*k}, {"EXISTS", *k}, [k, then = std::move(then)](Result<Reply>) { then(); });
+}
+
 Result<std::unique_ptr<Topology>> make_topology(Runtime& rt, const Address& address,
                                                 ConnectionOptions options) {
     switch (address.scheme) {
@@ -121,8 +136,10 @@ Result<std::unique_ptr<Topology>> make_topology(Runtime& rt, const Address& addr
             return Error(errc::unsupported,
                          "Redis Sentinel is not supported yet: " + address.redacted());
         case Scheme::cluster:
-            return Error(errc::unsupported,
-                         "Redis Cluster is not supported yet: " + address.redacted());
+            if (address.endpoints.empty()) {
+                return Error(errc::invalid_argument, "no seed node in " + address.redacted());
+            }
+            return std::unique_ptr<Topology>(new ClusterTopology(rt, address, std::move(options)));
     }
     return Error(errc::invalid_argument, "unknown scheme in " + address.redacted());
 }

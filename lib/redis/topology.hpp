@@ -64,6 +64,10 @@ public:
     /// Redis refuses a command whose keys span slots (CROSSSLOT).
     virtual int shard(std::string_view key) const = 0;
 
+    /// "host:port" of the node serving `key` now (one server: its endpoint), for
+    /// reports (`streamfleet stats`) and for readers checking their connection.
+    virtual std::string node_of(std::string_view key) const = 0;
+
     /// Closes every connection it made (except dedicated ones, which their
     /// owners close). Pending commands fail with errc::closed.
     virtual void close() = 0;
@@ -72,11 +76,26 @@ public:
     virtual std::string describe() const = 0;
 };
 
+/// For the owner of a dedicated connection opened for `key`: the topology now
+/// places the key on another node (a slot moved, a replica was promoted), so
+/// the connection should be closed and a new one asked of dedicated() before
+/// the next blocking read. Never true for one server.
+inline bool moved_away(const Topology& topo, std::string_view key, const Connection& conn) {
+    return topo.node_of(key) != conn.endpoint().to_string();
+}
+
+/// A blocking read on a dedicated connection was redirected (MOVED, ASK) or
+/// found the cluster down: the topology did not see that reply, so a routed
+/// command for `key` lets it learn the new layout. `then` runs after it, on
+/// the loop, whatever its outcome.
+bool is_redirect(const Error& e) noexcept;
+void relearn(Topology& topo, std::string key, std::function<void()> then);
+
 /// Builds the topology for `address`. redis:// and unix:// name one server;
 /// when that server is a cluster node it must hold every slot (a one-node
-/// cluster), and keys are grouped by slot (shard()). rediss://,
-/// redis-sentinel:// and redis-cluster:// parse but are not implemented yet:
-/// errc::unsupported.
+/// cluster), and keys are grouped by slot (shard()). redis-cluster:// seeds a
+/// ClusterTopology (redis/cluster_topology.hpp). rediss:// and
+/// redis-sentinel:// parse but are not implemented yet: errc::unsupported.
 Result<std::unique_ptr<Topology>> make_topology(Runtime& rt, const Address& address,
                                                 ConnectionOptions options = {});
 

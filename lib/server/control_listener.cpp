@@ -19,6 +19,9 @@ namespace {
 // request falls between start and the first read.
 constexpr std::int64_t kCancelReplayMs = 5000;
 
+// While a listening link is not ready: how often the topology is asked where its streams live.
+constexpr std::uint64_t kRelinkPollMs = 100;
+
 }  // namespace
 
 ControlListener::ControlListener(ServerContext& ctx, Queues queues, Hooks hooks)
@@ -38,19 +41,24 @@ void ControlListener::start() {
         for (auto& queues : shard_groups(ctx_.topo, queues_, &QueueKeys::nudge)) {
             groups_.push_back(std::make_unique<Group>(Group{std::move(queues), nullptr, false}));
         }
-        for (auto& g : groups_) {
-            g->conn = ctx_.topo.dedicated(r::Route{g->queues.front()->keys.nudge()}, "nudges");
-            // Back from an outage: listen now rather than at the end of a long backoff.
-            g->conn->on_state([this](r::ConnState st, const Error*) {
-                if (st != r::ConnState::ready || stopped_) return;
-                backoff_.succeeded();
-                if (retry_timer_.active()) {
-                    retry_timer_.stop();
-                    tick();
-                }
-            });
-        }
+        for (auto& g : groups_) open(*g);
         tick();
+    });
+}
+
+// A connection of its own to the node holding the group's streams; called again when they
+// move to another node.
+void ControlListener::open(Group& g) {
+    if (g.conn) g.conn->close();
+    g.conn = ctx_.topo.dedicated(r::Route{g.queues.front()->keys.nudge()}, "nudges");
+    // Back from an outage: listen now rather than at the end of a long backoff.
+    g.conn->on_state([this, gp = &g, conn = g.conn.get()](r::ConnState st, const Error*) {
+        if (st != r::ConnState::ready || stopped_ || conn != gp->conn.get()) return;
+        backoff_.succeeded();
+        if (retry_timer_.active()) {
+            retry_timer_.stop();
+            tick();
+        }
     });
 }
 
@@ -70,6 +78,14 @@ void ControlListener::tick() {
 // script decides what is really due.
 void ControlListener::listen(Group& g) {
     if (stopped_) return;
+    if (r::moved_away(ctx_.topo, g.queues.front()->keys.nudge(), *g.conn)) {
+        open(g);
+    } else if (g.conn->state() != r::ConnState::ready) {
+        // Not queued on a link whose node may be gone: the ready edge listens, or a short poll
+        // that finds the promoted replica in the map (looking costs no command).
+        if (!retry_timer_.active()) retry_timer_.start(kRelinkPollMs, [this] { tick(); });
+        return;
+    }
     g.listening = true;
     auto block_s = std::to_string(ctx_.opts.read_block.count());
     std::vector<std::string_view> argv{"XREAD", "COUNT", "128", "BLOCK", block_s, "STREAMS"};
@@ -84,6 +100,9 @@ void ControlListener::listen(Group& g) {
             if (stopped_) return;
             if (!res.ok()) {
                 if (res.error().is(errc::closed)) return;
+                if (r::is_redirect(res.error())) {
+                    r::relearn(ctx_.topo, std::string(gp->queues.front()->keys.nudge()), [] {});
+                }
                 log_limited(spdlog::level::debug, "server " + ctx_.consumer + ": nudge read",
                             "server {}: nudge read failed: {}", ctx_.consumer,
                             res.error().message());

@@ -49,6 +49,7 @@ private:
         std::string cancel_id;         // last P{Q}:cancels entry seen
     };
 
+    void open(Group& g);
     void listen(Group& g);
     void on_entry(QueueContext& q, std::string_view stream, std::string_view id,
                   const std::vector<std::pair<std::string_view, std::string_view>>& fields);

@@ -20,6 +20,9 @@ namespace {
 // backlog it reads at once (the read blocks anyway, and latency is what counts).
 constexpr std::uint64_t kGatherMs = 1;
 
+// While a reading link is not ready: how often the topology is asked where its streams live now.
+constexpr std::uint64_t kRelinkPollMs = 100;
+
 }  // namespace
 
 Reader::Reader(ServerContext& ctx, Queues queues, Slots& slots, TaskSink& sink, Hooks hooks)
@@ -70,23 +73,29 @@ void Reader::plan() {
         for (auto* q : queues) link_of_[q->index] = links_.back().get();
         links_.back()->queues = std::move(queues);
     }
-    for (auto& link : links_) {
-        auto* l = link.get();
-        l->conn = ctx_.topo.dedicated(r::Route{l->queues.front()->keys.stream()}, "reader");
-        // Asked now, so it is answered before the first read blocks; asked again on every later
-        // connect (the first ready edge finds this question still queued).
-        l->ask_client_id();
-        l->conn->on_state([this, l](r::ConnState st, const Error*) {
-            if (st != r::ConnState::ready) return;
-            if (!l->asking_id) l->ask_client_id();
-            // Back from an outage: read now rather than at the end of a long backoff.
-            backoff_.succeeded();
-            if (retry_timer_.active()) {
-                retry_timer_.stop();
-                read_next(false);
-            }
-        });
-    }
+    for (auto& link : links_) open(*link);
+}
+
+// A connection of its own to the node holding the group's streams; called again when they
+// move to another node (a slot handed over, a replica promoted).
+void Reader::open(Link& link) {
+    auto* l = &link;
+    if (l->conn) l->conn->close();
+    l->client_id = -1;
+    l->conn = ctx_.topo.dedicated(r::Route{l->queues.front()->keys.stream()}, "reader");
+    // Asked now, so it is answered before the first read blocks; asked again on every later
+    // connect (the first ready edge finds this question still queued).
+    l->ask_client_id();
+    l->conn->on_state([this, l, conn = l->conn.get()](r::ConnState st, const Error*) {
+        if (st != r::ConnState::ready || conn != l->conn.get()) return;
+        if (!l->asking_id) l->ask_client_id();
+        // Back from an outage: read now rather than at the end of a long backoff.
+        backoff_.succeeded();
+        if (retry_timer_.active()) {
+            retry_timer_.stop();
+            read_next(false);
+        }
+    });
 }
 
 // The id changes on every connect, and CLIENT UNBLOCK needs the current one.
@@ -146,7 +155,19 @@ void Reader::read_next(bool gathered) {
         for (const auto& p : picks) {
             if (p.link == link.get()) mine.push_back(p);
         }
-        if (!mine.empty()) read(*link, mine);
+        if (mine.empty()) continue;
+        if (r::moved_away(ctx_.topo, link->queues.front()->keys.stream(), *link->conn)) {
+            open(*link);
+        } else if (link->conn->state() != r::ConnState::ready) {
+            // Not queued on a link that may never return (its node died): the ready edge reads,
+            // or a short poll that finds the promoted replica in the map (looking costs no
+            // command, so it does not back off).
+            if (!stopped_ && !retry_timer_.active()) {
+                retry_timer_.start(kRelinkPollMs, [this] { read_next(false); });
+            }
+            continue;
+        }
+        read(*link, mine);
     }
     if (hooks_.changed) hooks_.changed();
 }
@@ -209,6 +230,10 @@ void Reader::on_read(Link& link, Result<r::Reply> res, unsigned reserved) {
         log_limited(e.is(reply_errc::nogroup) ? spdlog::level::info : spdlog::level::warn,
                     "server " + ctx_.consumer + ": read", "server {}: read failed: {}",
                     ctx_.consumer, e.message());
+        if (r::is_redirect(e)) {
+            // The topology did not see this reply: a routed command lets it learn the move.
+            r::relearn(ctx_.topo, std::string(link.queues.front()->keys.stream()), [] {});
+        }
         if (e.is(reply_errc::nogroup)) {
             // The stream or its group is gone (deleted, Redis restarted empty): create them, then
             // read after the backoff, since a group that cannot be created (NOPERM) says NOGROUP

@@ -73,6 +73,7 @@ private:
 
         void ask_client_id();
     };
+    void open(Link& link);
     // A stream picked for the next read, and how many entries to ask of it.
     struct Pick {
         Link* link;

@@ -200,7 +200,7 @@ TEST_CASE("bad input is refused with a typed error naming the problem") {
                          InvalidArgument);
     CHECK_THROWS_AS(Client({.redis = server.url()}, {std::string(300, 'x')}), InvalidArgument);
     CHECK_THROWS_AS(Client({.redis = "redis://h:port"}, {"q"}), InvalidArgument);
-    CHECK_THROWS_AS(Client({.redis = "redis-cluster://a:1"}, {"q"}), Unsupported);
+    CHECK_THROWS_AS(Client({.redis = "rediss://a:1"}, {"q"}), Unsupported);
     Client client({.redis = server.url(), .max_payload_bytes = 10}, {"q"});
     try {
         client.enqueue("other", "x");

@@ -362,7 +362,7 @@ TEST_CASE("scripts survive SCRIPT FLUSH (NOSCRIPT falls back to EVAL)") {
 }
 
 TEST_CASE("a server whose start fails can still be destroyed cleanly") {
-    Server s({.redis = "redis-cluster://127.0.0.1:1,127.0.0.1:2", .id = "w"});
+    Server s({.redis = "rediss://127.0.0.1:1", .id = "w"});
     s.handle("q", [](TaskContext&) {});
     CHECK_THROWS_AS(s.start(), Unsupported);
     s.shutdown(1s);  // no-op, no crash
