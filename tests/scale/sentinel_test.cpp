@@ -1,0 +1,247 @@
+// Redis Sentinel (issue 12): a client, a worker and the CLI reach the master
+// through redis-sentinel:// and follow it across a failover without a
+// restart. Each case starts its own deployment (tests/support/sentinel_setup):
+// one primary, one replica, three sentinels. Tasks are counted one by one:
+// every accepted id must run; duplicates and (after a SIGKILL, where Redis's
+// asynchronous replication may drop acknowledged writes) losses are counted
+// and reported, with the processing pause each failover caused.
+
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "streamfleet/inspector.hpp"
+#include "streamfleet/streamfleet.hpp"
+#include "support/sentinel_setup.hpp"
+#include "support/wait.hpp"
+
+using namespace std::chrono_literals;
+using namespace streamfleet;
+using streamfleet::test::eventually;
+using streamfleet::test::SentinelSetup;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+struct Runs {
+    std::mutex m;
+    std::map<std::string, int> by_id;
+    std::vector<steady::time_point> at;
+
+    void add(const std::string& id) {
+        std::lock_guard lock(m);
+        ++by_id[id];
+        at.push_back(steady::now());
+    }
+    std::size_t distinct() {
+        std::lock_guard lock(m);
+        return by_id.size();
+    }
+};
+
+struct Produced {
+    std::mutex m;
+    std::vector<std::string> ids;  // every accepted id, in order
+    std::vector<TaskHandle> tracked;
+    std::set<std::string> after_event;  // accepted once the failover had completed
+};
+
+struct Figures {
+    std::size_t accepted = 0, ran = 0, duplicates = 0, lost = 0, lost_after_event = 0;
+    std::size_t tracked = 0, tracked_completed = 0;
+    double pause_ms = 0, event_ms = 0;
+};
+
+enum class Event { failover, kill };
+
+struct CliRun {
+    int code;
+    std::string out;
+    std::string err;
+};
+
+CliRun run_cli(const std::string& args) {
+    auto dir = std::filesystem::temp_directory_path();
+    auto out = (dir / ("sf-sent-out-" + std::to_string(getpid()))).string();
+    auto err = (dir / ("sf-sent-err-" + std::to_string(getpid()))).string();
+    int status = std::system((streamfleet::test::cli_path() + " " + args + " >" + out + " 2>" + err)
+                                 .c_str());
+    auto slurp = [](const std::string& p) {
+        std::ifstream in(p);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        std::filesystem::remove(p);
+        return ss.str();
+    };
+    return CliRun{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+}
+
+// Streams tasks (every fourth one tracked) through a client into a worker,
+// runs `event` in the middle, then waits for every accepted task.
+Figures stream_across(SentinelSetup& setup, Event event) {
+    Runs runs;
+    Server server(ServerOptions{.redis = setup.url(),
+                                .id = "w1",
+                                .concurrency = 4,
+                                .read_block = 500ms,
+                                .lease = 3s});
+    server.handle("q", [&](TaskContext& t) { runs.add(t.id()); });
+    server.start();
+    Client client({.redis = setup.url()}, {"q"});
+
+    Produced produced;
+    std::atomic<bool> stop{false}, event_done{false};
+    std::thread producer([&] {
+        for (int i = 0; !stop; ++i) {
+            std::string data = "t" + std::to_string(i);
+            std::lock_guard lock(produced.m);
+            if (i % 4 == 0) {
+                auto h = client.enqueue_tracked("q", data);
+                produced.ids.push_back(h.id());
+                produced.tracked.push_back(h);
+            } else {
+                produced.ids.push_back(client.enqueue("q", data));
+            }
+            if (event_done) produced.after_event.insert(produced.ids.back());
+            std::this_thread::sleep_for(2ms);
+        }
+    });
+
+    REQUIRE(eventually([&] { return runs.distinct() >= 200; }, 30s));
+    auto t0 = steady::now();
+    if (event == Event::failover) {
+        setup.failover();
+    } else {
+        setup.kill_master();
+    }
+    auto t1 = steady::now();
+    event_done = true;
+    // Keep streaming until the worker has run a good number of new tasks.
+    auto before = runs.distinct();
+    bool resumed = eventually([&] { return runs.distinct() >= before + 300; }, 30s);
+    stop = true;
+    producer.join();
+    CHECK_MESSAGE(resumed, "the worker did not resume after the failover");
+
+    Figures f;
+    std::set<std::string> accepted(produced.ids.begin(), produced.ids.end());
+    f.accepted = accepted.size();
+    CHECK(f.accepted == produced.ids.size());  // ids are unique
+    auto all_ran = [&] {
+        std::lock_guard lock(runs.m);
+        return std::all_of(accepted.begin(), accepted.end(),
+                           [&](const std::string& id) { return runs.by_id.count(id) > 0; });
+    };
+    // Losses (event == kill) never arrive; give the rest generous time.
+    eventually(all_ran, event == Event::kill ? 15s : 40s);
+    for (auto& h : produced.tracked) {
+        ++f.tracked;
+        auto out = h.wait_for(h.done() ? 0ms : 100ms);
+        if (out && out->status == TaskStatus::completed) ++f.tracked_completed;
+    }
+    {
+        std::lock_guard lock(runs.m);
+        for (const auto& id : accepted) {
+            auto it = runs.by_id.find(id);
+            if (it == runs.by_id.end()) {
+                ++f.lost;
+                if (produced.after_event.count(id)) ++f.lost_after_event;
+                continue;
+            }
+            ++f.ran;
+            f.duplicates += static_cast<std::size_t>(it->second - 1);
+        }
+        // The pause: the longest stretch without a completed task from just
+        // before the failover began until well after it ended.
+        auto times = runs.at;
+        std::sort(times.begin(), times.end());
+        for (std::size_t i = 1; i < times.size(); ++i) {
+            if (times[i] < t0 - 500ms) continue;
+            f.pause_ms = std::max(
+                f.pause_ms, std::chrono::duration<double, std::milli>(times[i] - times[i - 1]).count());
+        }
+    }
+    f.event_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+    MESSAGE("accepted " << f.accepted << ", ran " << f.ran << ", duplicates " << f.duplicates
+                        << ", lost " << f.lost << " (after the failover: " << f.lost_after_event
+                        << "), tracked completed " << f.tracked_completed << "/" << f.tracked
+                        << ", failover took " << f.event_ms << " ms, longest processing pause "
+                        << f.pause_ms << " ms");
+    client.close();
+    server.shutdown(5s);
+    return f;
+}
+
+}  // namespace
+
+TEST_CASE("SENTINEL FAILOVER while tasks stream: client, worker and tracked waits follow") {
+    SentinelSetup setup;
+    auto f = stream_across(setup, Event::failover);
+    // A manual failover promotes the replica while the old master still takes
+    // writes until it is reconfigured: Redis may drop a few of them (counted).
+    CHECK(f.lost_after_event == 0);
+    CHECK(f.ran + f.lost == f.accepted);
+    CHECK(f.ran > 500);
+}
+
+TEST_CASE("a SIGKILLed primary: the replica takes over and every later task runs") {
+    SentinelSetup setup;
+    auto f = stream_across(setup, Event::kill);
+    CHECK(f.lost_after_event == 0);
+    CHECK(f.ran + f.lost == f.accepted);
+    CHECK(f.ran > 500);
+}
+
+TEST_CASE("the CLI and the Inspector take a redis-sentinel:// URL") {
+    SentinelSetup setup;
+    {
+        Client client({.redis = setup.url()}, {"q"});
+        for (int i = 0; i < 3; ++i) client.enqueue("q", "x");
+        REQUIRE(client.close(10s));
+    }
+    Inspector inspector(setup.url());
+    CHECK(inspector.stats("q").stream_length == 3);
+
+    auto out = run_cli("stats --redis " + setup.url() + " --queue q --json");
+    CHECK(out.code == 0);
+    CHECK(out.out.find("\"stream_length\":3") != std::string::npos);
+    auto enq = run_cli("enqueue --redis '" + setup.url() +
+                                          "?db=0' --queue q --data hello");
+    CHECK(enq.code == 0);
+    CHECK(inspector.stats("q").stream_length == 4);
+}
+
+TEST_CASE("a bad sentinel URL, an unknown master or no sentinel at all fail clearly") {
+    CHECK_THROWS_WITH_AS(Inspector("redis-sentinel://127.0.0.1:1/m?bogus=1"),
+                         doctest::Contains("unknown parameter 'bogus'"), InvalidArgument);
+    CHECK_THROWS_WITH_AS(Inspector("redis-sentinel://127.0.0.1:1"),
+                         doctest::Contains("master name"), InvalidArgument);
+
+    // Nothing listens there: a connection error naming the sentinel, not a hang.
+    auto nobody = "redis-sentinel://127.0.0.1:" + std::to_string(test::free_port()) + "/m";
+    auto t0 = steady::now();
+    Inspector none(nobody);
+    CHECK_THROWS_WITH_AS(none.stats("q"), doctest::Contains("sentinel 127.0.0.1"),
+                         ConnectionError);
+    CHECK(steady::now() - t0 < 10s);
+
+    SentinelSetup setup;
+    auto url = setup.url();
+    url.replace(url.rfind('/') + 1, std::string::npos, "nosuchmaster");
+    Inspector unknown(url);
+    CHECK_THROWS_WITH_AS(unknown.stats("q"), doctest::Contains("'nosuchmaster'"),
+                         InvalidArgument);
+}
