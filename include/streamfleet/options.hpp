@@ -16,6 +16,26 @@
 namespace streamfleet {
 inline namespace v1 {
 
+/// Confirm writes only once replicas have them (Redis WAIT), for
+/// ClientOptions::wait_replicas and ServerOptions::wait_replicas. With
+/// `replicas` > 0 every batch of writes (a client's enqueues, a server's
+/// outcomes) is followed by `WAIT replicas timeout` on the same connection,
+/// and counts as done only when WAIT reports at least `replicas` replicas;
+/// fewer means not confirmed: the batch is kept and sent again later, as after
+/// a lost link. So a failover that promotes a replica (Sentinel) cannot drop
+/// a confirmed write, at the cost of one replication round trip per batch
+/// (docs/scale-out.md). A resent enqueue of a task that did get in is not
+/// added twice when the client keeps state records (track_state, the
+/// default: the enqueue script finds the task's record); a pure
+/// fire-and-forget enqueue (track_state false) may then add a duplicate entry,
+/// run twice like any at-least-once delivery. A resent outcome is idempotent.
+struct WaitReplicas {
+    /// Replicas that must acknowledge each batch; 0 (default) = no WAIT.
+    int replicas = 0;
+    /// How long WAIT may wait for them; must be positive when replicas > 0.
+    std::chrono::milliseconds timeout{1'000};
+};
+
 struct ClientOptions {
     /// Redis URL: redis://[user[:password]@]host[:port][/db] or unix:///path[?db=N].
     std::string redis = "redis://127.0.0.1:6379";
@@ -76,6 +96,8 @@ struct ClientOptions {
     /// this client's tasks. heartbeat_interval must stay at most 5 minutes.
     /// Servers and clients of one queue must agree on this setting.
     bool go_compatible = false;
+    /// WAIT for replicas after each batch of enqueues (see WaitReplicas).
+    WaitReplicas wait_replicas{};
 };
 
 /// How the delay before a retry grows with the retries so far (n = 0, 1, ...),

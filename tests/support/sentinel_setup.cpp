@@ -176,6 +176,20 @@ int SentinelSetup::failover(std::chrono::milliseconds limit) {
     return to;
 }
 
+void SentinelSetup::revive(int index, std::chrono::milliseconds limit) {
+    auto& node = *nodes_.at(static_cast<std::size_t>(index));
+    node.restart();
+    auto master_port = std::to_string(nodes_.at(static_cast<std::size_t>(1 - index))->port());
+    auto until = std::chrono::steady_clock::now() + limit;
+    while (true) {
+        auto info = raw(node.port(), "INFO replication");
+        if (has(info, "master_port:" + master_port) && has(info, "master_link_status:up")) return;
+        if (std::chrono::steady_clock::now() > until)
+            throw std::runtime_error("the revived node did not become a replica in sync: " + info);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+}
+
 int SentinelSetup::kill_master(std::chrono::milliseconds limit) {
     int from = master();
     nodes_[static_cast<std::size_t>(from)]->kill();

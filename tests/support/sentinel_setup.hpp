@@ -47,6 +47,9 @@ public:
     /// SIGKILLs the master and waits until the sentinels have promoted the
     /// replica. Returns the new master's index.
     int kill_master(std::chrono::milliseconds limit = std::chrono::seconds(30));
+    /// Starts a killed node again (empty) and waits until the sentinels have
+    /// made it a replica of the current master and it is in sync.
+    void revive(int index, std::chrono::milliseconds limit = std::chrono::seconds(30));
     /// Waits until every live sentinel names node `index` as master, knows
     /// the other sentinels, and that node says ROLE master.
     void wait_agreed(int index, std::chrono::milliseconds limit = std::chrono::seconds(30));
