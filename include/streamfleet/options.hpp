@@ -26,9 +26,11 @@ inline namespace v1 {
 /// a confirmed write, at the cost of one replication round trip per batch
 /// (docs/scale-out.md). A resent enqueue of a task that did get in is not
 /// added twice when the client keeps state records (track_state, the
-/// default: the enqueue script finds the task's record); a pure
-/// fire-and-forget enqueue (track_state false) may then add a duplicate entry,
-/// run twice like any at-least-once delivery. A resent outcome is idempotent.
+/// default: the enqueue script finds the task's record); a task without a
+/// record (track_state false, go_compatible) may then get a second entry and
+/// run twice, like any at-least-once delivery. A resent outcome is
+/// idempotent. With `replicas` replicas gone, writes stay unconfirmed
+/// (enqueues buffered, outcomes pending) until they are back.
 struct WaitReplicas {
     /// Replicas that must acknowledge each batch; 0 (default) = no WAIT.
     int replicas = 0;
@@ -37,7 +39,9 @@ struct WaitReplicas {
 };
 
 struct ClientOptions {
-    /// Redis URL: redis://[user[:password]@]host[:port][/db] or unix:///path[?db=N].
+    /// Redis URL: redis://[user[:password]@]host[:port][/db], unix:///path[?db=N], or
+    /// redis-sentinel://[user:password@]h:p,h:p/MASTER[?db=N&sentinel_user=U&sentinel_password=P]
+    /// (docs/scale-out.md).
     std::string redis = "redis://127.0.0.1:6379";
     /// Prefix of every key (must match the servers').
     std::string prefix = "streamfleet:";

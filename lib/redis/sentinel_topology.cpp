@@ -203,6 +203,13 @@ private:
         if (r.ok() && r->is_array() && r->size() == 2) {
             ep = endpoint_of((*r)[0].as_string().value_or(""), (*r)[1].as_string().value_or(""));
         }
+        if (ep && confirmed_ && master_ == ep) {
+            // The periodic question, answered as before: no need for a ROLE
+            // probe (a new connection) every time; a demoted master would
+            // answer READONLY, which asks again with confirmed_ cleared.
+            confirmed(*ep);
+            return;
+        }
         if (ep) {
             check_role(*ep);
             return;

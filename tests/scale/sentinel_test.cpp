@@ -121,7 +121,7 @@ Figures stream_across(SentinelSetup& setup, Event event, WaitReplicas wait = {})
         }
     });
 
-    REQUIRE(eventually([&] { return runs.distinct() >= 200; }, 30s));
+    REQUIRE(eventually([&] { return runs.distinct() >= 100; }, 30s));
     auto t0 = steady::now();
     int now_master = event == Event::failover ? setup.failover() : setup.kill_master();
     auto t1 = steady::now();
@@ -130,7 +130,7 @@ Figures stream_across(SentinelSetup& setup, Event event, WaitReplicas wait = {})
     event_done = true;
     // Keep streaming until the worker has run a good number of new tasks.
     auto before = runs.distinct();
-    bool resumed = eventually([&] { return runs.distinct() >= before + 300; }, 30s);
+    bool resumed = eventually([&] { return runs.distinct() >= before + 200; }, 30s);
     stop = true;
     producer.join();
     CHECK_MESSAGE(resumed, "the worker did not resume after the failover");
@@ -204,7 +204,7 @@ TEST_CASE("SENTINEL FAILOVER while tasks stream: client, worker and tracked wait
     // writes until it is reconfigured: Redis may drop a few of them (counted).
     CHECK(f.lost_after_event == 0);
     CHECK(f.ran + f.lost == f.accepted);
-    CHECK(f.ran > 500);
+    CHECK(f.ran > 300);
 }
 
 TEST_CASE("a SIGKILLed primary: the replica takes over and every later task runs") {
@@ -212,7 +212,7 @@ TEST_CASE("a SIGKILLed primary: the replica takes over and every later task runs
     auto f = stream_across(setup, Event::kill);
     CHECK(f.lost_after_event == 0);
     CHECK(f.ran + f.lost == f.accepted);
-    CHECK(f.ran > 500);
+    CHECK(f.ran > 300);
 }
 
 TEST_CASE("a SIGKILLed primary with wait_replicas = 1: nothing accepted is lost") {
@@ -235,7 +235,7 @@ TEST_CASE("WAIT's cost: the same tasks with and without wait_replicas = 1") {
         server.handle(queue, [&](TaskContext&) { ++ran; });
         server.start();
         Client client({.redis = setup.url(), .wait_replicas = wait}, {queue});
-        constexpr int kTasks = 3000;
+        constexpr int kTasks = 2000;
         auto t0 = steady::now();
         std::vector<TaskHandle> handles;
         for (int i = 0; i < kTasks; ++i) {
@@ -258,7 +258,7 @@ TEST_CASE("WAIT's cost: the same tasks with and without wait_replicas = 1") {
     };
     auto plain = run({}, "plain");
     auto waited = run(WaitReplicas{.replicas = 1, .timeout = 1000ms}, "waited");
-    MESSAGE("3000 tasks (300 tracked), 8 handler threads: without WAIT stored in "
+    MESSAGE("2000 tasks (200 tracked), 8 handler threads: without WAIT stored in "
             << plain.first << " ms, all done in " << plain.second << " ms; with WAIT 1 stored in "
             << waited.first << " ms, all done in " << waited.second << " ms");
 }
@@ -273,6 +273,30 @@ TEST_CASE("wait_replicas is validated") {
                              .id = "w",
                              .wait_replicas = WaitReplicas{.replicas = 1, .timeout = 0ms}}),
         doctest::Contains("wait_replicas.timeout"), InvalidArgument);
+}
+
+TEST_CASE("a failover is followed with the only seed sentinel dead: the others were learned") {
+    SentinelSetup setup;
+    auto seed_only = "redis-sentinel://127.0.0.1:" + std::to_string(setup.sentinel(0).port()) +
+                     "/" + setup.master_name();
+    std::atomic<int> ran{0};
+    Server server(ServerOptions{.redis = seed_only, .id = "w1", .read_block = 500ms});
+    server.handle("q", [&](TaskContext&) { ++ran; });
+    server.start();
+    Client client({.redis = seed_only}, {"q"});
+    auto before = client.enqueue_tracked("q", "before");
+    REQUIRE(before.wait_for(20s));
+    setup.sentinel(0).kill();
+    int now_master = setup.failover();
+    auto after = client.enqueue_tracked("q", "after");
+    auto out = after.wait_for(30s);
+    REQUIRE_MESSAGE(out, "the client or the worker did not follow the failover");
+    CHECK(out->status == TaskStatus::completed);
+    CHECK(ran.load() == 2);
+    // The client's and the worker's links (blocking reader included) are on the new master.
+    auto clients = SentinelSetup::raw(setup.node(now_master).port(), "CLIENT LIST");
+    CHECK(clients.find("name=streamfleet-client:notifications") != std::string::npos);
+    CHECK(clients.find("name=streamfleet-server:w1:reader") != std::string::npos);
 }
 
 TEST_CASE("the CLI and the Inspector take a redis-sentinel:// URL") {

@@ -166,8 +166,15 @@ int SentinelSetup::failover(std::chrono::milliseconds limit) {
     int from = master();
     int to = 1 - from;
     auto until = std::chrono::steady_clock::now() + limit;
+    std::uint16_t asked = 0;
+    for (const auto& s : sentinels_) {
+        if (s->running()) {
+            asked = s->port();
+            break;
+        }
+    }
     // Refused (-INPROG, -NOGOODSLAVE) while a previous failover settles.
-    while (!has(raw(sentinels_[0]->port(), "SENTINEL FAILOVER " + options_.master_name), "+OK")) {
+    while (!has(raw(asked, "SENTINEL FAILOVER " + options_.master_name), "+OK")) {
         if (std::chrono::steady_clock::now() > until)
             throw std::runtime_error("SENTINEL FAILOVER was refused until the limit");
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -180,6 +187,9 @@ void SentinelSetup::revive(int index, std::chrono::milliseconds limit) {
     auto& node = *nodes_.at(static_cast<std::size_t>(index));
     node.restart();
     auto master_port = std::to_string(nodes_.at(static_cast<std::size_t>(1 - index))->port());
+    // The sentinels would reconfigure it too, but only after their next INFO
+    // round (up to 10 s); saying so at once is what they would say.
+    raw(node.port(), "REPLICAOF 127.0.0.1 " + master_port);
     auto until = std::chrono::steady_clock::now() + limit;
     while (true) {
         auto info = raw(node.port(), "INFO replication");

@@ -41,14 +41,14 @@ public:
     RedisServer& node(int i) { return *nodes_.at(static_cast<std::size_t>(i)); }
     RedisServer& sentinel(int i) { return *sentinels_.at(static_cast<std::size_t>(i)); }
 
-    /// SENTINEL FAILOVER, then waits until every live sentinel names the
+    /// SENTINEL FAILOVER (on the first live sentinel), then waits until every live sentinel names the
     /// other node and it says ROLE master. Returns the new master's index.
     int failover(std::chrono::milliseconds limit = std::chrono::seconds(30));
     /// SIGKILLs the master and waits until the sentinels have promoted the
     /// replica. Returns the new master's index.
     int kill_master(std::chrono::milliseconds limit = std::chrono::seconds(30));
-    /// Starts a killed node again (empty) and waits until the sentinels have
-    /// made it a replica of the current master and it is in sync.
+    /// Starts a killed node again (empty) as a replica of the current master
+    /// (as the sentinels would make it) and waits until it is in sync.
     void revive(int index, std::chrono::milliseconds limit = std::chrono::seconds(30));
     /// Waits until every live sentinel names node `index` as master, knows
     /// the other sentinels, and that node says ROLE master.
