@@ -10,8 +10,8 @@
 // thread only.
 
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 

@@ -132,7 +132,8 @@ private:
     // A connection to whatever the confirmed master is at each connect.
     std::shared_ptr<Connection> data_connection(ConnectionOptions opts) {
         auto conn = Connection::create(
-            rt_, ServerConfig{sentinels_.front(), address_.username, address_.password, address_.db},
+            rt_,
+            ServerConfig{sentinels_.front(), address_.username, address_.password, address_.db},
             std::move(opts));
         std::weak_ptr<int> alive = alive_;
         conn->set_endpoint_source([this, alive]() -> Result<Endpoint> {
@@ -154,8 +155,8 @@ private:
     // Replies that say the master moved set off a new question; the caller
     // still gets its error (transient) and resends through its usual path.
     ReplyCallback watch(ReplyCallback cb) {
-        return [this, alive = std::weak_ptr<int>(alive_), cb = std::move(cb)](
-                   Result<Reply> r) mutable {
+        return [this, alive = std::weak_ptr<int>(alive_),
+                cb = std::move(cb)](Result<Reply> r) mutable {
             if (!r.ok() && says_not_master(r.error()) && alive.lock()) resolve(true);
             cb(std::move(r));
         };
@@ -238,10 +239,11 @@ private:
     // an outage, so commands fail at once rather than wait for their deadline.
     void give_up_unknown() {
         if (fatal_) return;  // said already
-        fatal_ = Error(errc::invalid_argument,
-                       "no sentinel of " + address_.redacted() + " monitors a master named '" +
-                           address_.master_name + "' (SENTINEL get-master-addr-by-name answered "
-                           "nil on every sentinel)");
+        fatal_ =
+            Error(errc::invalid_argument, "no sentinel of " + address_.redacted() +
+                                              " monitors a master named '" + address_.master_name +
+                                              "' (SENTINEL get-master-addr-by-name answered "
+                                              "nil on every sentinel)");
         log().warn("{}", fatal_->message());
         start_data_links();  // so their queued commands fail with this error
     }
@@ -352,7 +354,8 @@ private:
                     if (k == "port") port = s[i + 1].as_string().value_or("");
                 }
                 auto ep = endpoint_of(ip, port);
-                if (ep && std::find(sentinels_.begin(), sentinels_.end(), *ep) == sentinels_.end()) {
+                if (ep &&
+                    std::find(sentinels_.begin(), sentinels_.end(), *ep) == sentinels_.end()) {
                     log().debug("sentinel {}: learned sentinel {}", address_.master_name,
                                 ep->to_string());
                     sentinels_.push_back(std::move(*ep));

@@ -7,7 +7,6 @@
 // and reported, with the processing pause each failover caused.
 
 #include <doctest/doctest.h>
-
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -15,14 +14,19 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
+#include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "redis/connection.hpp"
+#include "redis/sync.hpp"
+#include "runtime/runtime.hpp"
 #include "streamfleet/inspector.hpp"
 #include "streamfleet/streamfleet.hpp"
 #include "support/sentinel_setup.hpp"
@@ -77,8 +81,8 @@ CliRun run_cli(const std::string& args) {
     auto dir = std::filesystem::temp_directory_path();
     auto out = (dir / ("sf-sent-out-" + std::to_string(getpid()))).string();
     auto err = (dir / ("sf-sent-err-" + std::to_string(getpid()))).string();
-    int status = std::system((streamfleet::test::cli_path() + " " + args + " >" + out + " 2>" + err)
-                                 .c_str());
+    int status = std::system(
+        (streamfleet::test::cli_path() + " " + args + " >" + out + " 2>" + err).c_str());
     auto slurp = [](const std::string& p) {
         std::ifstream in(p);
         std::stringstream ss;
@@ -177,7 +181,8 @@ Figures stream_across(SentinelSetup& setup, Event event, WaitReplicas wait = {})
         for (std::size_t i = 1; i < times.size(); ++i) {
             if (times[i] < t0 - 500ms) continue;
             f.pause_ms = std::max(
-                f.pause_ms, std::chrono::duration<double, std::milli>(times[i] - times[i - 1]).count());
+                f.pause_ms,
+                std::chrono::duration<double, std::milli>(times[i] - times[i - 1]).count());
         }
     }
     f.event_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
@@ -196,6 +201,93 @@ Figures stream_across(SentinelSetup& setup, Event event, WaitReplicas wait = {})
 }
 
 }  // namespace
+
+// What the Sentinel topology builds on, on two plain servers: a connection
+// asks its endpoint source on every connect, reconnect() moves it at once
+// (failing a blocked command as a lost link, keeping queued ones), a
+// non-transient source error fails commands at once, and pub/sub messages
+// reach on_message.
+TEST_CASE("Connection: endpoint source, reconnect() and pub/sub messages") {
+    namespace r = streamfleet::detail::redis;
+    using streamfleet::test::RedisServer;
+    using streamfleet::test::RedisServerOptions;
+    RedisServer a(RedisServerOptions{.cluster = false}), b(RedisServerOptions{.cluster = false});
+    detail::Runtime rt("sf-test");
+    std::mutex m;
+    r::Endpoint target{.host = "127.0.0.1", .port = a.port(), .path = {}};
+    std::optional<detail::Error> refuse;
+    std::vector<std::string> messages;
+    auto conn = rt.call([&] {
+        auto c = r::Connection::create(rt, r::ServerConfig{target},
+                                       r::ConnectionOptions{.client_name = "moving"});
+        c->set_endpoint_source([&]() -> detail::Result<r::Endpoint> {
+            std::lock_guard lock(m);
+            if (refuse) return *refuse;
+            return target;
+        });
+        c->on_message([&](const r::Reply& msg) {
+            std::lock_guard lock(m);
+            messages.emplace_back(msg[2].str());
+        });
+        c->start();
+        return c;
+    });
+    auto port_of = [&] {
+        auto info = r::call(rt, conn, {"INFO", "server"}).value();
+        auto text = std::string(info.str());
+        auto at = text.find("tcp_port:");
+        return std::stoi(text.substr(at + 9));
+    };
+    CHECK(port_of() == a.port());
+
+    // A command blocked on A fails as a lost link when the connection moves.
+    std::promise<detail::Result<r::Reply>> blocked;
+    rt.call([&] {
+        conn->send(
+            {"BLPOP", "nothing", "0"},
+            [&](detail::Result<r::Reply> res) { blocked.set_value(std::move(res)); },
+            r::CommandOptions{.block = 60s});
+    });
+    REQUIRE(eventually([&] {
+        return SentinelSetup::raw(a.port(), "CLIENT LIST").find("cmd=blpop") != std::string::npos;
+    }));
+    {
+        std::lock_guard lock(m);
+        target.port = b.port();
+    }
+    rt.call([&] { conn->reconnect(detail::Error(detail::errc::connection_lost, "moving")); });
+    auto res = blocked.get_future().get();
+    REQUIRE_FALSE(res.ok());
+    CHECK(res.error().is(detail::errc::connection_lost));
+    CHECK(port_of() == b.port());
+
+    // A refusal that waiting cannot fix fails commands at once.
+    {
+        std::lock_guard lock(m);
+        refuse = detail::Error(detail::errc::invalid_argument, "no such master");
+    }
+    rt.call([&] { conn->reconnect(detail::Error(detail::errc::connection_lost, "moving")); });
+    auto t0 = steady::now();
+    auto failed = r::call(rt, conn, {"PING"});
+    REQUIRE_FALSE(failed.ok());
+    CHECK(failed.error().message().find("no such master") != std::string::npos);
+    CHECK(steady::now() - t0 < 1s);
+    {
+        std::lock_guard lock(m);
+        refuse.reset();
+    }
+    rt.call([&] { conn->reconnect(detail::Error(detail::errc::connection_lost, "back")); });
+    CHECK(port_of() == b.port());
+
+    // Pub/sub: messages after SUBSCRIBE go to on_message.
+    REQUIRE(r::call(rt, conn, {"SUBSCRIBE", "chan"}).ok());
+    REQUIRE(SentinelSetup::raw(b.port(), "PUBLISH chan hello") == ":1\r\n");
+    CHECK(eventually([&] {
+        std::lock_guard lock(m);
+        return messages.size() == 1 && messages[0] == "hello";
+    }));
+    rt.call([&] { conn->close(); });
+}
 
 TEST_CASE("SENTINEL FAILOVER while tasks stream: client, worker and tracked waits follow") {
     SentinelSetup setup;
@@ -264,10 +356,10 @@ TEST_CASE("WAIT's cost: the same tasks with and without wait_replicas = 1") {
 }
 
 TEST_CASE("wait_replicas is validated") {
-    CHECK_THROWS_WITH_AS(Client({.redis = "redis://127.0.0.1:1",
-                                 .wait_replicas = WaitReplicas{.replicas = -1}},
-                                {"q"}),
-                         doctest::Contains("wait_replicas.replicas"), InvalidArgument);
+    CHECK_THROWS_WITH_AS(
+        Client({.redis = "redis://127.0.0.1:1", .wait_replicas = WaitReplicas{.replicas = -1}},
+               {"q"}),
+        doctest::Contains("wait_replicas.replicas"), InvalidArgument);
     CHECK_THROWS_WITH_AS(
         Server(ServerOptions{.redis = "redis://127.0.0.1:1",
                              .id = "w",
@@ -312,8 +404,7 @@ TEST_CASE("the CLI and the Inspector take a redis-sentinel:// URL") {
     auto out = run_cli("stats --redis " + setup.url() + " --queue q --json");
     CHECK(out.code == 0);
     CHECK(out.out.find("\"stream_length\":3") != std::string::npos);
-    auto enq = run_cli("enqueue --redis '" + setup.url() +
-                                          "?db=0' --queue q --data hello");
+    auto enq = run_cli("enqueue --redis '" + setup.url() + "?db=0' --queue q --data hello");
     CHECK(enq.code == 0);
     CHECK(inspector.stats("q").stream_length == 4);
 }
@@ -328,14 +419,12 @@ TEST_CASE("a bad sentinel URL, an unknown master or no sentinel at all fail clea
     auto nobody = "redis-sentinel://127.0.0.1:" + std::to_string(test::free_port()) + "/m";
     auto t0 = steady::now();
     Inspector none(nobody);
-    CHECK_THROWS_WITH_AS(none.stats("q"), doctest::Contains("sentinel 127.0.0.1"),
-                         ConnectionError);
+    CHECK_THROWS_WITH_AS(none.stats("q"), doctest::Contains("sentinel 127.0.0.1"), ConnectionError);
     CHECK(steady::now() - t0 < 10s);
 
     SentinelSetup setup;
     auto url = setup.url();
     url.replace(url.rfind('/') + 1, std::string::npos, "nosuchmaster");
     Inspector unknown(url);
-    CHECK_THROWS_WITH_AS(unknown.stats("q"), doctest::Contains("'nosuchmaster'"),
-                         InvalidArgument);
+    CHECK_THROWS_WITH_AS(unknown.stats("q"), doctest::Contains("'nosuchmaster'"), InvalidArgument);
 }

@@ -35,7 +35,9 @@ std::size_t resp_end(const std::string& s, std::size_t pos) {
     return eol + 2;
 }
 
-bool has(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+bool has(const std::string& s, const std::string& what) {
+    return s.find(what) != std::string::npos;
+}
 
 // "$5\r\nPORT\r\n" as it appears in a reply naming `port`.
 std::string bulk(const std::string& v) {
@@ -71,8 +73,8 @@ std::string SentinelSetup::raw(std::uint16_t port, const std::string& inline_com
 SentinelSetup::SentinelSetup(SentinelSetupOptions options) : options_(std::move(options)) {
     nodes_.push_back(std::make_unique<RedisServer>(RedisServerOptions{.cluster = false}));
     auto primary = std::to_string(nodes_[0]->port());
-    nodes_.push_back(std::make_unique<RedisServer>(RedisServerOptions{
-        .extra_config = {"replicaof 127.0.0.1 " + primary}, .cluster = false}));
+    nodes_.push_back(std::make_unique<RedisServer>(
+        RedisServerOptions{.extra_config = {"replicaof 127.0.0.1 " + primary}, .cluster = false}));
     // The replica must be in sync before the sentinels first ask the primary
     // (INFO), or they learn of it only ten seconds later.
     auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
@@ -84,13 +86,12 @@ SentinelSetup::SentinelSetup(SentinelSetupOptions options) : options_(std::move(
     const auto& name = options_.master_name;
     for (int i = 0; i < 3; ++i) {
         sentinels_.push_back(std::make_unique<RedisServer>(RedisServerOptions{
-            .extra_config =
-                {"sentinel monitor " + name + " 127.0.0.1 " + primary + " 2",
-                 "sentinel down-after-milliseconds " + name + " " +
-                     std::to_string(options_.down_after_ms),
-                 "sentinel failover-timeout " + name + " " +
-                     std::to_string(options_.failover_timeout_ms),
-                 "sentinel parallel-syncs " + name + " 1"},
+            .extra_config = {"sentinel monitor " + name + " 127.0.0.1 " + primary + " 2",
+                             "sentinel down-after-milliseconds " + name + " " +
+                                 std::to_string(options_.down_after_ms),
+                             "sentinel failover-timeout " + name + " " +
+                                 std::to_string(options_.failover_timeout_ms),
+                             "sentinel parallel-syncs " + name + " 1"},
             .cluster = false,
             .sentinel = true}));
     }

@@ -41,8 +41,8 @@ public:
     RedisServer& node(int i) { return *nodes_.at(static_cast<std::size_t>(i)); }
     RedisServer& sentinel(int i) { return *sentinels_.at(static_cast<std::size_t>(i)); }
 
-    /// SENTINEL FAILOVER (on the first live sentinel), then waits until every live sentinel names the
-    /// other node and it says ROLE master. Returns the new master's index.
+    /// SENTINEL FAILOVER (on the first live sentinel), then waits until every live sentinel names
+    /// the other node and it says ROLE master. Returns the new master's index.
     int failover(std::chrono::milliseconds limit = std::chrono::seconds(30));
     /// SIGKILLs the master and waits until the sentinels have promoted the
     /// replica. Returns the new master's index.
