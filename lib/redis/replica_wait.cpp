@@ -34,17 +34,24 @@ ReplyCallback ReplicaWait::wrap(std::string route_key, ReplyCallback cb) {
 }
 
 void ReplicaWait::send_waits() {
-    auto turn = std::move(turn_);
-    turn_.clear();
-    for (auto& [route, slots] : turn) {
+    for (auto it = turn_.begin(); it != turn_.end();) {
+        auto& route = it->first;
+        if (waiting_[route]) {
+            ++it;  // they go with the next WAIT, once this one answered
+            continue;
+        }
+        waiting_[route] = true;
         CommandOptions opts;
         opts.block = timeout_;  // WAIT may hold its reply that long
         topo_.send(
             Route{route}, {"WAIT", replicas_arg_, timeout_arg_},
-            [this, slots = std::move(slots)](Result<Reply> w) mutable {
+            [this, route, slots = std::move(it->second)](Result<Reply> w) mutable {
+                waiting_[route] = false;
                 answered(slots, std::move(w));
+                if (flush_ && turn_.count(route)) flush_->arm();
             },
             opts);
+        it = turn_.erase(it);
     }
 }
 

@@ -5,7 +5,10 @@
 // Writes sent in one loop turn to one route are followed by one
 // `WAIT n timeout` on that route (the same connection, so it comes after
 // them); each write's own reply reaches its callback only once that WAIT
-// answered. A WAIT that counts fewer replicas turns the write's success into
+// answered. WAIT blocks its connection until it answers, so at most one is
+// outstanding per route: writes sent meanwhile share the next one, and a
+// missing replica costs the connection one `timeout` at a time, not one per
+// batch. A WAIT that counts fewer replicas turns the write's success into
 // a transient errc::timeout: its owner keeps it and resends it later. Loop
 // thread only.
 
@@ -50,7 +53,8 @@ private:
     int replicas_;
     milliseconds timeout_;
     std::string replicas_arg_, timeout_arg_;
-    std::map<std::string, std::vector<std::shared_ptr<Slot>>> turn_;  // by route, this turn
+    std::map<std::string, std::vector<std::shared_ptr<Slot>>> turn_;  // by route, not yet waited
+    std::map<std::string, bool> waiting_;  // by route: a WAIT is outstanding
     std::unique_ptr<TurnEnd> flush_;
 };
 
