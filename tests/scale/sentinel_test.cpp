@@ -298,6 +298,7 @@ TEST_CASE("SENTINEL FAILOVER while tasks stream: client, worker and tracked wait
     CHECK(f.lost_after_event == 0);
     CHECK(f.ran + f.lost == f.accepted);
     CHECK(f.ran > 300);
+    CHECK(f.tracked_completed == f.tracked);
 }
 
 TEST_CASE("a SIGKILLed primary: the replica takes over and every later task runs") {
@@ -306,6 +307,7 @@ TEST_CASE("a SIGKILLed primary: the replica takes over and every later task runs
     CHECK(f.lost_after_event == 0);
     CHECK(f.ran + f.lost == f.accepted);
     CHECK(f.ran > 300);
+    CHECK(f.tracked_completed == f.tracked);
 }
 
 TEST_CASE("a SIGKILLed primary with wait_replicas = 1: nothing accepted is lost") {
