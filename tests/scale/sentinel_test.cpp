@@ -66,7 +66,7 @@ struct Produced {
 
 struct Figures {
     std::size_t accepted = 0, ran = 0, duplicates = 0, lost = 0, lost_after_event = 0;
-    std::size_t tracked = 0, tracked_completed = 0;
+    std::size_t tracked = 0, tracked_completed = 0, tracked_open_after_event = 0;
     double pause_ms = 0, event_ms = 0;
 };
 
@@ -161,7 +161,15 @@ Figures stream_across(SentinelSetup& setup, Event event, WaitReplicas wait = {})
     for (auto& h : produced.tracked) {
         ++f.tracked;
         auto out = h.wait_for(0ms);
-        if (out && out->status == TaskStatus::completed) ++f.tracked_completed;
+        if (out && out->status == TaskStatus::completed) {
+            ++f.tracked_completed;
+            continue;
+        }
+        if (produced.after_event.count(h.id())) ++f.tracked_open_after_event;
+        std::lock_guard lock(runs.m);
+        auto it = runs.by_id.find(h.id());
+        MESSAGE("tracked wait still open: task "
+                << h.id() << ", ran " << (it == runs.by_id.end() ? 0 : it->second) << " time(s)");
     }
     {
         std::lock_guard lock(runs.m);
@@ -194,6 +202,8 @@ Figures stream_across(SentinelSetup& setup, Event event, WaitReplicas wait = {})
     MESSAGE("accepted " << f.accepted << ", ran " << f.ran << ", duplicates " << f.duplicates
                         << ", lost " << f.lost << " (after the failover: " << f.lost_after_event
                         << "), tracked completed " << f.tracked_completed << "/" << f.tracked
+                        << " (open, enqueued after the failover: " << f.tracked_open_after_event
+                        << ")"
                         << ", failover took " << f.event_ms << " ms, longest processing pause "
                         << f.pause_ms << " ms");
     client.close();
@@ -298,7 +308,10 @@ TEST_CASE("SENTINEL FAILOVER while tasks stream: client, worker and tracked wait
     CHECK(f.lost_after_event == 0);
     CHECK(f.ran + f.lost == f.accepted);
     CHECK(f.ran > 300);
-    CHECK(f.tracked_completed == f.tracked);
+    // Writes in Redis's loss window (an outcome or notification the old
+    // primary took but never replicated) may leave a wait of a task from
+    // before the switch open: reported above, not required here.
+    CHECK(f.tracked_open_after_event == 0);
 }
 
 TEST_CASE("a SIGKILLed primary: the replica takes over and every later task runs") {
@@ -307,7 +320,10 @@ TEST_CASE("a SIGKILLed primary: the replica takes over and every later task runs
     CHECK(f.lost_after_event == 0);
     CHECK(f.ran + f.lost == f.accepted);
     CHECK(f.ran > 300);
-    CHECK(f.tracked_completed == f.tracked);
+    // Writes in Redis's loss window (an outcome or notification the old
+    // primary took but never replicated) may leave a wait of a task from
+    // before the switch open: reported above, not required here.
+    CHECK(f.tracked_open_after_event == 0);
 }
 
 TEST_CASE("a SIGKILLed primary with wait_replicas = 1: nothing accepted is lost") {
