@@ -149,8 +149,8 @@ Figures stream_across(SentinelSetup& setup, Event event, WaitReplicas wait = {})
         return std::all_of(accepted.begin(), accepted.end(),
                            [&](const std::string& id) { return runs.by_id.count(id) > 0; });
     };
-    // Losses (event == kill) never arrive; give the rest generous time.
-    eventually(all_ran, event == Event::kill ? 15s : 40s);
+    // Losses (the loss window) never arrive; a redelivery after a lease (3 s) does.
+    eventually(all_ran, 15s);
     // Outcomes reach their clients after the run (later still when WAIT holds them).
     eventually(
         [&] {
