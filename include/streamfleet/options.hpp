@@ -25,11 +25,9 @@ inline namespace v1 {
 /// a lost link. So a failover that promotes a replica (Sentinel) cannot drop
 /// a confirmed write, at the cost of one replication round trip per batch
 /// (docs/scale-out.md). A resent enqueue of a task that did get in is not
-/// added twice when the client keeps state records (track_state, the
-/// default: the enqueue script finds the task's record); a task without a
-/// record (track_state false, go_compatible) may then get a second entry and
-/// run twice, like any at-least-once delivery. A resent outcome is
-/// idempotent. With `replicas` replicas gone, writes stay unconfirmed
+/// added twice: the enqueue script finds the task's state record, or, for a
+/// task without one, its note in the client's ledger of unsettled tasks. A
+/// resent outcome is idempotent. With `replicas` replicas gone, writes stay unconfirmed
 /// (enqueues buffered, outcomes pending) until they are back.
 struct WaitReplicas {
     /// Replicas that must acknowledge each batch; 0 (default) = no WAIT.
