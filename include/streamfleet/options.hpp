@@ -16,8 +16,30 @@
 namespace streamfleet {
 inline namespace v1 {
 
+/// Confirm writes only once replicas have them (Redis WAIT), for
+/// ClientOptions::wait_replicas and ServerOptions::wait_replicas. With
+/// `replicas` > 0 every batch of writes (a client's enqueues, a server's
+/// outcomes) is followed by `WAIT replicas timeout` on the same connection,
+/// and counts as done only when WAIT reports at least `replicas` replicas;
+/// fewer means not confirmed: the batch is kept and sent again later, as after
+/// a lost link. So a failover that promotes a replica (Sentinel) cannot drop
+/// a confirmed write, at the cost of one replication round trip per batch
+/// (docs/scale-out.md). A resent enqueue of a task that did get in is not
+/// added twice: the enqueue script finds the task's state record, or, for a
+/// task without one, its note in the client's ledger of unsettled tasks. A
+/// resent outcome is idempotent. With `replicas` replicas gone, writes stay unconfirmed
+/// (enqueues buffered, outcomes pending) until they are back.
+struct WaitReplicas {
+    /// Replicas that must acknowledge each batch; 0 (default) = no WAIT.
+    int replicas = 0;
+    /// How long WAIT may wait for them; must be positive when replicas > 0.
+    std::chrono::milliseconds timeout{1'000};
+};
+
 struct ClientOptions {
-    /// Redis URL: redis://[user[:password]@]host[:port][/db] or unix:///path[?db=N].
+    /// Redis URL: redis://[user[:password]@]host[:port][/db], unix:///path[?db=N], or
+    /// redis-sentinel://[user:password@]h:p,h:p/MASTER[?db=N&sentinel_user=U&sentinel_password=P]
+    /// (docs/scale-out.md).
     std::string redis = "redis://127.0.0.1:6379";
     /// Prefix of every key (must match the servers').
     std::string prefix = "streamfleet:";
@@ -76,6 +98,8 @@ struct ClientOptions {
     /// this client's tasks. heartbeat_interval must stay at most 5 minutes.
     /// Servers and clients of one queue must agree on this setting.
     bool go_compatible = false;
+    /// WAIT for replicas after each batch of enqueues (see WaitReplicas).
+    WaitReplicas wait_replicas{};
 };
 
 /// How the delay before a retry grows with the retries so far (n = 0, 1, ...),

@@ -26,6 +26,7 @@
 #include "streamfleet/codec.hpp"
 #include "streamfleet/errors.hpp"
 #include "streamfleet/export.hpp"
+#include "streamfleet/options.hpp"
 #include "streamfleet/task.hpp"
 
 namespace streamfleet {
@@ -88,6 +89,8 @@ struct ServerOptions {
     /// once idle for 1 minute, the Go rule. Requires lease <= 60 s: Go servers
     /// take over what has been idle for a minute.
     bool go_compatible = false;
+    /// WAIT for replicas after each batch of outcome writes (see WaitReplicas).
+    WaitReplicas wait_replicas{};
 };
 
 /// @brief What a handler reports when it returns instead of throwing.

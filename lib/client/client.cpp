@@ -117,6 +117,11 @@ void Client::Impl::open(ClientOptions options, const std::vector<std::string>& q
         queues.emplace(q, QueueKeys(options.prefix, q, style));
     }
     if (options.max_buffered == 0) throw InvalidArgument("max_buffered is 0");
+    if (auto st = redis::check_wait_replicas(options.wait_replicas.replicas,
+                                             options.wait_replicas.timeout);
+        !st) {
+        throw_error(st.error());
+    }
     if (options.heartbeat_interval.count() <= 0) {
         throw InvalidArgument("heartbeat_interval is not positive");
     }

@@ -45,6 +45,8 @@ void Listener::watch() {
     conn_->on_state([this, conn = conn_.get()](redis::ConnState st, const Error*) {
         if (st != redis::ConnState::ready || stopping_ || conn != conn_.get()) return;
         backoff_.succeeded();
+        backlog_ = true;
+        backlog_from_ = "0";
         if (retry_ && retry_->active()) {
             retry_->stop();
             read();
@@ -175,14 +177,17 @@ void Listener::read() {
         if (retry_ && !retry_->active()) retry_->start(kRelinkPollMs, [this] { read(); });
         return;
     }
+    std::string_view from = backlog_ ? std::string_view(backlog_from_) : std::string_view(">");
     conn_->send(
         {"XREADGROUP", "GROUP", kClientGroup, ctx_.id, "COUNT", "256", "BLOCK", "5000", "STREAMS",
-         ctx_.receiver, ">"},
-        [this](Result<redis::Reply> res) { on_read(std::move(res)); },
+         ctx_.receiver, from},
+        [this, backlog = backlog_](Result<redis::Reply> res) {
+            on_read(std::move(res), backlog);
+        },
         redis::CommandOptions{.timeout = 0ms, .block = 5000ms});
 }
 
-void Listener::on_read(Result<redis::Reply> res) {
+void Listener::on_read(Result<redis::Reply> res, bool backlog) {
     if (stopping_) return;
     if (!res.ok()) {
         const auto& e = res.error();
@@ -207,13 +212,20 @@ void Listener::on_read(Result<redis::Reply> res) {
     backoff_.succeeded();
     std::vector<std::string_view> ack{"XACK", ctx_.receiver, kClientGroup};
     std::string_view last;
+    std::size_t entries = 0;
     // Every entry is acked, readable or not: a broken notification must not
     // be read again forever.
     redis::for_each_entry(*res, [&](std::string_view, const redis::StreamEntry& e) {
         ack.push_back(e.id);
         last = e.id;
+        ++entries;
         handle_entry(e);
     });
+    if (backlog) {
+        // A full page may have more behind it; a short one was all of it.
+        backlog_ = entries == 256;
+        if (backlog_) backlog_from_ = std::string(last);
+    }
     if (!last.empty()) {
         // Trim what has been read. This client is the stream's only reader
         // and reads it in order, so everything up to `last` is done with: one

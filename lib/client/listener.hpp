@@ -72,7 +72,7 @@ public:
 private:
     void read();
     void watch();
-    void on_read(Result<redis::Reply> res);
+    void on_read(Result<redis::Reply> res, bool backlog);
     void handle_entry(const redis::StreamEntry& entry);
     void create_group(std::function<void(bool created)> then);
     void retry_later();
@@ -85,6 +85,11 @@ private:
     SeededRandom random_;
     RetryBackoff backoff_{random_};
     bool stopping_ = false;
+    // After every (re)connect, the entries delivered to this client whose
+    // reply was lost with the link (they wait in its pending list and ">"
+    // never returns them again) are read first, from backlog_from_ on.
+    bool backlog_ = true;
+    std::string backlog_from_ = "0";
     std::unordered_map<std::string, std::shared_ptr<HandleState>> tracked_;
     std::atomic<std::uint64_t> unknown_{0};
 };

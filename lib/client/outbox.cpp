@@ -26,7 +26,9 @@ Outbox::Outbox(ClientContext& ctx, Spool* spool, Confirmed confirmed, RefusedFn 
           auto n = std::exchange(confirmed_n_, 0);
           auto bytes = std::exchange(confirmed_bytes_, 0);
           if (n > 0) confirmed_(n, bytes);
-      })) {}
+      })),
+      wait_(ctx.rt, ctx.topo, ctx.options.wait_replicas.replicas,
+            ctx.options.wait_replicas.timeout) {}
 
 void Outbox::submit(std::vector<Outgoing>& batch) {
     std::vector<Outgoing*> fresh;
@@ -69,11 +71,13 @@ void Outbox::send(std::vector<Outgoing*> tasks, bool by_body) {
     // Every task older than the oldest one still waiting has settled: its
     // ledger note may go (tasks leave the deque's front in order).
     auto cmd = command_for(tasks, by_body, tasks_.front().seq, scratch_);
-    redis::Route route{route_key(*tasks.front())};
-    ctx_.topo.send_encoded(
-        route, cmd, [this, tasks = std::move(tasks), by_body](Result<redis::Reply> res) mutable {
-            on_reply(tasks, by_body, std::move(res));
-        });
+    auto key = route_key(*tasks.front());
+    redis::ReplyCallback cb = [this, tasks = std::move(tasks),
+                               by_body](Result<redis::Reply> res) mutable {
+        on_reply(tasks, by_body, std::move(res));
+    };
+    // With wait_replicas, the reply counts only once the WAIT after it answered.
+    ctx_.topo.send_encoded(redis::Route{key}, cmd, wait_.wrap(std::string(key), std::move(cb)));
 }
 
 void Outbox::on_reply(std::vector<Outgoing*>& tasks, bool by_body, Result<redis::Reply> res) {
@@ -216,6 +220,7 @@ void Outbox::close() {
     }
     resend_.reset();
     flush_.reset();
+    wait_.close();
 }
 
 }  // namespace streamfleet::detail::client

@@ -44,6 +44,7 @@
 #include "client/outgoing.hpp"
 #include "client/spool.hpp"
 #include "core/error.hpp"
+#include "redis/replica_wait.hpp"
 #include "redis/reply.hpp"
 
 namespace streamfleet::detail::client {
@@ -102,6 +103,7 @@ private:
     std::chrono::steady_clock::time_point resend_due_{};
     std::chrono::milliseconds oom_backoff_{0};  // the next OOM hold; 0 = the first
     std::unique_ptr<TurnEnd> flush_;
+    redis::ReplicaWait wait_;  // WAIT after each batch (options.wait_replicas)
     std::size_t confirmed_n_ = 0, confirmed_bytes_ = 0;  // this turn's, not yet handed on
     std::string scratch_;                                // reused for every command built
     std::uint64_t next_seq_ = 1;                         // the next task's ledger number

@@ -127,7 +127,7 @@ void Connection::submit(Append&& append, ReplyCallback cb, CommandOptions o) {
         case ConnState::down:
             // Waiting cannot help after a configuration error, and the caller
             // may have asked not to wait at all.
-            if (!opts_.offline_queue || last_error_.is(errc::auth_failed)) {
+            if (!opts_.offline_queue || last_error_.is(errc::auth_failed) || config_failed_) {
                 complete_later(std::move(cb), last_error_.with_context("not connected"));
                 return;
             }
@@ -277,6 +277,11 @@ void Connection::on_read(long nread, const char* data) {
 }
 
 void Connection::dispatch(std::unique_ptr<Reply> reply) {
+    if (on_message_ && reply->is_array() && reply->size() == 3 &&
+        (*reply)[0].as_string() == std::optional<std::string_view>("message")) {
+        on_message_(*reply);
+        return;
+    }
     if (inflight_.empty()) {
         fail_connection(Error(errc::protocol, where() + " sent a reply with no command waiting: " +
                                                   reply->debug_string().substr(0, 200)));
@@ -321,6 +326,7 @@ void Connection::fail_connection(Error reason, bool config_error) {
     parser_.reset();
     wbuf_.clear();
     last_error_ = reason;
+    config_failed_ = config_error;
     auto lost = std::move(inflight_);
     inflight_.clear();
     std::deque<Queued> dropped;
@@ -357,6 +363,26 @@ void Connection::schedule_reconnect() {
     Random& rng = opts_.random ? *opts_.random : shared;
     auto delay = reconnect_delay(attempt_++, opts_.reconnect_min, opts_.reconnect_max, rng.next());
     retry_timer_.start(static_cast<std::uint64_t>(delay.count()), [this] { begin_connect(); });
+}
+
+void Connection::reconnect(const Error& reason) {
+    auto keep = shared_from_this();
+    switch (state_) {
+        case ConnState::idle:
+        case ConnState::closed:
+            return;
+        case ConnState::down:
+            retry_timer_.stop();
+            begin_connect();
+            return;
+        case ConnState::connecting:
+        case ConnState::ready:
+            fail_connection(reason);
+            if (state_ != ConnState::down) return;  // a callback closed it
+            retry_timer_.stop();
+            begin_connect();
+            return;
+    }
 }
 
 void Connection::arm_deadline(Clock::time_point deadline) {

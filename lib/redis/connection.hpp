@@ -140,6 +140,26 @@ public:
     /// Adds a listener for state changes.
     void on_state(StateCallback cb) { listeners_.push_back(std::move(cb)); }
 
+    /// Asks `source` where to connect before every connect attempt, instead of
+    /// keeping the endpoint it was created with (a Sentinel topology follows
+    /// the master this way). An error fails the attempt as a connect error
+    /// would: a transient one is retried with backoff, any other fails the
+    /// queued commands and later sends at once, like a rejected AUTH.
+    void set_endpoint_source(std::function<Result<Endpoint>()> source) {
+        endpoint_source_ = std::move(source);
+    }
+
+    /// Drops the link now, if any, and connects again (asking the endpoint
+    /// source anew) without waiting for the reconnect backoff. In-flight
+    /// commands fail with errc::connection_lost, as on any link loss, so their
+    /// owners' usual retry paths run; queued ones wait for the new link.
+    void reconnect(const Error& reason);
+
+    /// Receives pub/sub messages (["message", channel, payload]) after a
+    /// SUBSCRIBE on this connection; without it an unsolicited reply is a
+    /// protocol error.
+    void on_message(std::function<void(const Reply&)> cb) { on_message_ = std::move(cb); }
+
     ConnState state() const noexcept { return state_; }
     /// The error that last took the connection down (empty when none yet).
     const Error& last_error() const noexcept { return last_error_; }
@@ -213,6 +233,9 @@ private:
     std::deque<Queued> queued_;
     std::vector<std::pair<ReplyCallback, Error>> deferred_;
     std::vector<StateCallback> listeners_;
+    std::function<Result<Endpoint>()> endpoint_source_;
+    std::function<void(const Reply&)> on_message_;
+    bool config_failed_ = false;  // the last failure will not fix itself by waiting
 
     Clock::time_point deadline_due_{};  // when deadline_timer_ fires
     // Handles are closed explicitly in close(); their memory is released in

@@ -20,6 +20,14 @@ void Connection::begin_connect() {
     if (state_ == ConnState::closed) return;
     state_ = ConnState::connecting;
     ++generation_;
+    if (endpoint_source_) {
+        auto ep = endpoint_source_();
+        if (!ep) {
+            fail_connection(ep.error(), !ep.error().is_transient());
+            return;
+        }
+        server_.endpoint = std::move(*ep);
+    }
     connect_timer_.start(static_cast<std::uint64_t>(opts_.connect_timeout.count()), [this] {
         auto keep = shared_from_this();
         fail_connection(Error(errc::timeout, "connecting to " + where() + " timed out after " +

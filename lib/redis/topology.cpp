@@ -1,6 +1,7 @@
 #include "redis/topology.hpp"
 
 #include "redis/cluster_topology.hpp"
+#include "redis/sentinel_topology.hpp"
 #include "redis/slot.hpp"
 
 namespace streamfleet::detail::redis {
@@ -133,8 +134,7 @@ Result<std::unique_ptr<Topology>> make_topology(Runtime& rt, const Address& addr
             return Error(errc::unsupported,
                          "TLS (rediss://) is not supported yet: " + address.redacted());
         case Scheme::sentinel:
-            return Error(errc::unsupported,
-                         "Redis Sentinel is not supported yet: " + address.redacted());
+            return make_sentinel_topology(rt, address, std::move(options));
         case Scheme::cluster:
             if (address.endpoints.empty()) {
                 return Error(errc::invalid_argument, "no seed node in " + address.redacted());

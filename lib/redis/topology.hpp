@@ -94,8 +94,9 @@ void relearn(Topology& topo, std::string key, std::function<void()> then);
 /// Builds the topology for `address`. redis:// and unix:// name one server;
 /// when that server is a cluster node it must hold every slot (a one-node
 /// cluster), and keys are grouped by slot (shard()). redis-cluster:// seeds a
-/// ClusterTopology (redis/cluster_topology.hpp). rediss:// and
-/// redis-sentinel:// parse but are not implemented yet: errc::unsupported.
+/// ClusterTopology (redis/cluster_topology.hpp); redis-sentinel:// asks the
+/// sentinels for the master and follows failovers (sentinel_topology.hpp).
+/// rediss:// parses but is not implemented yet: errc::unsupported.
 Result<std::unique_ptr<Topology>> make_topology(Runtime& rt, const Address& address,
                                                 ConnectionOptions options = {});
 

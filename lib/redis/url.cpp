@@ -22,16 +22,31 @@ constexpr std::string_view scheme_name(Scheme s) {
     return "redis";
 }
 
-// Masks the password of a URL that may not parse, so errors never echo secrets.
+// Masks the sentinel password of a query string ("...sentinel_password=x&...").
+std::string mask_query_secret(std::string url) {
+    constexpr std::string_view key = "sentinel_password=";
+    auto q = url.find('?');
+    if (q == std::string::npos) return url;
+    auto at = url.find(key, q);
+    if (at == std::string::npos) return url;
+    auto from = at + key.size();
+    auto end = url.find('&', from);
+    url.replace(from, end == std::string::npos ? std::string::npos : end - from, "***");
+    return url;
+}
+
+// Masks the passwords of a URL that may not parse, so errors never echo secrets.
 std::string mask_secret(std::string_view url) {
     auto start = url.find("://");
     if (start == std::string_view::npos) return std::string(url);
     start += 3;
     auto at = url.find('@', start);
-    if (at == std::string_view::npos) return std::string(url);
     auto colon = url.find(':', start);
-    if (colon == std::string_view::npos || colon > at) return std::string(url);
-    return std::string(url.substr(0, colon + 1)) + "***" + std::string(url.substr(at));
+    if (at == std::string_view::npos || colon == std::string_view::npos || colon > at) {
+        return mask_query_secret(std::string(url));
+    }
+    return mask_query_secret(std::string(url.substr(0, colon + 1)) + "***" +
+                             std::string(url.substr(at)));
 }
 
 struct Parser {
@@ -133,6 +148,32 @@ Status parse_userinfo(const Parser& p, std::string_view& rest, Address& a) {
     return Ok{};
 }
 
+// redis-sentinel:// options: db=N, and the sentinels' own credentials
+// (sentinel_user, sentinel_password), which may differ from the data nodes'.
+Status parse_sentinel_query(const Parser& p, std::string_view query, Address& a) {
+    while (!query.empty()) {
+        auto amp = query.find('&');
+        auto kv = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+        auto eq = kv.find('=');
+        auto key = kv.substr(0, eq);
+        auto value = eq == std::string_view::npos ? std::string_view{} : kv.substr(eq + 1);
+        if (key == "db") {
+            if (auto st = parse_db(p, value, a.db); !st) return st.error();
+        } else if (key == "sentinel_user") {
+            if (!percent_decode(value, a.sentinel_username))
+                return p.fail("bad percent-escape in sentinel_user");
+        } else if (key == "sentinel_password") {
+            if (!percent_decode(value, a.sentinel_password))
+                return p.fail("bad percent-escape in sentinel_password");
+        } else {
+            return p.fail("unknown parameter '" + std::string(key) +
+                          "' (redis-sentinel:// takes db, sentinel_user, sentinel_password)");
+        }
+    }
+    return Ok{};
+}
+
 }  // namespace
 
 std::string Endpoint::to_string() const {
@@ -170,6 +211,11 @@ std::string Address::redacted() const {
     if (db != 0) {
         out += '/';
         out += std::to_string(db);
+    }
+    if (!sentinel_username.empty() || !sentinel_password.empty()) {
+        out += "?sentinel_user=";
+        out += sentinel_username;
+        if (!sentinel_password.empty()) out += "&sentinel_password=***";
     }
     return out;
 }
@@ -224,8 +270,11 @@ Result<Address> parse_url(std::string_view url) {
         return a;
     }
 
-    if (rest.find('?') != std::string_view::npos)
-        return p.fail("query parameters are not supported");
+    if (auto q = rest.find('?'); q != std::string_view::npos) {
+        if (a.scheme != Scheme::sentinel) return p.fail("query parameters are not supported");
+        if (auto st = parse_sentinel_query(p, rest.substr(q + 1), a); !st) return st.error();
+        rest = rest.substr(0, q);
+    }
     auto slash = rest.find('/');
     auto hosts = rest.substr(0, slash);
     auto path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);

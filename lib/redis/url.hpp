@@ -5,6 +5,9 @@
 //   rediss://...                         (TLS; parsed now, transport in a later issue)
 //   unix://[user[:password]@]/path[?db=N]
 //   redis-sentinel://[user[:password]@]h:p,h:p/master[/db]
+//       [?db=N&sentinel_user=U&sentinel_password=P]
+//       (user:password are the data nodes' credentials; the sentinels get
+//       sentinel_user/sentinel_password, none when absent; port 26379 by default)
 //   redis-cluster://[user[:password]@]h:p,h:p
 // User and password are percent-decoded. IPv6 hosts go in brackets: [::1]:6379.
 
@@ -38,6 +41,8 @@ struct Address {
     std::string password;             // empty: no AUTH
     int db = 0;
     std::string master_name;  // sentinel only
+    std::string sentinel_username;  // sentinel only: AUTH to the sentinels themselves
+    std::string sentinel_password;
 
     bool tls() const noexcept { return scheme == Scheme::rediss; }
     /// The URL with the password replaced by "***", safe for logs and errors.

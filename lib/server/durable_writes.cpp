@@ -22,7 +22,10 @@ constexpr std::int64_t kLogEveryMs = 5'000;
 }  // namespace
 
 DurableWrites::DurableWrites(ServerContext& ctx, std::function<void()> changed)
-    : ctx_(ctx), changed_(std::move(changed)), resend_timer_(ctx.rt.loop()) {}
+    : ctx_(ctx),
+      changed_(std::move(changed)),
+      resend_timer_(ctx.rt.loop()),
+      wait_(ctx.rt, ctx.topo, ctx.opts.wait_replicas.replicas, ctx.opts.wait_replicas.timeout) {}
 
 bool DurableWrites::worth_resending(const Error& e) noexcept {
     return e.is_transient() || e.is(reply_errc::oom);
@@ -64,6 +67,7 @@ void DurableWrites::resend() {
 void DurableWrites::stop() {
     stopped_ = true;
     resend_timer_.close();
+    wait_.close();
 }
 
 // While the write cannot get in it waits here instead of being dropped: a finished task whose
@@ -93,12 +97,15 @@ void DurableWrites::send(std::shared_ptr<Write> w) {
         --outstanding_;
         if (changed_) changed_();
     };
+    // A write confirmed only by its replicas, when asked: the EVAL a NOSCRIPT
+    // sends is waited for as well (ReplicaWait waits again behind it).
+    auto cb = wait_.wrap(w->route, std::move(done));
     if (w->script) {
-        r::run_script(ctx_.topo, *w->script, std::move(done));
+        r::run_script(ctx_.topo, *w->script, std::move(cb));
         return;
     }
     std::vector<std::string_view> argv(w->argv.begin(), w->argv.end());
-    ctx_.topo.send(r::Route{w->route}, argv, std::move(done));
+    ctx_.topo.send(r::Route{w->route}, argv, std::move(cb));
 }
 
 void DurableWrites::keep(std::shared_ptr<Write> w, const Error& e) {

@@ -26,6 +26,7 @@
 
 #include "core/error.hpp"
 #include "core/scripts.hpp"
+#include "redis/replica_wait.hpp"
 #include "redis/reply.hpp"
 #include "server/context.hpp"
 
@@ -89,6 +90,7 @@ private:
     std::deque<std::shared_ptr<Write>> kept_;  // waiting for the resend timer
     std::map<std::pair<std::string, int>, LogWindow> log_windows_;  // by error category, value
     Timer resend_timer_;
+    redis::ReplicaWait wait_;  // WAIT after each turn's writes (opts.wait_replicas)
 };
 
 }  // namespace streamfleet::detail

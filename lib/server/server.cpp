@@ -280,6 +280,9 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
                               std::to_string(o.heartbeat_interval.count()) + " ms)");
     }
     if (o.max_deliveries == 0) throw InvalidArgument("max_deliveries is 0");
+    if (auto st = r::check_wait_replicas(o.wait_replicas.replicas, o.wait_replicas.timeout); !st) {
+        throw_error(st.error());
+    }
     if (o.orphan_timeout.count() <= 0) throw InvalidArgument("orphan_timeout is not positive");
     if (o.go_compatible && o.lease.count() > kGoReclaimIdleMs) {
         // Go servers take over a task idle for a minute; our renewals must come sooner.

@@ -107,6 +107,7 @@ std::uint16_t free_port() {
 
 RedisServer::RedisServer(RedisServerOptions options)
     : options_(std::move(options)), dir_(make_temp_dir()) {
+    if (options_.sentinel) options_.cluster = false;
     // Another process may grab the free port between our probe and Redis's
     // bind; try a few ports before giving up.
     for (int attempt = 0;; ++attempt) {
@@ -194,6 +195,10 @@ void RedisServer::spawn() {
         int err =
             open((std::string(dir_) + "/stderr.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (err >= 0) dup2(err, STDERR_FILENO);
+        if (options_.sentinel) {
+            execlp("redis-server", "redis-server", conf.c_str(), "--sentinel",
+                   static_cast<char*>(nullptr));
+        }
         execlp("redis-server", "redis-server", conf.c_str(), static_cast<char*>(nullptr));
         _exit(127);
     }

@@ -31,6 +31,9 @@ struct RedisServerOptions {
     /// hash slots then fails with CROSSSLOT, which is what the cluster runs
     /// of the suite check. Defaults to on when SF_TEST_REDIS=cluster.
     bool cluster = cluster_by_default();
+    /// Runs `redis-server FILE --sentinel`; extra_config carries the
+    /// `sentinel ...` lines (see sentinel_setup.hpp). Never a cluster.
+    bool sentinel = false;
 
     static bool cluster_by_default();
 };

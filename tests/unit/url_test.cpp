@@ -54,9 +54,44 @@ TEST_CASE("rediss, sentinel and cluster URLs parse") {
     CHECK(sen.endpoints[1].port == 26379);
     CHECK(sen.master_name == "mymaster");
     CHECK(sen.db == 1);
+    CHECK(sen.sentinel_username.empty());
+    CHECK(sen.sentinel_password.empty());
     auto cl = parse_url("redis-cluster://n1:7000,n2:7001,n3:7002").value();
     CHECK(cl.scheme == Scheme::cluster);
     CHECK(cl.endpoints.size() == 3);
+}
+
+TEST_CASE("sentinel URLs take db and the sentinels' own credentials as query") {
+    auto a = parse_url(
+                 "redis-sentinel://app:data%40pw@127.0.0.1:26380,[::1]:26381/mymaster"
+                 "?db=3&sentinel_user=sent&sentinel_password=s%26cret")
+                 .value();
+    CHECK(a.username == "app");
+    CHECK(a.password == "data@pw");
+    CHECK(a.master_name == "mymaster");
+    CHECK(a.db == 3);
+    CHECK(a.sentinel_username == "sent");
+    CHECK(a.sentinel_password == "s&cret");
+    REQUIRE(a.endpoints.size() == 2);
+    CHECK(a.endpoints[1].host == "::1");
+    CHECK(a.endpoints[1].port == 26381);
+    auto red = a.redacted();
+    CHECK(red.find("data@pw") == std::string::npos);
+    CHECK(red.find("s&cret") == std::string::npos);
+    CHECK(red.find("sentinel_user=sent") != std::string::npos);
+    auto b = parse_url("redis-sentinel://s1/m?sentinel_password=x").value();
+    CHECK(b.sentinel_password == "x");
+    CHECK(b.endpoints[0].port == 26379);
+    CHECK(b.db == 0);
+
+    auto bad = parse_url("redis-sentinel://s1/m?sentinel_password=topsecret&timeout=2");
+    REQUIRE_FALSE(bad.ok());
+    CHECK(bad.error().message().find("unknown parameter 'timeout'") != std::string::npos);
+    CHECK(bad.error().message().find("topsecret") == std::string::npos);
+    auto baddb = parse_url("redis-sentinel://s1/m?db=x");
+    REQUIRE_FALSE(baddb.ok());
+    CHECK(baddb.error().message().find("database 'x'") != std::string::npos);
+    CHECK_FALSE(parse_url("redis://h?db=1").ok());
 }
 
 TEST_CASE("bad URLs give errors naming the problem, without the password") {
