@@ -6,6 +6,7 @@
 //                     [--no-state]   (ClientOptions::track_state = false: no state records)
 //                     [--queues a,b,c] (tasks spread round-robin over these queues;
 //                                       default: one queue, "bench")
+//                     [--wait-replicas N] (Client/ServerOptions::wait_replicas, 1 s timeout)
 //
 // e2e      enqueue N no-op tasks as fast as possible; time until all are handled
 //          (tracked: until every handle resolved).
@@ -60,6 +61,7 @@ struct Args {
     long rate = 0;
     long payload = 16;
     std::vector<std::string> queues{"bench"};
+    long wait_replicas = 0;
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -102,6 +104,8 @@ Args parse(int argc, char** argv) {
             a.rate = to_long("--rate", val());
         else if (f == "--payload-bytes")
             a.payload = to_long("--payload-bytes", val());
+        else if (f == "--wait-replicas")
+            a.wait_replicas = to_long("--wait-replicas", val());
         else if (f == "--queues") {
             a.queues.clear();
             std::string list = val();
@@ -188,8 +192,10 @@ int main(int argc, char** argv) {
 
         std::unique_ptr<streamfleet::Server> server;
         if (a.scenario != "enqueue") {
-            server = std::make_unique<streamfleet::Server>(streamfleet::ServerOptions{
-                .redis = a.redis, .id = "bench-server", .concurrency = a.concurrency});
+            streamfleet::ServerOptions so{
+                .redis = a.redis, .id = "bench-server", .concurrency = a.concurrency};
+            so.wait_replicas.replicas = static_cast<int>(a.wait_replicas);
+            server = std::make_unique<streamfleet::Server>(so);
             const bool lateness = a.scenario == "delayed";
             auto handler = [&, lateness](streamfleet::TaskContext& t) {
                 long long stamp = 0;
@@ -211,10 +217,10 @@ int main(int argc, char** argv) {
         }
         std::optional<streamfleet::Client> client;
         if (!worker_only) {
-            client.emplace(
-                streamfleet::ClientOptions{
-                    .redis = a.redis, .max_buffered = 1'000'000, .track_state = a.state},
-                a.queues);
+            streamfleet::ClientOptions co{
+                .redis = a.redis, .max_buffered = 1'000'000, .track_state = a.state};
+            co.wait_replicas.replicas = static_cast<int>(a.wait_replicas);
+            client.emplace(co, a.queues);
         }
         std::string payload(static_cast<std::size_t>(a.payload), 'x');
 
