@@ -37,9 +37,9 @@ struct WaitReplicas {
 };
 
 struct ClientOptions {
-    /// Redis URL: redis://[user[:password]@]host[:port][/db], unix:///path[?db=N], or
+    /// Redis URL: redis://[user[:password]@]host[:port][/db], unix:///path[?db=N],
     /// redis-sentinel://[user:password@]h:p,h:p/MASTER[?db=N&sentinel_user=U&sentinel_password=P]
-    /// (docs/scale-out.md).
+    /// or redis-cluster://[user:password@]h:p,h:p (docs/scale-out.md).
     std::string redis = "redis://127.0.0.1:6379";
     /// Prefix of every key (must match the servers').
     std::string prefix = "streamfleet:";

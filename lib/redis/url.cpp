@@ -148,16 +148,25 @@ Status parse_userinfo(const Parser& p, std::string_view& rest, Address& a) {
     return Ok{};
 }
 
-// redis-sentinel:// options: db=N, and the sentinels' own credentials
-// (sentinel_user, sentinel_password), which may differ from the data nodes'.
-Status parse_sentinel_query(const Parser& p, std::string_view query, Address& a) {
+// Calls `on(key, value)` for each key=value of a URL's query, in order, until
+// one fails.
+template <class On>
+Status each_param(std::string_view query, On&& on) {
     while (!query.empty()) {
         auto amp = query.find('&');
         auto kv = query.substr(0, amp);
         query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
         auto eq = kv.find('=');
-        auto key = kv.substr(0, eq);
         auto value = eq == std::string_view::npos ? std::string_view{} : kv.substr(eq + 1);
+        if (auto st = on(kv.substr(0, eq), value); !st) return st.error();
+    }
+    return Ok{};
+}
+
+// redis-sentinel:// options: db=N, and the sentinels' own credentials
+// (sentinel_user, sentinel_password), which may differ from the data nodes'.
+Status parse_sentinel_query(const Parser& p, std::string_view query, Address& a) {
+    return each_param(query, [&](std::string_view key, std::string_view value) -> Status {
         if (key == "db") {
             if (auto st = parse_db(p, value, a.db); !st) return st.error();
         } else if (key == "sentinel_user") {
@@ -170,8 +179,8 @@ Status parse_sentinel_query(const Parser& p, std::string_view query, Address& a)
             return p.fail("unknown parameter '" + std::string(key) +
                           "' (redis-sentinel:// takes db, sentinel_user, sentinel_password)");
         }
-    }
-    return Ok{};
+        return Ok{};
+    });
 }
 
 }  // namespace
@@ -252,20 +261,12 @@ Result<Address> parse_url(std::string_view url) {
         if (path.empty() || path[0] != '/') return p.fail("unix socket path must be absolute");
         a.endpoints.push_back(Endpoint{.host = {}, .port = 0, .path = std::string(path)});
         if (q != std::string_view::npos) {
-            auto query = rest.substr(q + 1);
-            while (!query.empty()) {
-                auto amp = query.find('&');
-                auto kv = query.substr(0, amp);
-                query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-                auto eq = kv.find('=');
-                auto key = kv.substr(0, eq);
-                auto value = eq == std::string_view::npos ? std::string_view{} : kv.substr(eq + 1);
-                if (key == "db") {
-                    if (auto st = parse_db(p, value, a.db); !st) return st.error();
-                } else {
-                    return p.fail("unknown parameter '" + std::string(key) + "'");
-                }
-            }
+            auto st = each_param(rest.substr(q + 1),
+                                 [&](std::string_view key, std::string_view value) -> Status {
+                                     if (key == "db") return parse_db(p, value, a.db);
+                                     return p.fail("unknown parameter '" + std::string(key) + "'");
+                                 });
+            if (!st) return st.error();
         }
         return a;
     }

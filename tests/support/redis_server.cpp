@@ -30,24 +30,6 @@ std::string make_temp_dir() {
     return tmpl;
 }
 
-// A socket connected to 127.0.0.1:`port` whose reads give up after a
-// second, or -1.
-int connect_loopback(std::uint16_t port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    timeval tv{1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 // Sends PING on a fresh socket; true once the server answers anything but
 // -LOADING (NOAUTH counts: the server is up, it just wants a password).
 bool answers_ping(std::uint16_t port) {
@@ -84,6 +66,22 @@ std::string raw_commands(std::uint16_t port, const std::string& password,
 }
 
 }  // namespace
+
+int connect_loopback(std::uint16_t port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval tv{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
 
 bool RedisServerOptions::cluster_by_default() {
     const char* mode = std::getenv("SF_TEST_REDIS");

@@ -38,6 +38,10 @@ struct RedisServerOptions {
     static bool cluster_by_default();
 };
 
+/// A socket connected to 127.0.0.1:`port` whose reads give up after a
+/// second, or -1. For talking raw RESP to a server the test started.
+int connect_loopback(std::uint16_t port);
+
 class RedisServer {
 public:
     explicit RedisServer(RedisServerOptions options = {});

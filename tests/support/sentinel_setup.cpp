@@ -47,23 +47,15 @@ std::string bulk(const std::string& v) {
 }  // namespace
 
 std::string SentinelSetup::raw(std::uint16_t port, const std::string& inline_command) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = connect_loopback(port);
     if (fd < 0) return {};
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    timeval tv{1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     std::string out;
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-        std::string cmd = inline_command + "\r\n";
-        if (write(fd, cmd.data(), cmd.size()) == static_cast<ssize_t>(cmd.size())) {
-            char buf[4096];
-            ssize_t n;
-            while (resp_end(out, 0) == std::string::npos && (n = read(fd, buf, sizeof buf)) > 0) {
-                out.append(buf, static_cast<std::size_t>(n));
-            }
+    std::string cmd = inline_command + "\r\n";
+    if (write(fd, cmd.data(), cmd.size()) == static_cast<ssize_t>(cmd.size())) {
+        char buf[4096];
+        ssize_t n;
+        while (resp_end(out, 0) == std::string::npos && (n = read(fd, buf, sizeof buf)) > 0) {
+            out.append(buf, static_cast<std::size_t>(n));
         }
     }
     close(fd);
