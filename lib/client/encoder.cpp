@@ -1,6 +1,7 @@
 // Encoder: a task's wire form: batched add- or enqueue-script args, or a schedule call.
 #include "client/encoder.hpp"
 
+#include <algorithm>
 #include <type_traits>
 #include <vector>
 
@@ -69,18 +70,17 @@ Outgoing encode_outgoing(const TaskMessage& m, const QueueKeys& keys, std::size_
         o.batch_args = 4 + 2 * nfields;
         return o;
     }
-    // This task's part of a scripts::add call, after its number (written at
-    // send time): the field count, then the fields.
+    // The entry's fields: the tail of an XADD, or of this task's part of a
+    // scripts::add call (see command_for).
     o.form = Outgoing::Form::noted;
     o.ledger = keys.sent(m.client_id);
     o.cmd.reserve(size + 32 * nfields + 32);
     r::CommandWriter w(o.cmd);
-    w.arg(static_cast<std::int64_t>(2 * nfields));
     visit_fields(m, [&w](std::string_view f, auto v) {
         w.arg(f);
         w.arg(v);
     });
-    o.batch_args = 1 + 2 * nfields;
+    o.batch_args = 2 * nfields;
     return o;
 }
 
@@ -97,15 +97,16 @@ bool joins_batch(const Outgoing& first, std::size_t count, std::size_t bytes,
 
 namespace {
 
-// KEYS: the stream, the ledger; ARGV: the floor, the ledger's ttl, then each
-// task's number and entry (lib/scripts/add.lua).
-std::string_view noted_command(std::span<Outgoing* const> tasks, bool by_body, std::uint64_t floor,
-                               std::string& scratch) {
+// A resend: KEYS: the stream, the ledger; ARGV: the floor, the ledger's ttl,
+// then each task's number, field count and fields (lib/scripts/add.lua), which
+// skips a task its ledger already notes.
+std::string_view checked_command(std::span<Outgoing* const> tasks, bool by_body, std::uint64_t floor,
+                                 std::string& scratch) {
     const Outgoing& first = *tasks.front();
     std::size_t nargs = 2, bytes = 0;
     for (const auto* o : tasks) {
-        nargs += 1 + o->batch_args;
-        bytes += o->cmd.size() + 32;
+        nargs += 2 + o->batch_args;
+        bytes += o->cmd.size() + 48;
     }
     scratch.reserve(bytes + first.stream->size() + first.ledger.size() + 128 +
                     (by_body ? scripts::add.body.size() : 0));
@@ -117,8 +118,49 @@ std::string_view noted_command(std::span<Outgoing* const> tasks, bool by_body, s
     w.arg(kLedgerTtlMs);
     for (const auto* o : tasks) {
         w.arg(static_cast<std::int64_t>(o->seq));
+        w.arg(static_cast<std::int64_t>(o->batch_args));
         scratch += o->cmd;
     }
+    return scratch;
+}
+
+// A first send: what add.lua does, as plain commands in one transaction
+// (kPlainExtraReplies more replies than tasks), which costs Redis far less than
+// a script's per-argument work. It needs no check: no earlier send of these
+// tasks can have run (see Outgoing::in_doubt).
+std::string_view first_command(std::span<Outgoing* const> tasks, std::uint64_t floor,
+                               std::string& scratch) {
+    const Outgoing& first = *tasks.front();
+    const std::string& stream = *first.stream;
+    const std::string& ledger = first.ledger;
+    std::size_t bytes = 0;
+    for (const auto* o : tasks) bytes += o->cmd.size() + stream.size() + 64;
+    scratch.reserve(bytes + 2 * ledger.size() + 128);
+    auto plain = [&scratch](std::initializer_list<std::string_view> argv) {
+        r::append_command(scratch, std::span(argv.begin(), argv.size()));
+    };
+    plain({"MULTI"});
+    const auto low = "(" + std::to_string(floor);
+    plain({"ZREMRANGEBYSCORE", ledger, "-inf", low});
+    for (const auto* o : tasks) {
+        r::CommandWriter w(scratch, 3 + o->batch_args);
+        w.arg("XADD");
+        w.arg(stream);
+        w.arg("*");
+        scratch += o->cmd;
+    }
+    {
+        r::CommandWriter w(scratch, 2 + 2 * tasks.size());
+        w.arg("ZADD");
+        w.arg(ledger);
+        for (const auto* o : tasks) {
+            w.arg(static_cast<std::int64_t>(o->seq));
+            w.arg(static_cast<std::int64_t>(o->seq));
+        }
+    }
+    const auto ttl = std::to_string(kLedgerTtlMs);
+    plain({"PEXPIRE", ledger, ttl});
+    plain({"EXEC"});
     return scratch;
 }
 
@@ -140,13 +182,23 @@ std::string_view script_command(const Outgoing& o, bool by_body, std::uint64_t f
 
 }  // namespace
 
+bool sent_plain(std::span<Outgoing* const> tasks) {
+    return tasks.front()->form == Outgoing::Form::noted &&
+           std::none_of(tasks.begin(), tasks.end(), [](auto* o) { return o->in_doubt; });
+}
+
+unsigned replies_for(std::span<Outgoing* const> tasks) {
+    return sent_plain(tasks) ? static_cast<unsigned>(tasks.size() + kPlainExtraReplies) : 1;
+}
+
 std::string_view command_for(std::span<Outgoing* const> tasks, bool by_body, std::uint64_t floor,
                              std::string& scratch) {
     const Outgoing& first = *tasks.front();
     scratch.clear();
     switch (first.form) {
         case Outgoing::Form::noted:
-            return noted_command(tasks, by_body, floor, scratch);
+            if (sent_plain(tasks)) return first_command(tasks, floor, scratch);
+            return checked_command(tasks, by_body, floor, scratch);
         case Outgoing::Form::script:
             return script_command(first, by_body, floor, scratch);
         case Outgoing::Form::batched:

@@ -2,6 +2,8 @@
 // outages.
 #include "client/outbox.hpp"
 
+#include <algorithm>
+
 #include "client/encoder.hpp"
 #include "core/log.hpp"
 
@@ -34,7 +36,7 @@ void Outbox::submit(std::vector<Outgoing>& batch) {
     std::vector<Outgoing*> fresh;
     fresh.reserve(batch.size());
     for (auto& o : batch) {
-        o.seq = next_seq_++;
+        o.seq = o.order = next_seq_++;
         tasks_.push_back(std::move(o));
         fresh.push_back(&tasks_.back());
     }
@@ -69,18 +71,56 @@ void Outbox::transmit(const std::vector<Outgoing*>& tasks) {
 void Outbox::send(std::vector<Outgoing*> tasks, bool by_body) {
     for (auto* o : tasks) o->sent = true;
     // Every task older than the oldest one still waiting has settled: its
-    // ledger note may go (tasks leave the deque's front in order).
-    auto cmd = command_for(tasks, by_body, tasks_.front().seq, scratch_);
+    // ledger note may go (tasks leave the deque's front in order, and a
+    // renumbered task's number only grows).
+    auto cmd = command_for(tasks, by_body, tasks_.front().order, scratch_);
     auto key = route_key(*tasks.front());
+    redis::CommandOptions opts;
+    opts.replies = replies_for(tasks);
     redis::ReplyCallback cb = [this, tasks = std::move(tasks),
                                by_body](Result<redis::Reply> res) mutable {
         on_reply(tasks, by_body, std::move(res));
     };
     // With wait_replicas, the reply counts only once the WAIT after it answered.
-    ctx_.topo.send_encoded(redis::Route{key}, cmd, wait_.wrap(std::string(key), std::move(cb)));
+    ctx_.topo.send_encoded(redis::Route{key}, cmd, wait_.wrap(std::string(key), std::move(cb)),
+                           opts);
+}
+
+// A MULTI block's EXEC ran every command, and an XADD in it may have failed
+// alone (WRONGTYPE). Its task was noted all the same, so it takes a new number
+// before it is sent again, or the ledger would skip it; then it is refused or
+// held like any refused task, and the others are confirmed.
+bool Outbox::refused_in_block(std::vector<Outgoing*>& tasks, const redis::Reply& exec) {
+    if (!exec.is_array() || exec.size() != tasks.size() + kPlainExtraReplies - 2) return false;
+    std::vector<Outgoing*> refused;
+    for (std::size_t i = 0; i < tasks.size(); ++i) {
+        const auto& r = exec[1 + i];
+        if (!r.is_error()) continue;
+        Outgoing* o = tasks[i];
+        o->seq = next_seq_++;
+        Error e(classify_reply(r.error_text()), r.error_text());
+        if (e.is(reply_errc::oom)) {
+            std::vector<Outgoing*> one{o};
+            hold_for_memory(one, e);
+        } else {
+            refuse(*o, e);
+        }
+        refused.push_back(o);
+    }
+    if (refused.empty()) return false;
+    for (auto* o : tasks) {
+        if (std::find(refused.begin(), refused.end(), o) != refused.end()) continue;
+        settle(*o);
+        if (o->handle) o->handle->stored = true;
+        if (o->stored) o->stored->set_value();
+    }
+    while (!tasks_.empty() && tasks_.front().done) tasks_.pop_front();
+    if (flush_) flush_->arm();
+    return true;
 }
 
 void Outbox::on_reply(std::vector<Outgoing*>& tasks, bool by_body, Result<redis::Reply> res) {
+    if (res.ok() && sent_plain(tasks) && refused_in_block(tasks, *res)) return;
     if (res.ok()) {
         for (auto* o : tasks) {
             settle(*o);
@@ -120,7 +160,10 @@ void Outbox::on_reply(std::vector<Outgoing*>& tasks, bool by_body, Result<redis:
         if (flush_) flush_->arm();
         return;
     }
-    for (auto* o : tasks) o->sent = false;
+    for (auto* o : tasks) {
+        o->sent = false;
+        o->in_doubt = true;
+    }
     if (!link_down_) {
         link_down_ = true;
         log().warn("client {}: Redis unreachable, buffering tasks: {}", ctx_.id, e.message());

@@ -15,7 +15,10 @@
 //   whose state record exists, or, for a task without one, whose number is in
 //   the client's ledger (P{Q}:sent:CLIENT, lib/scripts/add.lua). The outbox
 //   numbers tasks in the order it takes them, so the oldest task still waiting
-//   is the floor below which every note may go.
+//   is the floor below which every note may go. Only such resends (tasks "in
+//   doubt") pay for the check: a first send of tasks without a record is a
+//   plain MULTI/EXEC block that adds and notes them, since a resend needs a
+//   new connection, and so reaches Redis after the send it repeats.
 // - A refusal (any other error reply: NOPERM, WRONGTYPE, ERR for a payload
 //   over proto-max-bulk-len, a script error) will not change by resending. A
 //   command carrying one task refuses that task: it leaves the outbox (and the
@@ -83,6 +86,7 @@ private:
     void transmit(const std::vector<Outgoing*>& tasks);
     void send(std::vector<Outgoing*> tasks, bool by_body);
     void on_reply(std::vector<Outgoing*>& tasks, bool by_body, Result<redis::Reply> res);
+    bool refused_in_block(std::vector<Outgoing*>& tasks, const redis::Reply& exec);
     void settle(Outgoing& o);
     void refuse(Outgoing& o, const Error& why);
     void hold_for_memory(std::vector<Outgoing*>& tasks, const Error& why);

@@ -22,10 +22,9 @@ namespace streamfleet::detail::client {
 struct Outgoing {
     /// How the task travels.
     enum class Form {
-        noted,    // no state record: `cmd` holds this task's entry (field count,
-                  // fields) for scripts::add, which notes it in the client's
-                  // ledger; sent in one call with the other noted tasks of its
-                  // stream and turn
+        noted,    // no state record: `cmd` holds this task's entry fields, sent
+                  // with the other noted tasks of its stream and turn and
+                  // noted in the client's ledger (see command_for)
         batched,  // `cmd` holds this task's arguments to scripts::enqueue, sent
                   // in one call with the other batched tasks of its stream and turn
         script,   // a script call of its own (`script`): a delayed task
@@ -49,6 +48,9 @@ struct Outgoing {
     /// order it takes tasks (so "every task below the oldest one waiting is
     /// settled" holds).
     std::uint64_t seq = 0;
+    /// The task's place in the outbox: its first ledger number, kept when a
+    /// refusal renumbers it. The oldest waiting task's is the ledger's floor.
+    std::uint64_t order = 0;
     /// For Form::script. Behind a pointer: tasks are moved twice on their way
     /// to the outbox, and delayed ones are the rare kind.
     std::unique_ptr<ScriptCall> script;
@@ -67,7 +69,11 @@ struct Outgoing {
     // (which finds the task Redis refuses and lets the others through).
     // `oom_since`/`hold_until`: refused for lack of memory since then, not
     // resent before `hold_until`.
+    // `in_doubt`: a command carrying it was lost on the way (no reply), so it
+    // may have run; a noted task's resend then goes through the add script,
+    // which checks the ledger.
     bool sent = false;
+    bool in_doubt = false;
     bool done = false;
     bool solo = false;
     std::chrono::steady_clock::time_point oom_since{};

@@ -226,6 +226,7 @@ void ClusterTopology::dispatch(const std::shared_ptr<Command>& cmd, Node* node, 
     if (asking)
         conn.send(
             {"ASKING"}, [](Result<Reply>) {}, o);
+    o.replies = cmd->opts.replies;
     inflight_[cmd->slot] += 1;
     cmd->seq = ++seq_;
     std::weak_ptr<bool> alive = alive_;

@@ -119,7 +119,7 @@ void Connection::submit(Append&& append, ReplyCallback cb, CommandOptions o) {
             append(wbuf_);
             auto budget = base + size_allowance(wbuf_.size() - before);
             auto deadline = ordered_deadline(Clock::now() + budget);
-            inflight_.push_back(Inflight{std::move(cb), deadline, budget});
+            inflight_.push_back(Inflight{std::move(cb), deadline, budget, std::max(o.replies, 1u)});
             turn_end_.arm();
             arm_deadline(deadline);
             return;
@@ -134,7 +134,7 @@ void Connection::submit(Append&& append, ReplyCallback cb, CommandOptions o) {
             [[fallthrough]];
         case ConnState::idle:
         case ConnState::connecting: {
-            Queued q{{}, std::move(cb), {}, base};
+            Queued q{{}, std::move(cb), {}, base, std::max(o.replies, 1u)};
             append(q.bytes);
             q.budget += size_allowance(q.bytes.size());
             q.deadline = Clock::now() + q.budget;
@@ -287,8 +287,15 @@ void Connection::dispatch(std::unique_ptr<Reply> reply) {
                                                   reply->debug_string().substr(0, 200)));
         return;
     }
+    if (auto& head = inflight_.front(); head.replies > 1) {
+        // One of several replies to one command's bytes: only the last completes it.
+        --head.replies;
+        if (reply->is_error() && !head.error) head.error = std::move(reply);
+        return;
+    }
     auto entry = std::move(inflight_.front());
     inflight_.pop_front();
+    if (entry.error) reply = std::move(entry.error);
     // The next command's deadline may be earlier than the one the timer waits
     // for, if the one just answered had been extended (on_read).
     if (!inflight_.empty() && inflight_.front().deadline != Clock::time_point::max()) {

@@ -82,6 +82,12 @@ struct CommandOptions {
     /// Time the server may legitimately hold the reply (BLOCK/BLPOP timeouts);
     /// added to the deadline so a blocking command is not mistaken for a hang.
     milliseconds block{0};
+    /// Replies the command's bytes ask for: more than 1 when they hold several
+    /// commands sent as one (a MULTI ... EXEC block, or a pipeline whose
+    /// replies only matter together). The callback runs once, after the last:
+    /// with the first error among them if any (a MOVED, OOM or READONLY at
+    /// queue time, which EXEC then answers with EXECABORT), else the last reply.
+    unsigned replies = 1;
 };
 
 /// Credentials and database replayed on every connect.
@@ -179,12 +185,15 @@ private:
         ReplyCallback cb;
         Clock::time_point deadline;
         milliseconds budget;  // for the timeout message
+        unsigned replies = 1;  // still to come (CommandOptions::replies)
+        std::unique_ptr<Reply> error{};  // the first error among them
     };
     struct Queued {
         std::string bytes;
         ReplyCallback cb;
         Clock::time_point deadline;
         milliseconds budget;
+        unsigned replies = 1;
     };
 
     Clock::time_point ordered_deadline(Clock::time_point own) const;

@@ -225,7 +225,7 @@ void Connection::become_ready() {
     for (auto& q : queued_) {
         wbuf_ += q.bytes;
         auto deadline = ordered_deadline(q.deadline);
-        inflight_.push_back(Inflight{std::move(q.cb), deadline, q.budget});
+        inflight_.push_back(Inflight{std::move(q.cb), deadline, q.budget, q.replies});
     }
     queued_.clear();
     turn_end_.arm();

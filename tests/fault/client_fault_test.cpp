@@ -88,11 +88,18 @@ TEST_CASE("close() resolves open handles as closed, not canceled: the tasks may 
 }
 
 TEST_CASE("a refused enqueue (WRONGTYPE) reaches the caller every way, once, and is not resent") {
+    // With records the enqueue script refuses; without, the XADDs fail inside
+    // an EXEC whose other commands (the ledger's notes) ran.
+    bool state = true;
+    SUBCASE("with state records") {}
+    SUBCASE("without state records") { state = false; }
+    CAPTURE(state);
     RedisServer server;
     TestConn c(server.url());
     REQUIRE(c.cmd({"SET", "streamfleet:{bad}", "not a stream"}).ok());
     Refusals refusals;
-    Client client({.redis = server.url(), .on_refused = refusals.callback()}, {"bad", "good"});
+    Client client({.redis = server.url(), .on_refused = refusals.callback(), .track_state = state},
+                  {"bad", "good"});
 
     auto plain = client.enqueue("bad", "fire-and-forget");
     auto tracked = client.enqueue_tracked("bad", "tracked");
@@ -128,6 +135,10 @@ TEST_CASE("a refused enqueue (WRONGTYPE) reaches the caller every way, once, and
 }
 
 TEST_CASE("NOPERM: an ACL user that may not enqueue gets Refused at once, not endless resends") {
+    bool state = true;
+    SUBCASE("with state records") {}
+    SUBCASE("without state records (a MULTI block refused at queue time)") { state = false; }
+    CAPTURE(state);
     RedisServer server;
     TestConn c(server.url());
     REQUIRE(c.cmd({"ACL", "SETUSER", "reader", "on", ">pw", "~*", "&*", "+@all", "-xadd", "-eval",
@@ -135,7 +146,7 @@ TEST_CASE("NOPERM: an ACL user that may not enqueue gets Refused at once, not en
                 .ok());
     Refusals refusals;
     auto url = "redis://reader:pw@127.0.0.1:" + std::to_string(server.port());
-    Client client({.redis = url, .on_refused = refusals.callback()}, {"q"});
+    Client client({.redis = url, .on_refused = refusals.callback(), .track_state = state}, {"q"});
     try {
         client.enqueue_confirmed("q", "x", {}, 20s);
         FAIL("enqueue_confirmed without permission returned");

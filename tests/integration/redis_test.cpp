@@ -117,6 +117,47 @@ TEST_CASE("an error reply surfaces as an error and the connection keeps working"
     CHECK(c.cmd({"GET", "str"}).value().str() == "x");
 }
 
+// Sends `resp` (several commands) as one, asking for `replies` replies.
+static Result<Reply> send_block(TestConn& c, std::string resp, unsigned replies) {
+    std::promise<Result<Reply>> p;
+    c.rt().post([&] {
+        CommandOptions o;
+        o.replies = replies;
+        c.conn()->send_encoded(resp, [&](Result<Reply> r) { p.set_value(std::move(r)); }, o);
+    });
+    return p.get_future().get();
+}
+
+static std::string encode_all(std::initializer_list<std::vector<std::string_view>> cmds) {
+    std::string out;
+    for (const auto& argv : cmds) append_command(out, argv);
+    return out;
+}
+
+TEST_CASE("a command of several replies completes once, with the last reply or the first error") {
+    RedisServer server;
+    TestConn c(server.url());
+    // A MULTI block: the callback gets EXEC's array.
+    auto ok = send_block(c, encode_all({{"MULTI"}, {"SET", "a", "1"}, {"INCR", "a"}, {"EXEC"}}), 4);
+    REQUIRE(ok.ok());
+    REQUIRE(ok->is_array());
+    REQUIRE(ok->size() == 2);
+    CHECK((*ok)[1].as_integer() == 2);
+    // An error at queue time (here: an unknown command) is what the caller
+    // hears, not EXEC's EXECABORT; nothing ran.
+    auto bad = send_block(
+        c, encode_all({{"MULTI"}, {"SET", "a", "9"}, {"NOSUCHCOMMAND"}, {"EXEC"}}), 4);
+    REQUIRE_FALSE(bad.ok());
+    CHECK(bad.error().message().find("unknown command") != std::string::npos);
+    // A plain pipeline of replies that matter together: the first error wins.
+    auto piped = send_block(c, encode_all({{"LPUSH", "a", "x"}, {"SET", "b", "2"}}), 2);
+    REQUIRE_FALSE(piped.ok());
+    CHECK(piped.error().message().starts_with("WRONGTYPE"));
+    // Replies stayed matched: the connection goes on, with the effects above.
+    CHECK(c.cmd({"GET", "a"}).value().str() == "2");
+    CHECK(c.cmd({"GET", "b"}).value().str() == "2");
+}
+
 TEST_CASE("a refused connection names the address and the cause") {
     auto port = streamfleet::test::free_port();
     TestConn c("redis://127.0.0.1:" + std::to_string(port),

@@ -34,20 +34,26 @@ std::chrono::system_clock::time_point at_ms(std::int64_t ms) {
 }
 
 // The arguments of one RESP command, as a server would read them.
-std::vector<std::string> parse_command(std::string_view resp) {
+// Every command in `resp`, in order.
+std::vector<std::vector<std::string>> parse_commands(std::string_view resp) {
     redis::ReplyParser parser;
     REQUIRE(parser.feed(resp.data(), resp.size()));
-    auto next = parser.next();
-    REQUIRE(next.ok());
-    REQUIRE(*next != nullptr);
-    const redis::Reply& cmd = **next;
-    REQUIRE(cmd.is_array());
-    std::vector<std::string> out;
-    for (std::size_t i = 0; i < cmd.size(); ++i) out.emplace_back(cmd[i].str());
-    auto rest = parser.next();  // exactly one command
-    REQUIRE(rest.ok());
-    CHECK(*rest == nullptr);
-    return out;
+    std::vector<std::vector<std::string>> out;
+    for (;;) {
+        auto next = parser.next();
+        REQUIRE(next.ok());
+        if (*next == nullptr) return out;
+        const redis::Reply& cmd = **next;
+        REQUIRE(cmd.is_array());
+        auto& argv = out.emplace_back();
+        for (std::size_t i = 0; i < cmd.size(); ++i) argv.emplace_back(cmd[i].str());
+    }
+}
+
+std::vector<std::string> parse_command(std::string_view resp) {
+    auto all = parse_commands(resp);
+    REQUIRE(all.size() == 1);  // exactly one command
+    return all.front();
 }
 
 // The task's fields in wire order, as the wire codec writes them.
@@ -286,7 +292,7 @@ TEST_CASE("admission: close wakes a caller waiting for room") {
     CHECK(std::chrono::steady_clock::now() - t0 < 10s);
 }
 
-TEST_CASE("encoder: a task without a record is batched into scripts::add, noted in a ledger") {
+TEST_CASE("encoder: tasks without a record are added and noted in a ledger: plainly, or checked when in doubt") {
     Builder b({.track_state = false});
     QueueKeys keys("sf:", "mail");
     auto m1 = b.builder.build("hello", {.max_retries = 2}, false);
@@ -309,13 +315,31 @@ TEST_CASE("encoder: a task without a record is batched into scripts::add, noted 
     o1.seq = 7;
     o2.seq = 9;
     std::string scratch;
-    // One call for both: the stream and the ledger, the floor, the ledger's
-    // ttl, then each task's number and entry.
     CHECK(joins_batch(o1, 1, o1.cmd.size(), o2));
     Outgoing* two[] = {&o1, &o2};
+    // A first send: one MULTI block that drops the ledger's notes below the
+    // floor, adds both entries, notes both numbers and renews the ledger's ttl.
+    CHECK(sent_plain(two));
+    CHECK(replies_for(two) == 2 + kPlainExtraReplies);
+    const std::string ledger = "sf:{mail}:sent:client-1";
+    CHECK(parse_commands(command_for(two, false, 5, scratch)) ==
+          std::vector<std::vector<std::string>>{
+              {"MULTI"},
+              {"ZREMRANGEBYSCORE", ledger, "-inf", "(5"},
+              concat({"XADD", "sf:{mail}", "*"}, fields_of(m1)),
+              concat({"XADD", "sf:{mail}", "*"}, fields_of(m2)),
+              {"ZADD", ledger, "7", "7", "9", "9"},
+              {"PEXPIRE", ledger, std::to_string(kLedgerTtlMs)},
+              {"EXEC"}});
+    // A resend of tasks in doubt (one is enough): one add.lua call, which
+    // skips what the ledger holds: the stream and the ledger, the floor, the
+    // ledger's ttl, then each task's number and entry.
+    o2.in_doubt = true;
+    CHECK_FALSE(sent_plain(two));
+    CHECK(replies_for(two) == 1);
     CHECK(parse_command(command_for(two, false, 5, scratch)) ==
-          concat(concat({"EVALSHA", std::string(scripts::add.sha1), "2", "sf:{mail}",
-                         "sf:{mail}:sent:client-1", "5", std::to_string(kLedgerTtlMs)},
+          concat(concat({"EVALSHA", std::string(scripts::add.sha1), "2", "sf:{mail}", ledger, "5",
+                         std::to_string(kLedgerTtlMs)},
                         part(7, m1)),
                  part(9, m2)));
     CHECK(parse_command(command_for(two, true, 5, scratch))[1] == scripts::add.body);
