@@ -209,6 +209,8 @@ void Client::Impl::replay(std::vector<Spool::Pending>& leftovers) {
         auto it = ctx->queues.find(p.queue);
         const QueueKeys& k = it != ctx->queues.end() ? it->second : replayed_queues.at(p.queue);
         batch.push_back(encode_outgoing(p.msg, k, Admission::footprint(p.msg)));
+        // The crashed client may have sent it: its resend is checked.
+        batch.back().in_doubt = true;
         bytes += batch.back().bytes;
     }
     admission->count_in(batch.size(), bytes);

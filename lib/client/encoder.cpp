@@ -204,9 +204,11 @@ std::string_view command_for(std::span<Outgoing* const> tasks, bool by_body, std
         case Outgoing::Form::batched:
             break;
     }
-    // KEYS: the stream, then each task's record; ARGV: each task's part, in
-    // the same order (lib/scripts/enqueue.lua).
-    std::size_t nargs = 0, bytes = 0;
+    // KEYS: the stream, then each task's record; ARGV: whether to check for
+    // records of an earlier send (any task in doubt), then each task's part,
+    // in the same order (lib/scripts/enqueue.lua).
+    const bool check = std::any_of(tasks.begin(), tasks.end(), [](auto* o) { return o->in_doubt; });
+    std::size_t nargs = 1, bytes = 0;
     for (const auto* o : tasks) {
         nargs += o->batch_args;
         bytes += o->cmd.size() + o->record_key.size() + 16;
@@ -217,6 +219,7 @@ std::string_view command_for(std::span<Outgoing* const> tasks, bool by_body, std
     r::CommandWriter w(scratch);
     w.arg(*first.stream);
     for (const auto* o : tasks) w.arg(o->record_key);
+    w.arg(check ? "1" : "0");
     for (const auto* o : tasks) scratch += o->cmd;
     return scratch;
 }

@@ -36,16 +36,20 @@ bool joins_batch(const Outgoing& first, std::size_t count, std::size_t bytes, co
 /// The RESP command that carries `tasks`: one delayed task (Form::script), or
 /// a run of Form::batched or Form::noted tasks of one stream as one
 /// scripts::enqueue call, or a scripts::add call for noted tasks in doubt
-/// (the add script skips what an earlier send added), or else as a
-/// MULTI/EXEC block of their XADDs and the ledger's notes. `by_body`: EVAL with the script's
+/// (the scripts skip what an earlier send added), or else as a MULTI/EXEC
+/// block of their XADDs and the ledger's notes. `by_body`: EVAL with the script's
 /// text instead of EVALSHA (after NOSCRIPT). `floor`: every task of this client
 /// numbered below it is settled (see lib/scripts/add.lua). Built in `scratch`,
 /// which the caller keeps to reuse its memory; the view lives as long as it.
 /// Whether command_for sends `tasks` as plain commands in a MULTI ... EXEC
-/// block: Form::noted tasks none of which is in doubt.
+/// block: Form::noted tasks none of which is in doubt. (Tasks with a record
+/// stay with the enqueue script: the record needs the entry id the XADD
+/// makes, and writing it in a second step measured no cheaper for Redis,
+/// whose cost there is the per-task key, and left a window in which the
+/// record does not know its entry.)
 bool sent_plain(std::span<Outgoing* const> tasks);
-/// The EXEC reply of such a block: the floor's ZREMRANGEBYSCORE, each task's
-/// XADD, the ledger's ZADD and PEXPIRE.
+/// The EXEC reply of such a block holds the floor's ZREMRANGEBYSCORE, each
+/// task's XADD, the ledger's ZADD and PEXPIRE.
 inline constexpr std::size_t kPlainExtraReplies = 5;  // MULTI, ZREMRANGEBYSCORE, ZADD, PEXPIRE, EXEC
 /// How many replies command_for's command asks for (redis::CommandOptions::replies).
 unsigned replies_for(std::span<Outgoing* const> tasks);

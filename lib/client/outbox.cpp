@@ -2,7 +2,6 @@
 // outages.
 #include "client/outbox.hpp"
 
-#include <algorithm>
 
 #include "client/encoder.hpp"
 #include "core/log.hpp"
@@ -86,41 +85,40 @@ void Outbox::send(std::vector<Outgoing*> tasks, bool by_body) {
                            opts);
 }
 
-// A MULTI block's EXEC ran every command, and an XADD in it may have failed
-// alone (WRONGTYPE). Its task was noted all the same, so it takes a new number
-// before it is sent again, or the ledger would skip it; then it is refused or
-// held like any refused task, and the others are confirmed.
-bool Outbox::refused_in_block(std::vector<Outgoing*>& tasks, const redis::Reply& exec) {
-    if (!exec.is_array() || exec.size() != tasks.size() + kPlainExtraReplies - 2) return false;
-    std::vector<Outgoing*> refused;
+// A plain block's EXEC ran every command it queued, and an XADD in it may
+// have failed alone (WRONGTYPE). Its task was noted all the same, so it takes
+// a new number before it is sent again, or the ledger would skip it; then it
+// is refused or held like any refused task, and the others are confirmed.
+void Outbox::on_plain_reply(std::vector<Outgoing*>& tasks, const redis::Reply& exec) {
+    const bool whole = exec.is_array() && exec.size() == tasks.size() + kPlainExtraReplies - 2;
     for (std::size_t i = 0; i < tasks.size(); ++i) {
-        const auto& r = exec[1 + i];
-        if (!r.is_error()) continue;
         Outgoing* o = tasks[i];
-        o->seq = next_seq_++;
-        Error e(classify_reply(r.error_text()), r.error_text());
-        if (e.is(reply_errc::oom)) {
-            std::vector<Outgoing*> one{o};
-            hold_for_memory(one, e);
-        } else {
-            refuse(*o, e);
+        if (whole && exec[1 + i].is_error()) {
+            const auto& text = exec[1 + i].error_text();
+            Error e(classify_reply(text), text);
+            o->seq = next_seq_++;
+            if (e.is(reply_errc::oom)) {
+                std::vector<Outgoing*> one{o};
+                hold_for_memory(one, e);
+            } else {
+                refuse(*o, e);
+            }
+            continue;
         }
-        refused.push_back(o);
-    }
-    if (refused.empty()) return false;
-    for (auto* o : tasks) {
-        if (std::find(refused.begin(), refused.end(), o) != refused.end()) continue;
         settle(*o);
         if (o->handle) o->handle->stored = true;
         if (o->stored) o->stored->set_value();
     }
+    oom_backoff_ = 0ms;
     while (!tasks_.empty() && tasks_.front().done) tasks_.pop_front();
     if (flush_) flush_->arm();
-    return true;
 }
 
 void Outbox::on_reply(std::vector<Outgoing*>& tasks, bool by_body, Result<redis::Reply> res) {
-    if (res.ok() && sent_plain(tasks) && refused_in_block(tasks, *res)) return;
+    if (res.ok() && sent_plain(tasks)) {
+        on_plain_reply(tasks, *res);
+        return;
+    }
     if (res.ok()) {
         for (auto* o : tasks) {
             settle(*o);
@@ -144,12 +142,14 @@ void Outbox::on_reply(std::vector<Outgoing*>& tasks, bool by_body, Result<redis:
             hold_for_memory(tasks, e);
         } else if (tasks.size() > 1) {
             // Which task is refused is not known: send each alone. A script
-            // that failed part-way has written the tasks before the bad one;
-            // their resend finds their records (or ledger notes) and adds nothing.
+            // that failed part-way has written the tasks before the bad one,
+            // so each is in doubt: its resend checks for its record (or
+            // ledger note) and adds nothing twice.
             log().debug("client {}: a batch of {} tasks was refused ({}); sending each alone",
                         ctx_.id, tasks.size(), e.message());
             for (auto* o : tasks) {
                 o->solo = true;
+                o->in_doubt = true;
                 send(std::vector<Outgoing*>{o}, by_body);
             }
             return;

@@ -86,7 +86,7 @@ private:
     void transmit(const std::vector<Outgoing*>& tasks);
     void send(std::vector<Outgoing*> tasks, bool by_body);
     void on_reply(std::vector<Outgoing*>& tasks, bool by_body, Result<redis::Reply> res);
-    bool refused_in_block(std::vector<Outgoing*>& tasks, const redis::Reply& exec);
+    void on_plain_reply(std::vector<Outgoing*>& tasks, const redis::Reply& exec);
     void settle(Outgoing& o);
     void refuse(Outgoing& o, const Error& why);
     void hold_for_memory(std::vector<Outgoing*>& tasks, const Error& why);

@@ -69,9 +69,9 @@ struct Outgoing {
     // (which finds the task Redis refuses and lets the others through).
     // `oom_since`/`hold_until`: refused for lack of memory since then, not
     // resent before `hold_until`.
-    // `in_doubt`: a command carrying it was lost on the way (no reply), so it
-    // may have run; a noted task's resend then goes through the add script,
-    // which checks the ledger.
+    // `in_doubt`: a command carrying it may have run without its reply coming
+    // back (a lost reply, or a batch refused part-way through its script), so
+    // its resend is checked: the scripts skip what an earlier send added.
     bool sent = false;
     bool in_doubt = false;
     bool done = false;

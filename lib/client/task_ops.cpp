@@ -79,8 +79,11 @@ TaskInfo TaskOps::get(std::string_view queue, std::string_view id) {
     info.retries = static_cast<std::uint32_t>(to_i64(h["retries"]));
     info.error = h["error"];
     info.created_ms = to_i64(h["created"]);
-    info.updated_ms = to_i64(h["updated"]);
     info.finished_ms = to_i64(h["finished"]);
+    // Records leave out what the hot path need not write (see
+    // lib/scripts/enqueue.lua and server/final_states.hpp): the last change is
+    // the latest of these.
+    info.updated_ms = std::max({to_i64(h["updated"]), info.created_ms, info.finished_ms});
     // Finished records keep their last run_at (not cleared, to save Redis a
     // command per task): it means something only while the task waits.
     if (info.state == TaskState::delayed || info.state == TaskState::failed) {

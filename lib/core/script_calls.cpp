@@ -114,30 +114,6 @@ ScriptCall move(const QueueKeys& k, const Move& m) {
     return c;
 }
 
-FinishBatch::FinishBatch(const QueueKeys& k) : keys_(&k), call_(scripts::finish) {
-    call_.key(k.stream());
-}
-
-void FinishBatch::add(std::string_view task_id, std::string_view state, std::string_view error,
-                      std::uint32_t retries, std::int64_t retention_ms) {
-    call_.key(keys_->task(task_id));
-    args_.emplace_back(state);
-    args_.emplace_back(error);
-    args_.push_back(std::to_string(retries));
-    args_.push_back(std::to_string(retention_ms));
-    ++n_;
-}
-
-ScriptCall FinishBatch::take(std::int64_t now_ms) {
-    ScriptCall out = std::move(call_);
-    out.arg(now_ms).args(args_);
-    call_ = ScriptCall(scripts::finish);
-    call_.key(keys_->stream());
-    args_.clear();
-    n_ = 0;
-    return out;
-}
-
 ScriptCall notify(std::string_view receiver, std::span<const std::string_view> fields,
                   bool even_if_absent) {
     ScriptCall c(scripts::notify);

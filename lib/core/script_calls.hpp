@@ -79,24 +79,6 @@ struct Move {
 };
 ScriptCall move(const QueueKeys& k, const Move& m);
 
-/// finish.lua: the final states of one loop turn's finished tasks of a queue.
-class FinishBatch {
-public:
-    explicit FinishBatch(const QueueKeys& k);
-    void add(std::string_view task_id, std::string_view state, std::string_view error,
-             std::uint32_t retries, std::int64_t retention_ms);
-    bool empty() const noexcept { return n_ == 0; }
-    std::size_t size() const noexcept { return n_; }
-    /// The call, stamped `now_ms`; the batch is empty afterwards.
-    ScriptCall take(std::int64_t now_ms);
-
-private:
-    const QueueKeys* keys_;
-    ScriptCall call_;
-    std::vector<std::string> args_;
-    std::size_t n_ = 0;
-};
-
 /// notify.lua: one notification (`fields`, field/value pairs) to the stream `receiver`; with
 /// `even_if_absent` false it is written only while that stream exists (its client is open).
 ScriptCall notify(std::string_view receiver, std::span<const std::string_view> fields,

@@ -51,7 +51,6 @@ extern const Script beat;            // a server's heartbeat (Redis's clock) and
 extern const Script leave;           // a stopping server's registry exit
 extern const Script dead;            // servers dead by Redis's clock
 extern const Script claim;           // take over entries while the reason holds
-extern const Script finish;          // final states of one turn's finished tasks
 extern const Script notify;          // a notification, only to a stream that exists
 extern const Script requeue_dead;    // dead letters → the stream, retries reset
 extern const Script purge_dead;      // delete every dead letter

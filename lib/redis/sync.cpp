@@ -44,6 +44,13 @@ Result<Reply> call(Runtime& rt, Topology& topology, ScriptCall script, CommandOp
     });
 }
 
+Result<Reply> call(Runtime& rt, Topology& topology, const Block& block) {
+    return wait_for(rt, [&topology, resp = block.resp(), route = block.route(),
+                         opts = block.options()](ReplyCallback cb) {
+        topology.send_encoded(Route{route}, resp, std::move(cb), opts);
+    });
+}
+
 Result<Reply> call(Runtime& rt, const std::shared_ptr<Connection>& conn,
                    std::vector<std::string> argv, CommandOptions opts) {
     return wait_for(rt, [conn, argv = std::move(argv), opts](ReplyCallback cb) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/scripts.hpp"
+#include "redis/block.hpp"
 #include "redis/connection.hpp"
 #include "redis/topology.hpp"
 
@@ -22,6 +23,9 @@ Result<Reply> call(Runtime& rt, Topology& topology, std::string route_key,
 
 /// Runs a script call (EVALSHA, NOSCRIPT fallback) and waits for the reply.
 Result<Reply> call(Runtime& rt, Topology& topology, ScriptCall script, CommandOptions opts = {});
+
+/// Sends a transaction and waits for EXEC's reply (or the first error).
+Result<Reply> call(Runtime& rt, Topology& topology, const Block& block);
 
 /// Sends `argv` on `conn` and waits for the reply. Not from the loop thread.
 Result<Reply> call(Runtime& rt, const std::shared_ptr<Connection>& conn,

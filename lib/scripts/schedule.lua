@@ -23,9 +23,11 @@ else
 end
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] == 'record' then
+  -- as enqueue.lua's, without the fields at their readers' defaults
   redis.call('HSET', KEYS[3], 'state', 'delayed', 'member', ARGV[2], 'run_at', ARGV[1],
-             'created', ARGV[4], 'updated', ARGV[4], 'notify', ARGV[5], 'retention', ARGV[6],
-             'retries', '0')
+             'created', ARGV[4])
+  if ARGV[5] ~= '' then redis.call('HSET', KEYS[3], 'notify', ARGV[5]) end
+  if ARGV[6] ~= '86400000' then redis.call('HSET', KEYS[3], 'retention', ARGV[6]) end
 else
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[4])
   redis.call('PEXPIRE', KEYS[3], ARGV[6])

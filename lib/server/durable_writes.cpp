@@ -46,6 +46,15 @@ void DurableWrites::write(ScriptCall call, std::string what, Done then, Done fai
                                        std::move(then), std::move(failed)}));
 }
 
+void DurableWrites::write(r::Block block, std::string what, Done then, Done failed) {
+    ++outstanding_;
+    auto route = block.route();
+    auto w = std::make_shared<Write>(Write{std::move(route), {}, std::move(what), {},
+                                           std::move(then), std::move(failed)});
+    w->block = std::move(block);
+    send(std::move(w));
+}
+
 void DurableWrites::write(ScriptCall call, std::string what,
                           std::function<void(const r::Reply&)> then, Done failed) {
     ++outstanding_;
@@ -102,6 +111,11 @@ void DurableWrites::send(std::shared_ptr<Write> w) {
     auto cb = wait_.wrap(w->route, std::move(done));
     if (w->script) {
         r::run_script(ctx_.topo, *w->script, std::move(cb));
+        return;
+    }
+    if (w->block) {
+        ctx_.topo.send_encoded(r::Route{w->route}, w->block->resp(), std::move(cb),
+                               w->block->options());
         return;
     }
     std::vector<std::string_view> argv(w->argv.begin(), w->argv.end());

@@ -27,6 +27,7 @@
 #include "core/error.hpp"
 #include "core/scripts.hpp"
 #include "redis/replica_wait.hpp"
+#include "redis/block.hpp"
 #include "redis/reply.hpp"
 #include "server/context.hpp"
 
@@ -42,6 +43,8 @@ public:
     void write(std::vector<std::string> argv, std::string what, Done then = {}, Done failed = {});
     /// A script call, likewise.
     void write(ScriptCall call, std::string what, Done then = {}, Done failed = {});
+    /// A transaction, likewise.
+    void write(redis::Block block, std::string what, Done then = {}, Done failed = {});
     /// A script call whose reply matters: `then` gets it once Redis has run it.
     void write(ScriptCall call, std::string what, std::function<void(const redis::Reply&)> then,
                Done failed = {});
@@ -68,6 +71,7 @@ private:
         Done then{};
         Done failed{};
         std::function<void(const redis::Reply&)> then_reply{};
+        std::optional<redis::Block> block{};
     };
     // Log lines of one kind of failure: the first at once, then one every kLogEveryMs that
     // counts what happened in between.

@@ -113,7 +113,7 @@ std::optional<ScriptCall> OutcomeWriter::notification(const TaskMessage& msg,
 }
 
 // Finished tasks are acked in batches per queue and loop turn: one XACK and one XDEL with all
-// their ids, sent once the batch's final states (one lib/scripts/finish.lua call for the tasks
+// their ids, sent once the batch's final states (one FinalStates transaction for the tasks
 // with a state record) and then its notifications are in Redis.
 void OutcomeWriter::finish(const Job& job, NotificationType type, std::string_view state) {
     auto& b = batches_[job.queue->index];

@@ -18,7 +18,7 @@
 //   returned : move { XADD P{Q} (the same fields) ; then XACK ; XDEL }
 // where "move" is one Lua script (lib/scripts/move.lua) that acks only after the write succeeded
 // (a write Redis refuses for memory ends the script before its XACK), and "finish states" one
-// lib/scripts/finish.lua call for the turn's finished tasks of a queue that have a state record.
+// transaction (FinalStates) for the turn's finished tasks of a queue that have a state record.
 // Each step waits for the one before it; a step Redis refuses for good (not for memory or a lost
 // link) ends its chain without the ack, so the entry is delivered again.
 //
@@ -48,6 +48,7 @@
 
 #include "core/script_calls.hpp"
 #include "server/durable_writes.hpp"
+#include "server/final_states.hpp"
 #include "server/job.hpp"
 
 namespace streamfleet::detail {
@@ -107,14 +108,14 @@ private:
     // The finished tasks of one queue and loop turn, written together: states, notes, acks.
     struct Batch {
         std::vector<std::string> acks;
-        std::optional<calls::FinishBatch> states;
+        std::optional<FinalStates> states;
         std::vector<ScriptCall> notes;
     };
     // One batch on its way: each step starts when the one before it is in Redis.
     struct Chain {
         std::size_t queue = 0;
         std::vector<std::string> ids;
-        std::optional<ScriptCall> states;
+        std::optional<redis::Block> states;
         std::vector<ScriptCall> notes;
         std::size_t notes_left = 0;
         bool note_refused = false;

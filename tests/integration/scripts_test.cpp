@@ -25,6 +25,7 @@
 #include "core/keys.hpp"
 #include "core/script_calls.hpp"
 #include "redis/slot.hpp"
+#include "server/final_states.hpp"
 #include "redis/sync.hpp"
 #include "redis/topology.hpp"
 #include "redis/url.hpp"
@@ -61,7 +62,7 @@ constexpr std::string_view kGroup = kServerGroup;
 const Script* const kAllScripts[] = {
     &scripts::enqueue, &scripts::schedule, &scripts::unique_claim, &scripts::unique_release,
     &scripts::cancel,  &scripts::get,      &scripts::promote,      &scripts::move,
-    &scripts::keep,    &scripts::finish,   &scripts::requeue_dead, &scripts::purge_dead,
+    &scripts::keep,    &scripts::requeue_dead, &scripts::purge_dead,
     &scripts::forget,  &scripts::beat,     &scripts::leave,        &scripts::dead,
     &scripts::claim,   &scripts::notify,   &scripts::add,
 };
@@ -128,6 +129,14 @@ Fields record(const Fields& own) {
 Fields delayed_record(std::string_view id, std::int64_t due) {
     return record({{"state", "delayed"}, {"member", member(id)}, {"run_at", std::to_string(due)}});
 }
+/// The record schedule.lua writes: without the fields at their readers'
+/// defaults (updated = created, retries 0).
+Fields scheduled_record(std::string_view id, std::int64_t due) {
+    auto f = delayed_record(id, due);
+    f.erase("updated");
+    f.erase("retries");
+    return f;
+}
 Fields ready_record(std::string_view entry) {
     return record({{"state", "ready"}, {"entry", std::string(entry)}});
 }
@@ -185,6 +194,14 @@ public:
     }
     /// A script call through run_script (EVALSHA, EVAL on NOSCRIPT).
     Result<Reply> run(ScriptCall call) { return r::call(conn.rt(), *topo, std::move(call)); }
+    /// A transaction.
+    Result<Reply> run(const r::Block& block) { return r::call(conn.rt(), *topo, block); }
+    /// A transaction that must succeed: EXEC's reply.
+    Reply block(const r::Block& b) {
+        auto res = run(b);
+        REQUIRE_MESSAGE(res.ok(), "block: ", res.error().message());
+        return std::move(res).value();
+    }
     /// A script call that must succeed.
     Reply ok(ScriptCall call) {
         std::string name(call.script().name);
@@ -292,17 +309,21 @@ void check_enqueue(Env& e) {
         {"t2", kNow + 1, "", 0, {"id", "t2", "data", ""}},  // untracked, an empty value
         {"t3", kNow + 2, "client-2", kDefaultRetentionMs, task_fields("t3", true)},
     };
-    ScriptCall call(scripts::enqueue);
-    call.key(e.k.stream());
-    for (const auto& t : tasks) call.key(e.k.task(t.id));
-    for (const auto& t : tasks) {
-        call.arg(t.created).arg(t.notify).arg(t.retention);
-        call.arg(static_cast<std::int64_t>(t.fields.size())).args(t.fields);
-    }
+    auto call = [&](bool check) {
+        ScriptCall c(scripts::enqueue);
+        c.key(e.k.stream());
+        for (const auto& t : tasks) c.key(e.k.task(t.id));
+        c.arg(check ? "1" : "0");
+        for (const auto& t : tasks) {
+            c.arg(t.created).arg(t.notify).arg(t.retention);
+            c.arg(static_cast<std::int64_t>(t.fields.size())).args(t.fields);
+        }
+        return c;
+    };
     // Loaded first, so the batch goes by EVALSHA as the client sends it.
     CHECK(e.cmd({"SCRIPT", "LOAD", std::string(scripts::enqueue.body)}).str() ==
           scripts::enqueue.sha1);
-    auto reply = e.ok(std::move(call));
+    auto reply = e.ok(call(false));
 
     auto [ids, entries] = e.xrange(e.k.stream());
     REQUIRE(ids.size() == tasks.size());
@@ -311,15 +332,33 @@ void check_enqueue(Env& e) {
         const auto& t = tasks[i];
         CAPTURE(t.id);
         CHECK(show(entries[i]) == show(t.fields));
-        Fields want{{"state", "ready"},
-                    {"entry", ids[i]},
-                    {"created", std::to_string(t.created)},
-                    {"updated", std::to_string(t.created)},
-                    {"notify", t.notify},
-                    {"retention", std::to_string(t.retention)},
-                    {"retries", "0"}};
+        // Fields at their readers' defaults are left out: updated (= created),
+        // retries (0), notify ('') and retention (24 h).
+        Fields want{{"state", "ready"}, {"entry", ids[i]}, {"created", std::to_string(t.created)}};
+        if (!t.notify.empty()) want["notify"] = t.notify;
+        if (t.retention != kDefaultRetentionMs) want["retention"] = std::to_string(t.retention);
         CHECK(show(e.hash(e.k.task(t.id))) == show(want));
         CHECK(e.pttl(e.k.task(t.id)) == -1);  // retention starts when it finishes
+    }
+    // A resend (checked): every record is found, nothing is added, and each
+    // task's entry comes back.
+    CHECK(e.ok(call(true)) == A(ids));
+    CHECK(e.xrange(e.k.stream()).first == ids);
+    // A record without an entry (a task in no stream) answers ''.
+    e.cmd({"HDEL", e.k.task("t2"), "entry"});
+    CHECK(e.ok(call(true)) == A(Flat{ids[0], "", ids[2]}));
+    CHECK(e.xrange(e.k.stream()).first == ids);
+
+    // A record key of the wrong type refuses its task with no entry left
+    // behind, checked or not (unchecked, the record's write finds it).
+    for (bool check : {true, false}) {
+        CAPTURE(check);
+        e.flush();
+        e.cmd({"SET", e.k.task("t2"), "in the way"});
+        auto res = e.run(call(check));
+        REQUIRE_FALSE(res.ok());
+        CHECK(res.error().message().starts_with("WRONGTYPE"));
+        CHECK(e.xrange(e.k.stream()).first.size() == 1);  // t1, written before t2
     }
 }
 
@@ -359,8 +398,8 @@ void check_schedule(Env& e) {
         CHECK(show(e.zset(e.k.delayed())) == show(s.want_set));
         CHECK(show(e.nudges()) == show(s.want_nudges));
     }
-    CHECK(show(e.hash(e.k.task("a"))) == show(delayed_record("a", kNow + 1000)));
-    CHECK(show(e.hash(e.k.task("c"))) == show(delayed_record("c", kNow + 500)));
+    CHECK(show(e.hash(e.k.task("a"))) == show(scheduled_record("a", kNow + 1000)));
+    CHECK(show(e.hash(e.k.task("c"))) == show(scheduled_record("c", kNow + 500)));
     CHECK_FALSE(e.exists(e.k.task("b")));  // no record without one asked for
     CHECK(e.pttl(e.k.task("a")) == -1);
     CHECK(show(e.zset(ledger)) == show(Zset{{"2", 2}}));
@@ -979,34 +1018,36 @@ void check_finish(Env& e) {
     e.hset(e.k.task("t3"), t3);
     e.hset(e.k.task("t4"), untouched);
 
-    calls::FinishBatch batch(e.k);
+    FinalStates batch(e.k);
     CHECK(batch.empty());
     batch.add("t1", "completed", "", 0, 5000);
     batch.add("t2", "expired", "deadline passed", 2, 0);
     batch.add("t3", "canceled", "", 1, kDefaultRetentionMs);
     CHECK(batch.size() == 3);
-    auto call = batch.take(now);
+    auto block = batch.take(now);
     CHECK(batch.empty());
-    CHECK(e.ok(std::move(call)) == I(1));
+    CHECK(block.size() == 5);  // HSET + PEXPIRE, DEL, HSET + PEXPIRE
+    auto reply = e.block(block);
+    REQUIRE(reply.is_array());
+    CHECK(reply.size() == 5);
 
     struct Want {
         std::string id;
         Fields record;
         long long ttl;  // upper bound; -2: deleted; -1: none
     };
-    auto finished = [&](const Fields& before, std::string_view state, std::string_view error,
-                        std::string_view retries) {
-        auto f = with(before, {{"state", std::string(state)},
-                               {"updated", std::to_string(now)},
-                               {"finished", std::to_string(now)},
-                               {"retries", std::string(retries)}});
-        f["error"] = error;  // kept even when empty
-        return f;            // entry stays: readers ignore it once finished
+    // state and finished; error only after a failed run (retries > 0), even
+    // when empty; retries and updated as they were (readers take the latest
+    // of updated and finished); entry stays: readers ignore it once finished.
+    auto finished = [&](const Fields& before, std::string_view state, bool error) {
+        auto f = with(before, {{"state", std::string(state)}, {"finished", std::to_string(now)}});
+        if (error) f["error"] = "";
+        return f;
     };
     const Want wants[] = {
-        {"t1", finished(t1, "completed", "", "0"), 5000},
+        {"t1", finished(t1, "completed", false), 5000},
         {"t2", {}, -2},
-        {"t3", finished(t3, "canceled", "", "1"), kDefaultRetentionMs},
+        {"t3", finished(t3, "canceled", true), kDefaultRetentionMs},
         {"t4", untouched, -1},
     };
     for (const auto& w : wants) {
@@ -1020,8 +1061,18 @@ void check_finish(Env& e) {
             CHECK(ttl == w.ttl);
         }
     }
-    // An empty batch is a valid call too.
-    CHECK(e.ok(batch.take(now)) == I(1));
+    // A resend (its reply lost) writes the same again.
+    CHECK(e.block(block).size() == 5);
+    CHECK(show(e.hash(e.k.task("t1"))) == show(wants[0].record));
+    // Refused at queue time (here: out of memory), nothing of it runs.
+    e.cmd({"CONFIG", "SET", "maxmemory", "1"});
+    FinalStates t4(e.k);
+    t4.add("t4", "completed", "", 0, 5000);
+    auto refused = e.run(t4.take(now));
+    e.cmd({"CONFIG", "SET", "maxmemory", "0"});
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().is(reply_errc::oom));
+    CHECK(show(e.hash(e.k.task("t4"))) == show(untouched));
 }
 
 void check_requeue_dead(Env& e) {
@@ -1093,7 +1144,7 @@ const Scenario kScenarios[] = {
     {"move: canceled tasks", check_move_canceled},
     {"move: wide entries", check_move_wide},
     {"keep", check_keep},
-    {"finish", check_finish},
+    {"final states", check_finish},
     {"requeue_dead", check_requeue_dead},
     {"purge_dead", check_purge_dead},
 };
@@ -1154,7 +1205,7 @@ TEST_CASE("keep does not report an entry gone from the stream as renewed") {
     CHECK(e.pel().empty());  // XCLAIM let go of it
     CHECK(kept == A(Flat{}));
 }
-TEST_CASE("finish writes each record and its TTL") { run_alone(check_finish); }
+TEST_CASE("final states: one transaction writes each record and its TTL") { run_alone(check_finish); }
 
 // XGROUP DELCONSUMER drops the consumer's pending entries with it, so a server
 // found dead is forgotten only while its beat is still old by Redis's clock, it

@@ -374,21 +374,28 @@ TEST_CASE("encoder: a tracked task with a state record is batched into scripts::
     };
     std::string scratch;
     Outgoing* one[] = {&o1};
+    // A first send: no check for records of an earlier one ("0").
     CHECK(parse_command(command_for(one, false, 1, scratch)) ==
-          concat({"EVALSHA", std::string(scripts::enqueue.sha1), "2", "sf:{mail}", o1.record_key},
+          concat({"EVALSHA", std::string(scripts::enqueue.sha1), "2", "sf:{mail}", o1.record_key,
+                  "0"},
                  part(m1, "client-1", "86400000")));
     // After NOSCRIPT: the same call by body.
     CHECK(parse_command(command_for(one, true, 1, scratch)) ==
-          concat({"EVAL", std::string(scripts::enqueue.body), "2", "sf:{mail}", o1.record_key},
+          concat({"EVAL", std::string(scripts::enqueue.body), "2", "sf:{mail}", o1.record_key,
+                  "0"},
                  part(m1, "client-1", "86400000")));
-    // Two tasks of one stream: one call, keys first, then each task's part.
+    // Two tasks of one stream: one call, keys first, then each task's part;
+    // one of them in doubt (its reply was lost): the call checks ("1").
     CHECK(joins_batch(o1, 1, o1.cmd.size(), o2));
     Outgoing* two[] = {&o1, &o2};
+    o2.in_doubt = true;
     CHECK(parse_command(command_for(two, false, 1, scratch)) ==
           concat(concat({"EVALSHA", std::string(scripts::enqueue.sha1), "3", "sf:{mail}",
-                         o1.record_key, o2.record_key},
+                         o1.record_key, o2.record_key, "1"},
                         part(m1, "client-1", "86400000")),
                  part(m2, "", "5000")));
+    CHECK_FALSE(sent_plain(two));
+    CHECK(replies_for(two) == 1);
 
     QueueKeys other("sf:", "other");
     auto o3 = encode_outgoing(m2, other, 10);
