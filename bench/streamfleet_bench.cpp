@@ -12,7 +12,8 @@
 //          (tracked: until every handle resolved).
 // enqueue  enqueue only; time until the client confirms every task is in Redis.
 //          Also reports redis_mem_bytes_per_task: used_memory growth / tasks,
-//          with the tasks still queued.
+//          with the tasks still queued (in e2e runs: what the finished tasks
+//          keep, once every outcome is written).
 // worker   a Server only (no Client in the process), handling N tasks already
 //          queued by a previous `--scenario enqueue`: a worker process's memory
 //          (max_rss_kb) and drain rate.
@@ -289,8 +290,10 @@ int main(int argc, char** argv) {
         }
         double secs = std::chrono::duration<double>(Steady::now() - t0).count();
         double cpu_after = redis_cpu_us(*admin, rt);
-        double mem_after = redis_mem(*admin, rt);
         if (server) server->shutdown(10s);
+        // After the shutdown, which writes every outcome still on its way: in
+        // an e2e run, what stays is what finished tasks keep for their retention.
+        double mem_after = redis_mem(*admin, rt);
         if (client) client->close(10s);
         rt.call([&] { admin->close(); });
 

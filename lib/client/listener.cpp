@@ -77,7 +77,7 @@ void Listener::resolve_now(const std::string& id, TaskOutcome out) {
 
 // After NOGROUP, with the stream created again: what became of each open task?
 // A task that finished while the stream was missing had its notification
-// dropped (servers notify only into a stream that exists, notify.lua), so its
+// dropped (servers notify only into a stream that exists: NOMKSTREAM), so its
 // state record is the only word of its outcome; a confirmed task whose record
 // is gone was lost by Redis. Asked only once the stream exists again, so a
 // task finishing later is notified: none falls between the two. One HMGET per

@@ -52,11 +52,13 @@ CancelResult TaskOps::cancel(std::string_view queue, std::string_view id) {
         auto f = encode(n);
         auto key =
             receiver_key(ctx_.options.prefix, tracker, key_style(ctx_.options.go_compatible));
-        // Through notify.lua, as the servers' notifications: a tracking client that has closed
-        // deleted its stream, and a plain XADD would recreate one nothing deletes.
-        if (auto sent = r::call(ctx_.rt, ctx_.topo,
-                                calls::notify(key, f.views(), ctx_.options.go_compatible));
-            !sent) {
+        // NOMKSTREAM, as the servers' notifications (server/notes.hpp): a tracking client that
+        // has closed deleted its stream, and a plain XADD would recreate one nothing deletes.
+        std::vector<std::string> argv{"XADD", key};
+        if (!ctx_.options.go_compatible) argv.emplace_back("NOMKSTREAM");
+        argv.emplace_back("*");
+        argv.insert(argv.end(), f.views().begin(), f.views().end());
+        if (auto sent = r::call(ctx_.rt, ctx_.topo, key, std::move(argv)); !sent) {
             log().warn("client {}: canceled task {} but could not notify its client {}: {}",
                        ctx_.id, id, tracker, sent.error().message());
         }

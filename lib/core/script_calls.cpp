@@ -114,13 +114,6 @@ ScriptCall move(const QueueKeys& k, const Move& m) {
     return c;
 }
 
-ScriptCall notify(std::string_view receiver, std::span<const std::string_view> fields,
-                  bool even_if_absent) {
-    ScriptCall c(scripts::notify);
-    c.key(receiver).arg(even_if_absent ? "1" : "0").args(fields);
-    return c;
-}
-
 ScriptCall requeue_dead(const QueueKeys& k, std::span<const std::string> entry_ids,
                         std::int64_t now_ms) {
     ScriptCall c(scripts::requeue_dead);

@@ -79,11 +79,6 @@ struct Move {
 };
 ScriptCall move(const QueueKeys& k, const Move& m);
 
-/// notify.lua: one notification (`fields`, field/value pairs) to the stream `receiver`; with
-/// `even_if_absent` false it is written only while that stream exists (its client is open).
-ScriptCall notify(std::string_view receiver, std::span<const std::string_view> fields,
-                  bool even_if_absent);
-
 /// requeue_dead.lua: tracked tasks' records become "ready" again, stamped `now_ms`.
 ScriptCall requeue_dead(const QueueKeys& k, std::span<const std::string> entry_ids,
                         std::int64_t now_ms);

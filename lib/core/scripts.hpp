@@ -9,6 +9,7 @@
 // updated, finished, run_at, retention (ms to keep it once finished), notify
 // (the tracking client's id, "" for fire-and-forget), entry (its id in P{Q}
 // while ready or running) and member (its P{Q}:delayed member while delayed).
+// A field at its readers' default is left out (docs/wire-format.md).
 // "active" is not stored: it is "ready" with the entry in the group's PEL,
 // which costs the fast path no write when a server picks a task up.
 
@@ -51,7 +52,6 @@ extern const Script beat;            // a server's heartbeat (Redis's clock) and
 extern const Script leave;           // a stopping server's registry exit
 extern const Script dead;            // servers dead by Redis's clock
 extern const Script claim;           // take over entries while the reason holds
-extern const Script notify;          // a notification, only to a stream that exists
 extern const Script requeue_dead;    // dead letters → the stream, retries reset
 extern const Script purge_dead;      // delete every dead letter
 }  // namespace scripts

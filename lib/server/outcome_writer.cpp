@@ -2,6 +2,7 @@
 
 #include "server/outcome_writer.hpp"
 
+
 #include <utility>
 
 #include "core/backoff.hpp"
@@ -24,7 +25,7 @@ OutcomeWriter::OutcomeWriter(ServerContext& ctx, Queues queues, Hooks hooks, Not
       queues_(queues),
       hooks_(std::move(hooks)),
       notify_(notify),
-      batches_(queues.size()),
+      batches_(queues.size(), Batch{{}, {}, Notes(notify == Notify::always)}),
       held_(queues.size()),
       writes_(ctx, hooks_.changed),
       flusher_(ctx.rt.loop(), [this] { flush_acks(); }) {}
@@ -66,7 +67,7 @@ void OutcomeWriter::release(std::size_t queue, const std::vector<std::string>& e
 // atomically and in that order (lib/scripts/move.lua); `note` goes out once that is done.
 void OutcomeWriter::move(const Job& job, const std::string& dest, calls::Move::To to,
                          std::span<const std::string_view> payload, std::string what,
-                         StateChange sc, std::optional<ScriptCall> note) {
+                         StateChange sc, std::optional<redis::Block> note) {
     bool tracked = sc.msg && sc.msg->state && !sc.state.empty();
     calls::Move m{.dest = dest,
                   .to = to,
@@ -80,14 +81,14 @@ void OutcomeWriter::move(const Job& job, const std::string& dest, calls::Move::T
                   .retention_ms = tracked ? retention_of(*sc.msg) : 0};
     auto q = job.queue->index;
     hold(q, job.entry_id);
-    auto note_ptr = note ? std::make_shared<ScriptCall>(std::move(*note)) : nullptr;
+    auto note_ptr = note ? std::make_shared<redis::Block>(std::move(*note)) : nullptr;
     // A task that would run again: move.lua ends it canceled instead (reply 2) when a cancel
     // reached it while it ran, and then its client hears that rather than `note`.
     bool may_cancel = tracked && (sc.state == "ready" || sc.state == "failed");
-    std::shared_ptr<ScriptCall> canceled_ptr;
+    std::shared_ptr<redis::Block> canceled_ptr;
     if (may_cancel) {
         if (auto c = notification(*sc.msg, NotificationType::canceled, {}))
-            canceled_ptr = std::make_shared<ScriptCall>(std::move(*c));
+            canceled_ptr = std::make_shared<redis::Block>(std::move(*c));
     }
     writes_.write(
         calls::move(job.queue->keys, m), std::move(what),
@@ -101,15 +102,17 @@ void OutcomeWriter::move(const Job& job, const std::string& dest, calls::Move::T
         [this, q, id = job.entry_id] { release(q, {id}); });
 }
 
-std::optional<ScriptCall> OutcomeWriter::notification(const TaskMessage& msg,
-                                                      NotificationType type,
-                                                      std::string_view err) const {
+std::optional<redis::Block> OutcomeWriter::notification(const TaskMessage& msg,
+                                                        NotificationType type,
+                                                        std::string_view err) const {
     if (!msg.send_notif) return std::nullopt;
     Notification n{msg.id, type, std::string(err), {}, ctx_.consumer};
-    auto f = encode(n);
-    return calls::notify(
-        receiver_key(ctx_.opts.prefix, msg.client_id, key_style(ctx_.opts.go_compatible)),
-        f.views(), notify_ == Notify::always);
+    auto f = encode(n);  // views into n
+    return note_block(receiver_of(msg), f.views(), notify_ == Notify::always);
+}
+
+std::string OutcomeWriter::receiver_of(const TaskMessage& msg) const {
+    return receiver_key(ctx_.opts.prefix, msg.client_id, key_style(ctx_.opts.go_compatible));
 }
 
 // Finished tasks are acked in batches per queue and loop turn: one XACK and one XDEL with all
@@ -124,7 +127,11 @@ void OutcomeWriter::finish(const Job& job, NotificationType type, std::string_vi
         if (!b.states) b.states.emplace(job.queue->keys);
         b.states->add(job.msg.id, state, {}, job.msg.retries, retention_of(job.msg));
     }
-    if (auto note = notification(job.msg, type, {})) b.notes.push_back(std::move(*note));
+    if (job.msg.send_notif) {
+        Notification n{job.msg.id, type, {}, {}, ctx_.consumer};
+        auto f = encode(n);  // views into n
+        b.notes.add(receiver_of(job.msg), f.views());
+    }
     ++unflushed_;  // a pending write until flushed: shutdown waits for it
     flusher_.arm();
 }
@@ -137,7 +144,7 @@ void OutcomeWriter::flush_acks() {
         auto c = std::make_shared<Chain>();
         c->queue = i;
         c->ids = std::exchange(b.acks, {});
-        c->notes = std::exchange(b.notes, {});
+        c->notes = b.notes.take();
         if (b.states && !b.states->empty()) c->states = b.states->take(ctx_.clock.now_ms());
         write_states(c);
     }
@@ -269,7 +276,7 @@ void OutcomeWriter::dead(const Job& job, const std::string& error) {
 // Dead-letters an entry as it was read (raw fields, whatever they hold) with `why` as its x_error.
 void OutcomeWriter::dead_letter_raw(const Job& job, const std::string& why, std::string what,
                                     const TaskMessage* msg,
-                                    std::optional<ScriptCall> note) {
+                                    std::optional<redis::Block> note) {
     log().warn("server {}: entry {} in {} dead-lettered: {}", ctx_.consumer, job.entry_id,
                job.queue->keys.stream(), why);
     std::vector<std::string_view> fields;

@@ -26,8 +26,8 @@
 // by the lease keeper (held()) and never claimed back by this server's own reclaimer (holds()), so
 // no peer takes over and runs again a task whose outcome merely waits for Redis to take it.
 //
-// Notifications go through lib/scripts/notify.lua, which writes only into a stream that exists:
-// a client that closed deleted its stream, and a plain XADD would recreate one nobody deletes.
+// Notifications are plain XADD NOMKSTREAMs, one block per client and turn (server/notes.hpp): a
+// client that closed deleted its stream, and a plain XADD would recreate one nobody deletes.
 // Clients of the Go library create theirs lazily and clean up by heartbeat, so with
 // Notify::always (Go-compatible mode) the stream is written regardless.
 //
@@ -49,6 +49,7 @@
 #include "core/script_calls.hpp"
 #include "server/durable_writes.hpp"
 #include "server/final_states.hpp"
+#include "server/notes.hpp"
 #include "server/job.hpp"
 
 namespace streamfleet::detail {
@@ -105,18 +106,19 @@ private:
         std::string_view error{};
         std::uint32_t retries = 0;
     };
-    // The finished tasks of one queue and loop turn, written together: states, notes, acks.
+    // The finished tasks of one queue and loop turn, written together: states, notes (one block
+    // per client), acks.
     struct Batch {
         std::vector<std::string> acks;
         std::optional<FinalStates> states;
-        std::vector<ScriptCall> notes;
+        Notes notes{false};
     };
     // One batch on its way: each step starts when the one before it is in Redis.
     struct Chain {
         std::size_t queue = 0;
         std::vector<std::string> ids;
         std::optional<redis::Block> states;
-        std::vector<ScriptCall> notes;
+        std::vector<redis::Block> notes;
         std::size_t notes_left = 0;
         bool note_refused = false;
     };
@@ -124,16 +126,17 @@ private:
 
     void move(const Job& job, const std::string& dest, calls::Move::To to,
               std::span<const std::string_view> payload, std::string what, StateChange sc,
-              std::optional<ScriptCall> note = std::nullopt);
-    std::optional<ScriptCall> notification(const TaskMessage& msg, NotificationType type,
+              std::optional<redis::Block> note = std::nullopt);
+    std::optional<redis::Block> notification(const TaskMessage& msg, NotificationType type,
                                            std::string_view err) const;
+    std::string receiver_of(const TaskMessage& msg) const;
     void finish(const Job& job, NotificationType type, std::string_view state);
     void flush_acks();
     void write_states(const ChainPtr& c);
     void write_notes(const ChainPtr& c);
     void write_acks(const ChainPtr& c);
     void dead_letter_raw(const Job& job, const std::string& why, std::string what,
-                         const TaskMessage* msg, std::optional<ScriptCall> note);
+                         const TaskMessage* msg, std::optional<redis::Block> note);
     void hold(std::size_t queue, const std::string& entry_id);
     void release(std::size_t queue, const std::vector<std::string>& entry_ids);
 

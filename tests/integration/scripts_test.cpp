@@ -26,6 +26,7 @@
 #include "core/script_calls.hpp"
 #include "redis/slot.hpp"
 #include "server/final_states.hpp"
+#include "server/notes.hpp"
 #include "redis/sync.hpp"
 #include "redis/topology.hpp"
 #include "redis/url.hpp"
@@ -64,7 +65,7 @@ const Script* const kAllScripts[] = {
     &scripts::cancel,  &scripts::get,      &scripts::promote,      &scripts::move,
     &scripts::keep,    &scripts::requeue_dead, &scripts::purge_dead,
     &scripts::forget,  &scripts::beat,     &scripts::leave,        &scripts::dead,
-    &scripts::claim,   &scripts::notify,   &scripts::add,
+    &scripts::claim,   &scripts::add,
 };
 
 Reply S(std::string_view s) { return Reply::string(std::string(s)); }
@@ -1233,30 +1234,49 @@ TEST_CASE("forget drops a dead server only while it is dead, owns nothing and re
     CHECK(e.cmd({"XINFO", "CONSUMERS", e.k.stream(), std::string(kGroup)}).size() == 0);
 }
 // Not among the slot scenarios: its key is a client's stream, outside any queue's slot.
-TEST_CASE("notify writes only into an existing stream, unless told to write regardless") {
+TEST_CASE("notifications go only into an existing stream, unless told to write regardless") {
     Env e;
     const std::string rx = receiver_key(kDefaultPrefix, "c1");
     const Flat note{"enc_version", "1", "task_id", "t1", "type", "completed", "err_msg", ""};
     std::vector<std::string_view> views(note.begin(), note.end());
 
     // The client closed (deleted its stream): nothing written, nothing created.
-    CHECK(e.ok(calls::notify(rx, views, false)).is_nil());
+    CHECK(e.block(note_block(rx, views, false)).size() == 1);
     CHECK_FALSE(e.exists(rx));
     // Open: one entry with the fields as given.
     e.cmd({"XGROUP", "CREATE", rx, "streamfleet-client", "0", "MKSTREAM"});
-    auto id = e.ok(calls::notify(rx, views, false));
-    REQUIRE(id.as_string());
+    auto id = e.block(note_block(rx, views, false));
+    REQUIRE(id.size() == 1);
     auto [ids, entries] = e.xrange(rx);
-    CHECK(ids == Flat{std::string(*id.as_string())});
+    CHECK(ids == Flat{std::string(id[0].str())});
     CHECK(entries == std::vector<Flat>{note});
+    // A turn's notes, grouped by client: one block per client, each note its
+    // own entry, in order.
+    const Flat second{"enc_version", "1", "task_id", "t2", "type", "error", "err_msg", "boom"};
+    std::vector<std::string_view> views2(second.begin(), second.end());
+    const std::string other = receiver_key(kDefaultPrefix, "c4");
+    e.cmd({"XGROUP", "CREATE", other, "streamfleet-client", "0", "MKSTREAM"});
+    Notes turn(false);
+    turn.add(rx, views2);
+    turn.add(other, views);
+    turn.add(rx, views);
+    auto blocks = turn.take();
+    CHECK(turn.empty());
+    REQUIRE(blocks.size() == 2);
+    CHECK(blocks[0].size() == 2);
+    for (const auto& b : blocks) e.block(b);
+    CHECK(e.stream(rx) == std::vector<Flat>{note, second, note});
+    CHECK(e.stream(other) == std::vector<Flat>{note});
     // Another type under the name: no client reads it, and it is left alone.
     const std::string odd = receiver_key(kDefaultPrefix, "c2");
     e.cmd({"SET", odd, "x"});
-    CHECK(e.ok(calls::notify(odd, views, false)).is_nil());
+    auto refused = e.block(note_block(odd, views, false));
+    REQUIRE(refused.size() == 1);
+    CHECK(refused[0].is_error());
     CHECK(e.cmd({"GET", odd}).str() == "x");
     // Regardless (a Go client creates its stream on first read): written and created.
     const std::string go = receiver_key(kDefaultPrefix, "c3");
-    CHECK(e.ok(calls::notify(go, views, true)).as_string());
+    CHECK(e.block(note_block(go, views, true))[0].is_string());
     CHECK(e.stream(go) == std::vector<Flat>{note});
 }
 
