@@ -2,7 +2,6 @@
 // outages.
 #include "client/outbox.hpp"
 
-
 #include "client/encoder.hpp"
 #include "core/log.hpp"
 
@@ -105,9 +104,7 @@ void Outbox::on_plain_reply(std::vector<Outgoing*>& tasks, const redis::Reply& e
             }
             continue;
         }
-        settle(*o);
-        if (o->handle) o->handle->stored = true;
-        if (o->stored) o->stored->set_value();
+        confirm(*o);
     }
     oom_backoff_ = 0ms;
     while (!tasks_.empty() && tasks_.front().done) tasks_.pop_front();
@@ -120,11 +117,7 @@ void Outbox::on_reply(std::vector<Outgoing*>& tasks, bool by_body, Result<redis:
         return;
     }
     if (res.ok()) {
-        for (auto* o : tasks) {
-            settle(*o);
-            if (o->handle) o->handle->stored = true;
-            if (o->stored) o->stored->set_value();
-        }
+        for (auto* o : tasks) confirm(*o);
         oom_backoff_ = 0ms;
         while (!tasks_.empty() && tasks_.front().done) tasks_.pop_front();
         if (flush_) flush_->arm();
@@ -169,6 +162,13 @@ void Outbox::on_reply(std::vector<Outgoing*>& tasks, bool by_body, Result<redis:
         log().warn("client {}: Redis unreachable, buffering tasks: {}", ctx_.id, e.message());
     }
     resend_in(kResend);
+}
+
+// Redis has the task: it leaves the buffer, and whoever waits hears so.
+void Outbox::confirm(Outgoing& o) {
+    settle(o);
+    if (o.handle) o.handle->stored = true;
+    if (o.stored) o.stored->set_value();
 }
 
 // The task leaves the buffer (and the spool): Redis has it, or refused it.

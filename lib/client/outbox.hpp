@@ -87,6 +87,7 @@ private:
     void send(std::vector<Outgoing*> tasks, bool by_body);
     void on_reply(std::vector<Outgoing*>& tasks, bool by_body, Result<redis::Reply> res);
     void on_plain_reply(std::vector<Outgoing*>& tasks, const redis::Reply& exec);
+    void confirm(Outgoing& o);
     void settle(Outgoing& o);
     void refuse(Outgoing& o, const Error& why);
     void hold_for_memory(std::vector<Outgoing*>& tasks, const Error& why);

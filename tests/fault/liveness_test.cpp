@@ -29,6 +29,7 @@ using namespace streamfleet;
 using streamfleet::detail::ServerTestAccess;
 using streamfleet::test::eventually;
 using streamfleet::test::kill_group;
+using streamfleet::test::pending_count;
 using streamfleet::test::RedisServer;
 using streamfleet::test::spawn_worker;
 using streamfleet::test::TestConn;
@@ -234,11 +235,7 @@ std::chrono::milliseconds leftovers_handed_over(RedisServer& rs, TestConn& c,
         CHECK(out->status == TaskStatus::completed);
     }
     REQUIRE(eventually(
-        [&] {
-            return c.cmd({"XPENDING", "streamfleet:{q}", "streamfleet-server"})
-                       .value()[0]
-                       .integer() == 0;
-        },
+        [&] { return pending_count(c) == 0; },
         20s));
     auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - back);

@@ -24,6 +24,7 @@ using namespace streamfleet;
 using streamfleet::test::entry_fields;
 using streamfleet::test::eventually;
 using streamfleet::test::kill_group;
+using streamfleet::test::pending_count;
 using streamfleet::test::RedisServer;
 using streamfleet::test::spawn_worker;
 using streamfleet::test::TestConn;
@@ -211,11 +212,7 @@ TEST_CASE(
         CHECK(out->status == TaskStatus::completed);
     }
     CHECK(eventually(
-        [&] {
-            return c.cmd({"XPENDING", "streamfleet:{q}", "streamfleet-server"})
-                       .value()[0]
-                       .integer() == 0;
-        },
+        [&] { return pending_count(c) == 0; },
         10s));
     CHECK(runs == 4);
     CHECK(server.stats().succeeded == 4);

@@ -14,6 +14,7 @@
 
 #include "streamfleet/streamfleet.hpp"
 #include "support/redis_server.hpp"
+#include "support/worker_options.hpp"
 #include "support/test_conn.hpp"
 #include "support/wait.hpp"
 
@@ -21,20 +22,11 @@ using namespace std::chrono_literals;
 using namespace streamfleet;
 using streamfleet::test::eventually;
 using streamfleet::test::RedisServer;
+using streamfleet::test::server_opts;
+using streamfleet::test::wall_ms;
 using streamfleet::test::TestConn;
 
 namespace {
-
-std::int64_t wall_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
-ServerOptions server_opts(const RedisServer& rs, std::string id, unsigned concurrency = 8) {
-    return ServerOptions{
-        .redis = rs.url(), .id = std::move(id), .concurrency = concurrency, .read_block = 500ms};
-}
 
 }  // namespace
 
@@ -42,7 +34,7 @@ TEST_CASE("delayed and scheduled tasks never run early and are not late") {
     RedisServer rs;
     std::mutex m;
     std::map<std::string, std::int64_t> started;  // payload -> wall ms
-    Server server(server_opts(rs, "w1"));
+    Server server(server_opts(rs, "w1", 8));
     server.handle("later", [&](TaskContext& t) {
         std::lock_guard lock(m);
         started.emplace(std::string(t.data()), wall_ms());
@@ -106,7 +98,7 @@ TEST_CASE("three servers promote concurrently: every delayed task runs exactly o
     std::multiset<std::string> seen;
     std::vector<std::unique_ptr<Server>> servers;
     for (int s = 0; s < 3; ++s) {
-        servers.push_back(std::make_unique<Server>(server_opts(rs, "w" + std::to_string(s))));
+        servers.push_back(std::make_unique<Server>(server_opts(rs, "w" + std::to_string(s), 8)));
         servers.back()->handle("many", [&](TaskContext& t) {
             std::lock_guard lock(m);
             seen.insert(std::string(t.data()));
@@ -137,7 +129,7 @@ TEST_CASE("retry backoff follows its strategy and is never early") {
     RedisServer rs;
     std::mutex m;
     std::map<std::string, std::vector<std::int64_t>> runs;
-    Server server(server_opts(rs, "w1"));
+    Server server(server_opts(rs, "w1", 8));
     server.handle("flaky", [&](TaskContext& t) -> Outcome {
         std::lock_guard lock(m);
         auto& v = runs[std::string(t.data())];
@@ -185,7 +177,7 @@ TEST_CASE("a run past its run_timeout is canceled and counts as a failure, then 
     RedisServer rs;
     std::atomic<int> calls{0};
     std::atomic<bool> first_saw_cancel{false};
-    Server server(server_opts(rs, "w1"));
+    Server server(server_opts(rs, "w1", 8));
     server.handle("slow", [&](TaskContext& t) {
         if (++calls == 1) {
             // Hangs until canceled (or 10 s); then "succeeds", too late.

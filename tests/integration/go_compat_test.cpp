@@ -220,7 +220,7 @@ TEST_CASE("a Go worker runs our go-compatible client's tasks and the tracked han
     // Our client beats in the Go form: unix ms in the receivers set.
     auto score = c.cmd({"ZSCORE", "streamfleet:gq:receivers", client.id()}).value();
     REQUIRE_FALSE(score.is_nil());
-    CHECK(std::abs(std::stoll(std::string(score.str())) - unix_ms()) < 60'000);
+    CHECK(std::abs(std::stoll(std::string(score.str())) - wall_ms()) < 60'000);
     CHECK(c.cmd({"EXISTS", "streamfleet:receiver:" + client.id()}).value().integer() == 1);
     auto records = c.cmd({"KEYS", "*:task:*"}).value();
     CHECK(records.size() == 0);
@@ -306,7 +306,7 @@ TEST_CASE("our server leaves a Go worker's task alone until it has been idle a m
     auto ours = task("ours-stuck");
     read_as("sf-stuck");
     c.cmd({"XCLAIM", stream, kGoGroup, "sf-stuck", "0", ours, "IDLE", "5000", "JUSTID"}).value();
-    c.cmd({"ZADD", "{streamfleet:gq}:servers", std::to_string(unix_ms() + 600'000), "sf-stuck"})
+    c.cmd({"ZADD", "{streamfleet:gq}:servers", std::to_string(wall_ms() + 600'000), "sf-stuck"})
         .value();
 
     // A live Go worker runs a long task, renewing it every 2 s: idle for up to 2 s at a time,
@@ -358,7 +358,7 @@ TEST_CASE("our server leaves a Go worker's task alone until it has been idle a m
 TEST_CASE("our go-compatible client deletes the streams of clients silent for 10 minutes") {
     RedisServer rs;
     TestConn c(rs.url());
-    auto now = unix_ms();
+    auto now = wall_ms();
     for (const auto& [id, age] :
          {std::pair<std::string, std::int64_t>{"ghost", 11 * 60'000}, {"quiet", 60'000}}) {
         c.cmd({"ZADD", "streamfleet:gq:receivers", std::to_string(now - age), id}).value();

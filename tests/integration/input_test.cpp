@@ -24,6 +24,7 @@
 
 #include "streamfleet/streamfleet.hpp"
 #include "support/redis_server.hpp"
+#include "support/worker_options.hpp"
 #include "support/tally.hpp"
 #include "support/test_conn.hpp"
 #include "support/wait.hpp"
@@ -32,6 +33,8 @@ using namespace std::chrono_literals;
 using namespace streamfleet;
 using streamfleet::test::eventually;
 using streamfleet::test::RedisServer;
+using streamfleet::test::server_opts;
+using streamfleet::test::wall_ms;
 using streamfleet::test::run_captured;
 using streamfleet::test::TestConn;
 
@@ -41,17 +44,6 @@ namespace {
 using Runs = streamfleet::test::Tally;
 
 constexpr auto kMaxMs = std::chrono::milliseconds(std::numeric_limits<std::int64_t>::max());
-
-std::int64_t wall_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
-ServerOptions server_opts(const RedisServer& rs, std::string id, unsigned concurrency = 8) {
-    return ServerOptions{
-        .redis = rs.url(), .id = std::move(id), .concurrency = concurrency, .read_block = 500ms};
-}
 
 // Every entry of a stream as a field → value map, in order.
 std::vector<std::map<std::string, std::string>> entries(TestConn& c, const std::string& key) {
@@ -127,7 +119,7 @@ TEST_CASE("bad members of P{Q}:delayed are dead-lettered with their bytes; the d
     for (const auto& g : garbage) c.cmd({"ZADD", "streamfleet:{jobs}:delayed", due, g}).value();
 
     Runs runs;
-    Server server(server_opts(rs, "w1"));
+    Server server(server_opts(rs, "w1", 8));
     server.handle("jobs", [&](TaskContext& t) { runs.add(t.data()); });
     server.start();
     for (auto& h : handles) {
@@ -187,7 +179,7 @@ TEST_CASE("a retry_delay of INT64_MAX from another writer waits instead of runni
     RedisServer rs;
     TestConn c(rs.url());
     std::atomic<int> runs{0};
-    Server server(server_opts(rs, "w1"));
+    Server server(server_opts(rs, "w1", 8));
     server.handle("jobs", [&](TaskContext&) -> Outcome {
         ++runs;
         return Outcome::failure("again");
@@ -268,7 +260,7 @@ TEST_CASE("a cancel sticks: a task canceled around a failed run never runs after
     std::deque<std::string> failing;  // first runs, about to fail: cancel these now
     std::vector<std::string> late;    // what the runs after an ack saw
     std::map<std::string, CancelResult> result;
-    Server server(server_opts(rs, "w1"));
+    Server server(server_opts(rs, "w1", 8));
     server.handle("jobs", [&](TaskContext& t) -> Outcome {
         std::string id = t.id();
         {
@@ -362,7 +354,7 @@ TEST_CASE("a cancel sticks across a crash: the task is not run again by the serv
     // Started after the cancel: only the record can tell it.
     std::this_thread::sleep_for(5500ms);  // past the control listener's replay window
     std::atomic<int> runs{0};
-    Server server(server_opts(rs, "w2"));
+    Server server(server_opts(rs, "w2", 8));
     server.handle("jobs", [&](TaskContext&) { ++runs; });
     server.start();
     auto out = h.wait_for(30s);

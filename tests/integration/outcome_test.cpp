@@ -10,6 +10,7 @@
 
 #include "streamfleet/streamfleet.hpp"
 #include "support/redis_server.hpp"
+#include "support/worker_options.hpp"
 #include "support/test_conn.hpp"
 #include "support/wait.hpp"
 
@@ -17,15 +18,11 @@ using namespace std::chrono_literals;
 using namespace streamfleet;
 using streamfleet::test::eventually;
 using streamfleet::test::RedisServer;
+using streamfleet::test::server_opts;
 using streamfleet::test::shell;
 using streamfleet::test::TestConn;
 
 namespace {
-
-ServerOptions server_opts(const RedisServer& rs, std::string id = "w1") {
-    return ServerOptions{
-        .redis = rs.url(), .id = std::move(id), .concurrency = 4, .read_block = 500ms};
-}
 
 long long receiver_streams(TestConn& c) {
     return static_cast<long long>(c.cmd({"KEYS", "streamfleet:receiver:*"}).value().size());

@@ -10,6 +10,7 @@
 
 #include "streamfleet/streamfleet.hpp"
 #include "support/redis_server.hpp"
+#include "support/worker_options.hpp"
 #include "support/test_conn.hpp"
 #include "support/wait.hpp"
 
@@ -18,14 +19,10 @@ using namespace streamfleet;
 using streamfleet::test::entry_fields;
 using streamfleet::test::eventually;
 using streamfleet::test::RedisServer;
+using streamfleet::test::server_opts;
 using streamfleet::test::TestConn;
 
 namespace {
-
-ServerOptions server_opts(const RedisServer& rs, std::string id, unsigned concurrency = 4) {
-    return ServerOptions{
-        .redis = rs.url(), .id = std::move(id), .concurrency = concurrency, .read_block = 500ms};
-}
 
 }  // namespace
 

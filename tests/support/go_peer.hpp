@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "support/test_conn.hpp"
+#include "support/worker_options.hpp"
 
 namespace streamfleet::test {
 
@@ -37,11 +38,6 @@ inline std::string go_receivers(const std::string& queue) {
 }
 inline std::string go_receiver(const std::string& client_id) {
     return "streamfleet:receiver:" + client_id;
-}
-inline std::int64_t unix_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
 }
 
 /// The nine fields of a Go task, in the Go library's order.
@@ -68,7 +64,7 @@ public:
 
     const std::string& id() const { return id_; }
 
-    void beat(std::int64_t at_ms = unix_ms()) {
+    void beat(std::int64_t at_ms = wall_ms()) {
         conn_.cmd({"ZADD", go_receivers(queue_), std::to_string(at_ms), id_}).value();
     }
 

@@ -46,6 +46,11 @@ private:
     std::shared_ptr<r::Connection> conn_;
 };
 
+/// Entries of `stream` delivered to the servers' group and not yet acked.
+inline long long pending_count(TestConn& c, const std::string& stream = "streamfleet:{q}") {
+    return c.cmd({"XPENDING", stream, "streamfleet-server"}).value()[0].integer();
+}
+
 /// The field/value pairs of one stream entry (`[id, [k, v, ...]]`) as a map.
 inline std::map<std::string, std::string> entry_fields(const r::Reply& entry) {
     std::map<std::string, std::string> out;
