@@ -305,3 +305,29 @@ TEST_CASE("spool: tasks accepted while Redis is down survive the client; the nex
     std::ifstream in(spool, std::ios::binary | std::ios::ate);
     CHECK(in.tellg() == 0);  // everything confirmed: the spool starts over
 }
+
+TEST_CASE("spool: a task Redis took whose sender never heard so is not added again by the next") {
+    RedisServer server;
+    TestConn c(server.url());
+    std::string spool = server.dir() + "/client.spool";
+    {
+        Client first({.redis = server.url(), .spool_path = spool, .command_timeout = 300ms}, {"q"});
+        first.enqueue_confirmed("q", "warm-up", {}, 5s);
+        // Redis frozen: the enqueues reach its socket, their replies never come
+        // back to this client, which closes with them still in its spool.
+        server.pause();
+        for (int i = 0; i < 10; ++i) first.enqueue("q", "s" + std::to_string(i));
+        std::this_thread::sleep_for(100ms);
+        CHECK_FALSE(first.close(300ms));
+        server.resume();
+    }
+    // Redis ran them once it woke.
+    REQUIRE(eventually([&] { return c.cmd({"XLEN", "streamfleet:{q}"}).value().integer() == 11; }));
+    // The next client replays the spool: each task's record shows Redis has
+    // it, so none is added twice.
+    Client second({.redis = server.url(), .spool_path = spool}, {"q"});
+    CHECK(second.close(5s));
+    CHECK(c.cmd({"XLEN", "streamfleet:{q}"}).value().integer() == 11);
+    std::ifstream in(spool, std::ios::binary | std::ios::ate);
+    CHECK(in.tellg() == 0);
+}
