@@ -1,6 +1,7 @@
 #include "runtime/runtime.hpp"
 
 #include <pthread.h>
+#include <signal.h>
 
 #include "core/log.hpp"
 
@@ -18,6 +19,16 @@ Runtime::Runtime(std::string name) : name_(std::move(name)) {
     std::promise<std::thread::id> started;
     auto started_fut = started.get_future();
     thread_ = std::thread([this, &started] {
+        // Every socket write happens on this thread. A write to a connection
+        // the peer closed (a Redis node killed mid-pipeline) raises SIGPIPE,
+        // whose default action kills the whole process, the embedding
+        // application included. Blocked here, it stays pending on this thread
+        // and the write fails with EPIPE, a lost connection like any other;
+        // the application's own handling of SIGPIPE is left as it is.
+        sigset_t pipe;
+        sigemptyset(&pipe);
+        sigaddset(&pipe, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
         started.set_value(std::this_thread::get_id());
         run();
     });

@@ -2,7 +2,10 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
 #include <future>
 #include <memory>
 #include <string>
@@ -165,4 +168,18 @@ TEST_CASE("a TurnEnd armed from another TurnEnd's callback runs without waiting 
         second.reset();
         keepalive.reset();
     });
+}
+
+TEST_CASE("a write to a closed peer on the loop thread fails with EPIPE instead of killing the process") {
+    Runtime rt("sf-test");
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    ::close(fds[0]);  // the reader is gone, as a killed Redis node's socket
+    auto [rc, err] = rt.call([&] {
+        auto n = ::write(fds[1], "x", 1);
+        return std::pair<long, int>(n, errno);
+    });
+    ::close(fds[1]);
+    CHECK(rc == -1);
+    CHECK(err == EPIPE);
 }
