@@ -224,7 +224,7 @@ void Client::Impl::drain() {
     for (auto& o : taken) {
         if (o.handle) {
             // The outbox keeps its own reference to mark the task stored.
-            o.handle->record_key = o.record_key;
+            o.handle->record_keys = o.record_keys;
             listener->track(o.handle);
         }
     }

@@ -27,6 +27,7 @@ void encode_delayed(Outgoing& o, const TaskMessage& m, const QueueKeys& keys,
     o.form = Outgoing::Form::script;
     if (m.state) {
         o.record_key = keys.task(m.id);
+        o.record_keys = &keys;
     } else {
         o.ledger = keys.sent(m.client_id);
     }
@@ -57,6 +58,7 @@ Outgoing encode_outgoing(const TaskMessage& m, const QueueKeys& keys, std::size_
         // created, notify, retention, the field count, then the fields.
         o.form = Outgoing::Form::batched;
         o.record_key = keys.task(m.id);
+        o.record_keys = &keys;
         o.cmd.reserve(size + 32 * nfields + 128);
         r::CommandWriter w(o.cmd);
         w.arg(m.enqueued_ts);
@@ -204,21 +206,23 @@ std::string_view command_for(std::span<Outgoing* const> tasks, bool by_body, std
         case Outgoing::Form::batched:
             break;
     }
-    // KEYS: the stream, then each task's record; ARGV: whether to check for
-    // records of an earlier send (any task in doubt), then each task's part,
-    // in the same order (lib/scripts/enqueue.lua).
+    // KEYS: the stream, each task's record, P{Q}:done; ARGV: whether to check
+    // for states of an earlier send (any task in doubt), then each task's
+    // part, in the same order (lib/scripts/enqueue.lua).
     const bool check = std::any_of(tasks.begin(), tasks.end(), [](auto* o) { return o->in_doubt; });
     std::size_t nargs = 1, bytes = 0;
     for (const auto* o : tasks) {
         nargs += o->batch_args;
         bytes += o->cmd.size() + o->record_key.size() + 16;
     }
-    scratch.reserve(bytes + first.stream->size() + 128 +
+    const auto& done = first.record_keys->done();
+    scratch.reserve(bytes + first.stream->size() + done.size() + 128 +
                     (by_body ? scripts::enqueue.body.size() : 0));
-    r::append_script_head(scratch, scripts::enqueue, by_body, 1 + tasks.size(), nargs);
+    r::append_script_head(scratch, scripts::enqueue, by_body, 2 + tasks.size(), nargs);
     r::CommandWriter w(scratch);
     w.arg(*first.stream);
     for (const auto* o : tasks) w.arg(o->record_key);
+    w.arg(done);
     w.arg(check ? "1" : "0");
     for (const auto* o : tasks) scratch += o->cmd;
     return scratch;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/keys.hpp"
 #include "streamfleet/task.hpp"
 
 namespace streamfleet::detail {
@@ -22,10 +23,10 @@ struct HandleState {
 
     const TaskId id;
     // Loop thread only (the outbox writes, the listener reads): Redis
-    // confirmed the task, and its state record's key (empty: none). After a
-    // Redis restart the listener asks whether the record survived.
+    // confirmed the task, and its queue's keys when it has a state record
+    // (null: none). After a Redis restart the listener asks for its state.
     bool stored = false;
-    std::string record_key;
+    const QueueKeys* record_keys = nullptr;
 
     std::mutex mutex;
     std::condition_variable cv;

@@ -3,7 +3,9 @@
 
 #include "core/keys.hpp"
 #include "core/log.hpp"
+#include "core/script_calls.hpp"
 #include "core/wire.hpp"
+#include "redis/script_runner.hpp"
 
 namespace streamfleet::detail::client {
 
@@ -78,16 +80,17 @@ void Listener::resolve_now(const std::string& id, TaskOutcome out) {
 // After NOGROUP, with the stream created again: what became of each open task?
 // A task that finished while the stream was missing had its notification
 // dropped (servers notify only into a stream that exists: NOMKSTREAM), so its
-// state record is the only word of its outcome; a confirmed task whose record
-// is gone was lost by Redis. Asked only once the stream exists again, so a
-// task finishing later is notified: none falls between the two. One HMGET per
-// record, pipelined on the shared link behind any enqueue of the same task,
-// so `stored` is up to date when the reply comes.
+// state (its record, or once finished its bucket: lib/scripts/get.lua) is the
+// only word of its outcome; a confirmed task with no state was lost by Redis.
+// Asked only once the stream exists again, so a task finishing later is
+// notified: none falls between the two. One get per task, pipelined on the
+// shared link behind any enqueue of the same task, so `stored` is up to date
+// when the reply comes.
 void Listener::check_records() {
     std::size_t asked = 0, lost = 0;
     for (auto it = tracked_.begin(); it != tracked_.end();) {
         auto& h = it->second;
-        if (h->record_key.empty()) {
+        if (!h->record_keys) {
             if (!h->stored) {
                 ++it;
                 continue;
@@ -101,11 +104,11 @@ void Listener::check_records() {
             continue;
         }
         ++asked;
-        ctx_.topo.send(redis::Route{h->record_key}, {"HMGET", h->record_key, "state", "error"},
-                       [this, id = it->first](Result<redis::Reply> res) {
-                           if (stopping_ || !res.ok()) return;
-                           on_record(id, *res);
-                       });
+        redis::run_script(ctx_.topo, calls::get(*h->record_keys, it->first, ctx_.clock.now_ms()),
+                          [this, id = it->first](Result<redis::Reply> res) {
+                              if (stopping_ || !res.ok()) return;
+                              on_record(id, *res);
+                          });
         ++it;
     }
     if (asked + lost > 0) {
@@ -118,8 +121,8 @@ void Listener::check_records() {
 
 void Listener::on_record(const std::string& id, const redis::Reply& reply) {
     auto it = tracked_.find(id);
-    if (it == tracked_.end() || !reply.is_array() || reply.size() != 2) return;
-    if (reply[0].is_nil()) {
+    if (it == tracked_.end() || !(reply.is_nil() || reply.is_array())) return;
+    if (reply.is_nil()) {
         // Not confirmed yet: the outbox still has it and sends it to the
         // stream that exists now.
         if (!it->second->stored) return;
@@ -129,8 +132,12 @@ void Listener::on_record(const std::string& id, const redis::Reply& reply) {
                                     "record vanished: restarted without persistence?)"});
         return;
     }
-    auto state = reply[0].str();
-    std::string error(reply[1].as_string().value_or(""));
+    std::string_view state;
+    std::string error;
+    for (std::size_t i = 0; i + 1 < reply.size(); i += 2) {
+        if (reply[i].str() == "state") state = reply[i + 1].str();
+        if (reply[i].str() == "error") error = std::string(reply[i + 1].str());
+    }
     if (state == "completed") {
         resolve_now(id, TaskOutcome{TaskStatus::completed, {}});
     } else if (state == "failed" || state == "dead") {

@@ -39,6 +39,8 @@ struct Outgoing {
     /// delayed task with one): the enqueue script names it, and the listener
     /// checks it to learn whether Redis lost the task.
     std::string record_key;
+    /// The task's queue's keys, set with record_key.
+    const QueueKeys* record_keys = nullptr;
     /// P{Q}:sent:CLIENT for a task without a state record (Form::noted, and a
     /// delayed task without one): the ledger that makes its resend harmless.
     std::string ledger;

@@ -68,7 +68,7 @@ CancelResult TaskOps::cancel(std::string_view queue, std::string_view id) {
 
 TaskInfo TaskOps::get(std::string_view queue, std::string_view id) {
     const auto& keys = ctx_.keys_for(queue);
-    auto reply = r::call(ctx_.rt, ctx_.topo, calls::get(keys, id)).value();
+    auto reply = r::call(ctx_.rt, ctx_.topo, calls::get(keys, id, ctx_.clock.now_ms())).value();
     TaskInfo info;
     info.id = std::string(id);
     if (reply.is_nil()) return info;

@@ -73,6 +73,7 @@ QueueKeys::QueueKeys(std::string_view prefix, std::string_view queue, KeyStyle s
     task_prefix_ = base + ":task:";
     unique_prefix_ = base + ":unique:";
     sent_prefix_ = base + ":sent:";
+    done_ = base + ":done";
 }
 
 std::string receiver_key(std::string_view prefix, std::string_view client_id, KeyStyle style) {

@@ -81,6 +81,9 @@ public:
     /// P{Q}:unique:KEY: holds the id of the task that owns a uniqueness key
     /// until its window ends (string with a TTL).
     std::string unique(std::string_view key) const { return unique_prefix_ + std::string(key); }
+    /// P{Q}:done: zset of the buckets of finished states (core/done_buckets.hpp),
+    /// member = family name, score = when the family's buckets expire (unix ms).
+    const std::string& done() const noexcept { return done_; }
     /// P{Q}:task:ID: a task's state record (hash).
     std::string task(std::string_view id) const { return task_prefix_ + std::string(id); }
     /// P{Q}:sent:CLIENT: the numbers of a client's tasks without a state
@@ -92,7 +95,7 @@ public:
 
 private:
     std::string queue_, stream_, delayed_, dead_, clients_, servers_, nudge_, cancels_,
-        task_prefix_, unique_prefix_, sent_prefix_;
+        task_prefix_, unique_prefix_, sent_prefix_, done_;
 };
 
 /// Preceiver:{CLIENT_ID}: a client's notification stream (group streamfleet-client).

@@ -7,12 +7,15 @@ ScriptCall schedule(const QueueKeys& k, std::int64_t due_ms, std::string_view me
     ScriptCall c(scripts::schedule);
     c.key(k.delayed()).key(k.nudge());
     if (record) {
-        c.key(k.task(record->task_id));
+        c.key(k.task(record->task_id)).key(k.done());
     } else {
         c.key(ledger);
     }
     c.arg(due_ms).arg(member).arg(record ? "record" : "ledger");
-    if (record) c.arg(record->created_ms).arg(record->notify).arg(record->retention_ms);
+    if (record) {
+        c.arg(record->created_ms).arg(record->notify).arg(record->retention_ms);
+        c.arg(record->task_id);
+    }
     return c;
 }
 
@@ -32,14 +35,15 @@ ScriptCall unique_release(const QueueKeys& k, std::string_view unique_key,
 
 ScriptCall cancel(const QueueKeys& k, std::string_view task_id, std::int64_t now_ms) {
     ScriptCall c(scripts::cancel);
-    c.key(k.task(task_id)).key(k.delayed()).key(k.stream()).key(k.cancels());
+    c.key(k.task(task_id)).key(k.delayed()).key(k.stream()).key(k.cancels()).key(k.done());
     c.arg(now_ms).arg(kServerGroup).arg(task_id);
     return c;
 }
 
-ScriptCall get(const QueueKeys& k, std::string_view task_id) {
+ScriptCall get(const QueueKeys& k, std::string_view task_id, std::int64_t now_ms) {
     ScriptCall c(scripts::get);
-    c.key(k.task(task_id)).key(k.stream()).arg(kServerGroup);
+    c.key(k.task(task_id)).key(k.stream()).key(k.done());
+    c.arg(kServerGroup).arg(task_id).arg(now_ms);
     return c;
 }
 

@@ -36,7 +36,7 @@ ScriptCall unique_release(const QueueKeys& k, std::string_view unique_key,
                           std::string_view task_id);
 
 ScriptCall cancel(const QueueKeys& k, std::string_view task_id, std::int64_t now_ms);
-ScriptCall get(const QueueKeys& k, std::string_view task_id);
+ScriptCall get(const QueueKeys& k, std::string_view task_id, std::int64_t now_ms);
 
 ScriptCall promote(const QueueKeys& k, std::int64_t now_ms, std::int64_t limit);
 /// forget.lua: drop `consumer` (beat older than `dead_after_ms` by Redis's clock, nothing

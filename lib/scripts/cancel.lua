@@ -1,6 +1,7 @@
 -- cancel: cancels a task wherever it is.
 --
 -- KEYS[1] P{Q}:task:ID   KEYS[2] P{Q}:delayed   KEYS[3] P{Q}   KEYS[4] P{Q}:cancels
+-- KEYS[5] P{Q}:done
 -- ARGV[1] now ms   ARGV[2] server group   ARGV[3] task id
 -- Returns {'unknown'}; {'delayed'|'ready', notify id} when the task was
 -- removed before any server had it; {'active', ''} when servers were asked
@@ -16,7 +17,9 @@
 -- `cancel` field (the time asked). move.lua then finalises a retry or a
 -- return as canceled instead, promote.lua a delayed one, and a server that
 -- is delivered the entry again (after a crash) checks it before running.
--- Tasks without a record cannot be canceled (the caller gets 'unknown').
+-- Tasks without a record cannot be canceled (the caller gets 'unknown'); a
+-- finished task's record is gone, its state is in the buckets of P{Q}:done.
+-- @include done.lua
 
 -- Delivered = in the group's PEL; no group yet (no server ever started) means
 -- nothing was delivered.
@@ -26,7 +29,11 @@ local function delivered(stream, group, e)
 end
 local h = redis.call('HMGET', KEYS[1], 'state', 'member', 'entry', 'notify', 'retention')
 local st = h[1]
-if not st then return {'unknown'} end
+if not st then
+  local d = done_state(KEYS[5], ARGV[3], ARGV[1])
+  if d then return {'finished', d[1]} end
+  return {'unknown'}
+end
 local function canceled()
   local ttl = tonumber(h[5] or '86400000')
   if ttl == 0 then

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Embeds lib/scripts/*.lua into a C++ source at build time: each script's
 text and its SHA-1 (what EVALSHA names it by), so no script text is written
-twice and the hash is never computed at run time.
+twice and the hash is never computed at run time. A line `-- @include F.lua`
+is replaced by lib/scripts/lib/F.lua: functions several scripts share, kept
+once.
 
 usage: embed.py OUTPUT.cpp SCRIPT.lua...
 """
@@ -18,6 +20,19 @@ def c_literal(text: str) -> str:
     return "\n    ".join(out) if out else '""'
 
 
+def expand(path: str) -> str:
+    libdir = os.path.join(os.path.dirname(path), "lib")
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("-- @include "):
+                with open(os.path.join(libdir, line.split()[2]), encoding="utf-8") as inc:
+                    out.append(inc.read())
+            else:
+                out.append(line)
+    return "".join(out)
+
+
 def main() -> None:
     output, sources = sys.argv[1], sys.argv[2:]
     parts = [
@@ -29,8 +44,7 @@ def main() -> None:
     ]
     for path in sorted(sources):
         name = os.path.splitext(os.path.basename(path))[0]
-        with open(path, encoding="utf-8") as f:
-            body = f.read()
+        body = expand(path)
         sha = hashlib.sha1(body.encode("utf-8")).hexdigest()
         parts.append(f"const Script {name}{{\"{name}\",\n    {c_literal(body)},\n    \"{sha}\"}};")
         parts.append("")

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/done_format.hpp"
 #include "core/keys.hpp"
 #include "core/log.hpp"
 #include "redis/connection.hpp"
@@ -37,6 +38,7 @@ std::vector<Probe> probes(const ServerOptions& opts, Queues queues) {
     for (auto& q : queues) {
         const auto& k = q.keys;
         auto task = k.task("acl-check");
+        auto bucket = done::bucket_key(k.done(), "acl-check", 0);
         std::vector<Probe> mine{
             {"XGROUP CREATE (reader)", {"XGROUP", "CREATE", k.stream(), g, "0", "MKSTREAM"}},
             {"XREADGROUP (reader)",
@@ -72,6 +74,10 @@ std::vector<Probe> probes(const ServerOptions& opts, Queues queues) {
             {"HDEL (task records)", {"HDEL", task, "f"}},
             {"PEXPIRE (task records)", {"PEXPIRE", task, "1"}},
             {"DEL (task records)", {"DEL", task}},
+            {"HSET (finished states)", {"HSET", bucket, "f", "v"}},
+            {"PEXPIREAT (finished states)", {"PEXPIREAT", bucket, "1"}},
+            {"ZADD (finished states)", {"ZADD", k.done(), "0", "m"}},
+            {"ZREMRANGEBYSCORE (finished states)", {"ZREMRANGEBYSCORE", k.done(), "-inf", "0"}},
             {"EVALSHA (scripts)", {"EVALSHA", std::string(40, '0'), "1", k.stream()}},
             {"EVAL (scripts)", {"EVAL", "return 1", "1", k.stream()}},
         };

@@ -1,16 +1,16 @@
 #pragma once
 
-// FinalStates: the final states (completed, expired, canceled) of one loop
-// turn's finished tasks of a queue, written to their state records as one
-// redis::Block before the batch's XACK.
+// FinalStates: the final states (completed, expired, canceled) of a queue's
+// finished tasks, written once per loop turn as one redis::Block before the
+// batch's XACK.
 //
-// Per task: HSET state and finished (and error, unless no run failed), then
-// PEXPIRE by its retention; DEL when its retention is 0. Readers take
-// `updated` as the latest of updated, created and finished, and retries are
-// already in the record (move.lua counts them). entry/member/run_at stay:
-// readers look at them only in the states that own them, and leaving them
-// saves a command per task on the hot path. Every write is idempotent, so a
-// block resent after a lost reply does no harm.
+// Per task: DEL of its state record, and (unless its retention is 0) its
+// final state as a field of a shared bucket (server/done_buckets.hpp), where
+// get(), cancel() and a resent enqueue find it once the record has gone.
+// Both in one block, so a reader sees the record or the bucket, never
+// neither. Every write is idempotent, so a block resent after a lost reply
+// does no harm. The error of an earlier failed run is not kept: the final
+// run's outcome replaces it.
 
 #include <cstdint>
 #include <string>
@@ -19,13 +19,15 @@
 
 #include "core/keys.hpp"
 #include "redis/block.hpp"
+#include "server/done_buckets.hpp"
 
 namespace streamfleet::detail {
 
 class FinalStates {
 public:
-    explicit FinalStates(const QueueKeys& k) : keys_(&k) {}
-    void add(std::string_view task_id, std::string_view state, std::string_view error,
+    /// `tag`: unique to this server (no '.'), naming its bucket families.
+    FinalStates(const QueueKeys& k, std::string tag) : keys_(&k), buckets_(k.done(), std::move(tag)) {}
+    void add(std::string_view task_id, std::string_view state, std::int64_t created_ms,
              std::uint32_t retries, std::int64_t retention_ms);
     bool empty() const noexcept { return tasks_.empty(); }
     std::size_t size() const noexcept { return tasks_.size(); }
@@ -34,11 +36,13 @@ public:
 
 private:
     struct Task {
-        std::string id, state, error;
+        std::string id, state;
+        std::int64_t created_ms = 0;
         std::uint32_t retries = 0;
         std::int64_t retention_ms = 0;
     };
     const QueueKeys* keys_;
+    DoneBuckets buckets_;
     std::vector<Task> tasks_;
 };
 

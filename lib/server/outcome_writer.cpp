@@ -3,6 +3,7 @@
 #include "server/outcome_writer.hpp"
 
 
+#include <cstdio>
 #include <utility>
 
 #include "core/backoff.hpp"
@@ -25,10 +26,17 @@ OutcomeWriter::OutcomeWriter(ServerContext& ctx, Queues queues, Hooks hooks, Not
       queues_(queues),
       hooks_(std::move(hooks)),
       notify_(notify),
-      batches_(queues.size(), Batch{{}, {}, Notes(notify == Notify::always)}),
+      batches_(queues.size(), Batch{{}, Notes(notify == Notify::always)}),
       held_(queues.size()),
       writes_(ctx, hooks_.changed),
-      flusher_(ctx.rt.loop(), [this] { flush_acks(); }) {}
+      flusher_(ctx.rt.loop(), [this] { flush_acks(); }) {
+    // Bucket families are named by a tag drawn anew by each server instance: a restarted server
+    // with the same id must not write into its predecessor's families, whose expiry is set.
+    char tag[9];
+    std::snprintf(tag, sizeof tag, "%08x", static_cast<unsigned>(ctx.random.next()));
+    states_.reserve(queues.size());
+    for (const auto& q : queues) states_.emplace_back(q.keys, tag);
+}
 
 void OutcomeWriter::stop() {
     writes_.stop();
@@ -124,8 +132,8 @@ void OutcomeWriter::finish(const Job& job, NotificationType type, std::string_vi
     b.acks.push_back(job.entry_id);
     hold(job.queue->index, job.entry_id);
     if (job.msg.state) {
-        if (!b.states) b.states.emplace(job.queue->keys);
-        b.states->add(job.msg.id, state, {}, job.msg.retries, retention_of(job.msg));
+        states_[job.queue->index].add(job.msg.id, state, job.msg.enqueued_ts, job.msg.retries,
+                                      retention_of(job.msg));
     }
     if (job.msg.send_notif) {
         Notification n{job.msg.id, type, {}, {}, ctx_.consumer};
@@ -145,7 +153,7 @@ void OutcomeWriter::flush_acks() {
         c->queue = i;
         c->ids = std::exchange(b.acks, {});
         c->notes = b.notes.take();
-        if (b.states && !b.states->empty()) c->states = b.states->take(ctx_.clock.now_ms());
+        if (auto& s = states_[i]; !s.empty()) c->states = s.take(ctx_.clock.now_ms());
         write_states(c);
     }
     unflushed_ = 0;

@@ -110,7 +110,6 @@ private:
     // per client), acks.
     struct Batch {
         std::vector<std::string> acks;
-        std::optional<FinalStates> states;
         Notes notes{false};
     };
     // One batch on its way: each step starts when the one before it is in Redis.
@@ -142,6 +141,7 @@ private:
 
     ServerContext& ctx_;
     Queues queues_;
+    std::vector<FinalStates> states_;  // per queue: this turn's, and the buckets they go to
     Hooks hooks_;
     Notify notify_;
     std::size_t unflushed_ = 0;   // acks batched, not yet written

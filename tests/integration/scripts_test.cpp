@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/done_format.hpp"
 #include "core/keys.hpp"
 #include "core/script_calls.hpp"
 #include "redis/slot.hpp"
@@ -297,6 +298,14 @@ public:
 // per-script test cases run them on a plain server, the cluster case on a
 // cluster node.
 
+// Buckets of finished states expire by Redis's clock (PEXPIREAT), so tests writing them stamp the
+// states by the wall clock, not kNow.
+std::int64_t wall_now() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
 void check_enqueue(Env& e) {
     struct Task {
         std::string id;
@@ -314,6 +323,7 @@ void check_enqueue(Env& e) {
         ScriptCall c(scripts::enqueue);
         c.key(e.k.stream());
         for (const auto& t : tasks) c.key(e.k.task(t.id));
+        c.key(e.k.done());
         c.arg(check ? "1" : "0");
         for (const auto& t : tasks) {
             c.arg(t.created).arg(t.notify).arg(t.retention);
@@ -348,6 +358,14 @@ void check_enqueue(Env& e) {
     // A record without an entry (a task in no stream) answers ''.
     e.cmd({"HDEL", e.k.task("t2"), "entry"});
     CHECK(e.ok(call(true)) == A(Flat{ids[0], "", ids[2]}));
+    CHECK(e.xrange(e.k.stream()).first == ids);
+    // A task finished since (its record gone, its state in a bucket) answers ''
+    // too, and is not added again.
+    FinalStates fin(e.k, "tag");
+    fin.add("t3", "completed", kNow + 2, 0, kDefaultRetentionMs);
+    REQUIRE(e.block(fin.take(wall_now())).is_array());
+    CHECK_FALSE(e.exists(e.k.task("t3")));
+    CHECK(e.ok(call(true)) == A(Flat{ids[0], "", ""}));
     CHECK(e.xrange(e.k.stream()).first == ids);
 
     // A record key of the wrong type refuses its task with no entry left
@@ -411,6 +429,13 @@ void check_schedule(Env& e) {
     e.cmd({"DEL", e.k.delayed()});
     calls::Record rec_a{"a", kNow, "client-1", 5000};
     CHECK(e.ok(calls::schedule(e.k, kNow + 1000, a, &rec_a, ledger)) == I(0));
+    // And once finished (the record gone, the state in a bucket).
+    FinalStates fin(e.k, "tag");
+    fin.add("a", "completed", kNow, 0, 5000);
+    REQUIRE(e.block(fin.take(wall_now())).is_array());
+    REQUIRE_FALSE(e.exists(e.k.task("a")));
+    CHECK(e.ok(calls::schedule(e.k, kNow + 1000, a, &rec_a, ledger)) == I(0));
+    CHECK_FALSE(e.exists(e.k.task("a")));
     auto again = calls::schedule(e.k, kNow + 2000, b, nullptr, ledger);
     again.arg(std::int64_t{2}).arg(std::int64_t{1}).arg(std::int64_t{60'000});
     CHECK(e.ok(std::move(again)) == I(0));
@@ -645,7 +670,7 @@ void check_get(Env& e) {
         {"delayed", [&](Env& env) { env.hset(env.k.task(id), delayed_record(id, kNow + 1000)); },
          false},
     };
-    CHECK(e.ok(calls::get(e.k, "unknown")) == Reply::nil());
+    CHECK(e.ok(calls::get(e.k, "unknown", kNow)) == Reply::nil());
     for (const auto& row : rows) {
         CAPTURE(row.what);
         e.flush();
@@ -656,7 +681,7 @@ void check_get(Env& e) {
             want.mutable_elements().push_back(S("active"));
             want.mutable_elements().push_back(S("1"));
         }
-        CHECK(e.ok(calls::get(e.k, id)) == want);
+        CHECK(e.ok(calls::get(e.k, id, kNow)) == want);
         CHECK_FALSE(e.hash(e.k.task(id)).contains("active"));  // derived, never stored
     }
 }
@@ -1011,7 +1036,8 @@ void check_keep(Env& e) {
 }
 
 void check_finish(Env& e) {
-    const auto now = kNow + 10;
+    // Buckets expire by the wall clock (PEXPIREAT), so the states are stamped by it.
+    const std::int64_t base = wall_now(), now = base + 10;
     const Fields t1 = ready_record("1-1"), t2 = ready_record("1-2"), t3 = ready_record("1-3");
     const Fields untouched = ready_record("1-4");
     e.hset(e.k.task("t1"), t1);
@@ -1019,61 +1045,98 @@ void check_finish(Env& e) {
     e.hset(e.k.task("t3"), t3);
     e.hset(e.k.task("t4"), untouched);
 
-    FinalStates batch(e.k);
+    FinalStates batch(e.k, "w1");
     CHECK(batch.empty());
-    batch.add("t1", "completed", "", 0, 5000);
-    batch.add("t2", "expired", "deadline passed", 2, 0);
-    batch.add("t3", "canceled", "", 1, kDefaultRetentionMs);
+    batch.add("t1", "completed", base - 100, 0, 5000);
+    batch.add("t2", "expired", base, 2, 0);
+    batch.add("t3", "canceled", base - 7, 1, kDefaultRetentionMs);
     CHECK(batch.size() == 3);
     auto block = batch.take(now);
     CHECK(batch.empty());
-    CHECK(block.size() == 5);  // HSET + PEXPIRE, DEL, HSET + PEXPIRE
+    // Per task the record's DEL; a retention's first family opens (ZREMRANGEBYSCORE of expired
+    // ones, ZADD), then the state's HSET and its bucket's first PEXPIREAT. t2 keeps nothing.
+    CHECK(block.size() == 11);
     auto reply = e.block(block);
     REQUIRE(reply.is_array());
-    CHECK(reply.size() == 5);
+    CHECK(reply.size() == 11);
 
-    struct Want {
-        std::string id;
-        Fields record;
-        long long ttl;  // upper bound; -2: deleted; -1: none
+    for (const char* id : {"t1", "t2", "t3"}) CHECK_FALSE(e.exists(e.k.task(id)));
+    CHECK(show(e.hash(e.k.task("t4"))) == show(untouched));
+    auto got = [&](std::string_view id, std::int64_t at) { return e.ok(calls::get(e.k, id, at)); };
+    auto state = [](std::string_view st, std::int64_t fin, std::int64_t created, int retries) {
+        return A(Flat{"state", std::string(st), "finished", std::to_string(fin), "created",
+                      std::to_string(created), "retries", std::to_string(retries)});
     };
-    // state and finished; error only after a failed run (retries > 0), even
-    // when empty; retries and updated as they were (readers take the latest
-    // of updated and finished); entry stays: readers ignore it once finished.
-    auto finished = [&](const Fields& before, std::string_view state, bool error) {
-        auto f = with(before, {{"state", std::string(state)}, {"finished", std::to_string(now)}});
-        if (error) f["error"] = "";
-        return f;
-    };
-    const Want wants[] = {
-        {"t1", finished(t1, "completed", false), 5000},
-        {"t2", {}, -2},
-        {"t3", finished(t3, "canceled", true), kDefaultRetentionMs},
-        {"t4", untouched, -1},
-    };
-    for (const auto& w : wants) {
-        CAPTURE(w.id);
-        CHECK(show(e.hash(e.k.task(w.id))) == show(w.record));
-        auto ttl = e.pttl(e.k.task(w.id));
-        if (w.ttl > 0) {
-            CHECK(ttl > 0);
-            CHECK(ttl <= w.ttl);
-        } else {
-            CHECK(ttl == w.ttl);
-        }
+    CHECK(got("t1", now) == state("completed", now, base - 100, 0));
+    CHECK(got("t2", now) == Reply::nil());
+    CHECK(got("t3", now) == state("canceled", now, base - 7, 1));
+    // Past its own retention a state is gone, whatever its bucket's lifetime.
+    CHECK(got("t1", now + 5000) == state("completed", now, base - 100, 0));
+    CHECK(got("t1", now + 5001) == Reply::nil());
+    CHECK(got("t3", now + 5001) == state("canceled", now, base - 7, 1));
+    CHECK(e.ok(calls::cancel(e.k, "t3", now)) == A(Flat{"finished", "canceled"}));
+    CHECK(e.ok(calls::cancel(e.k, "t2", now)) == A(Flat{"unknown"}));
+
+    // Two families, one per retention, each expiring after its width (retention / 24, at least
+    // a second) and retention: every bucket with them.
+    auto families = e.cmd({"ZRANGE", e.k.done(), "0", "-1", "WITHSCORES"});
+    REQUIRE(families.size() == 4);
+    for (std::size_t i = 0; i < families.size(); i += 2) {
+        std::string m(families[i].str());
+        CAPTURE(m);
+        const std::int64_t ret = m.ends_with(".5000") ? 5000 : kDefaultRetentionMs;
+        const std::int64_t expires = now + std::max<std::int64_t>(1000, ret / 24) + ret + 1000;
+        CHECK(std::stoll(std::string(families[i + 1].str())) == expires);
+        const auto bucket = done::bucket_key(e.k.done(), m, 0);
+        CHECK(e.cmd({"PEXPIRETIME", bucket}).integer() == expires);
+        CHECK(e.cmd({"OBJECT", "ENCODING", bucket}).str() == "listpack");
     }
+
     // A resend (its reply lost) writes the same again.
-    CHECK(e.block(block).size() == 5);
-    CHECK(show(e.hash(e.k.task("t1"))) == show(wants[0].record));
+    CHECK(e.block(block).size() == 11);
+    CHECK(got("t1", now) == state("completed", now, base - 100, 0));
+    CHECK(e.cmd({"ZCARD", e.k.done()}).integer() == 2);
+    // The family and its bucket are set up: the next state is a DEL and an HSET, with the
+    // family's ZADD again (once per block: after Redis restarted empty, readers find the
+    // states of the next block through it).
+    batch.add("t4", "completed", base, 0, 5000);
+    auto next = batch.take(now + 1);
+    CHECK(next.size() == 3);
     // Refused at queue time (here: out of memory), nothing of it runs.
     e.cmd({"CONFIG", "SET", "maxmemory", "1"});
-    FinalStates t4(e.k);
-    t4.add("t4", "completed", "", 0, 5000);
-    auto refused = e.run(t4.take(now));
+    auto refused = e.run(std::move(next));
     e.cmd({"CONFIG", "SET", "maxmemory", "0"});
     REQUIRE_FALSE(refused.ok());
     CHECK(refused.error().is(reply_errc::oom));
     CHECK(show(e.hash(e.k.task("t4"))) == show(untouched));
+    CHECK(got("t4", now) == e.cmd({"HGETALL", e.k.task("t4")}));
+
+    // A family filled to kFill states per bucket is followed by one with twice the buckets;
+    // every state is found in its own (the servers' shard hash is the scripts').
+    e.flush();
+    FinalStates many(e.k, "w2");
+    const std::uint32_t n = DoneBuckets::kFill * 3 + 1;  // families of 1, 2 and 4 buckets
+    for (std::uint32_t i = 0; i < n; ++i) {
+        many.add("task-" + std::to_string(i), "completed", base, 0, kDefaultRetentionMs);
+    }
+    REQUIRE(e.block(many.take(now)).is_array());
+    CHECK(e.cmd({"ZCARD", e.k.done()}).integer() == 3);
+    for (std::uint32_t i = 0; i < n; ++i) {
+        CAPTURE(i);
+        CHECK(got("task-" + std::to_string(i), now) == state("completed", now, base, 0));
+    }
+    CHECK(got("task-" + std::to_string(n), now) == Reply::nil());
+    auto members = e.cmd({"ZRANGE", e.k.done(), "0", "-1"});
+    for (std::size_t f = 0; f < members.size(); ++f) {
+        const std::uint32_t shards = 1u << f;
+        for (std::uint32_t b = 0; b < shards; ++b) {
+            auto key = done::bucket_key(e.k.done(), members[f].str(), b);
+            CAPTURE(key);
+            if (f + 1 == members.size() && !e.exists(key)) continue;  // the last holds one state
+            CHECK(e.cmd({"OBJECT", "ENCODING", key}).str() == "listpack");
+            CHECK(e.cmd({"PTTL", key}).integer() > 0);
+        }
+    }
 }
 
 void check_requeue_dead(Env& e) {
@@ -1206,7 +1269,9 @@ TEST_CASE("keep does not report an entry gone from the stream as renewed") {
     CHECK(e.pel().empty());  // XCLAIM let go of it
     CHECK(kept == A(Flat{}));
 }
-TEST_CASE("final states: one transaction writes each record and its TTL") { run_alone(check_finish); }
+TEST_CASE("final states: one transaction drops each record and keeps the state in a bucket") {
+    run_alone(check_finish);
+}
 
 // XGROUP DELCONSUMER drops the consumer's pending entries with it, so a server
 // found dead is forgotten only while its beat is still old by Redis's clock, it

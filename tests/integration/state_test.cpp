@@ -63,8 +63,17 @@ TEST_CASE("get follows a task through delayed, ready, active, failed and complet
     CHECK(info.finished_ms >= info.created_ms);
     CHECK(info.retries == 1);
     TestConn c(rs.url());
-    auto ttl = c.cmd({"PTTL", "streamfleet:{jobs}:task:" + id}).value().integer();
-    CHECK(ttl > 23 * 3600 * 1000);  // default retention: 24 h
+    // Finished: the record is gone, the state is in a bucket kept 24 h (the default retention).
+    CHECK(c.cmd({"EXISTS", "streamfleet:{jobs}:task:" + id}).value().integer() == 0);
+    auto families = c.cmd({"ZRANGE", "streamfleet:{jobs}:done", "0", "-1", "WITHSCORES"}).value();
+    REQUIRE(families.size() == 2);
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    CHECK(std::stoll(std::string(families[1].str())) > now_ms + 24 * 3600 * 1000);
+    auto bucket = "streamfleet:{jobs}:done:" + std::string(families[0].str()) + ":0";
+    CHECK(c.cmd({"HEXISTS", bucket, id}).value().integer() == 1);
+    CHECK(c.cmd({"PTTL", bucket}).value().integer() > 24 * 3600 * 1000);
     CHECK(client.get("jobs", "no-such-task").state == TaskState::unknown);
     server.shutdown(5s);
 }
@@ -92,6 +101,32 @@ TEST_CASE(
         return c.cmd({"EXISTS", "streamfleet:{jobs}:task:" + gone}).value().integer() == 0;
     }));
     CHECK(client.get("jobs", gone).state == TaskState::unknown);
+    server.shutdown(5s);
+}
+
+TEST_CASE("a finished state is kept for its retention, then gone; cancel says finished until then") {
+    RedisServer rs;
+    Server server(server_opts(rs));
+    server.handle("jobs", [](TaskContext&) { return Outcome::success(); });
+    server.start();
+    Client client({.redis = rs.url()}, {"jobs"});
+    auto brief = client.enqueue("jobs", "x", {.retention = 1500ms});
+    auto kept = client.enqueue("jobs", "y");
+    REQUIRE(eventually([&] { return client.get("jobs", brief).state == TaskState::completed; }));
+    REQUIRE(eventually([&] { return client.get("jobs", kept).state == TaskState::completed; }));
+    auto info = client.get("jobs", brief);
+    CHECK(info.finished_ms >= info.created_ms);
+    CHECK(info.updated_ms == info.finished_ms);
+    CHECK(client.cancel("jobs", brief) == CancelResult::finished);
+    // Retention counts from the finish; its bucket lives longer (its family's width), unseen.
+    std::this_thread::sleep_for(std::chrono::milliseconds(
+        info.finished_ms + 1600 -
+        std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::system_clock::now().time_since_epoch())
+            .count()));
+    CHECK(client.get("jobs", brief).state == TaskState::unknown);
+    CHECK_THROWS_AS(client.cancel("jobs", brief), NotFound);
+    CHECK(client.get("jobs", kept).state == TaskState::completed);
     server.shutdown(5s);
 }
 

@@ -376,13 +376,13 @@ TEST_CASE("encoder: a tracked task with a state record is batched into scripts::
     Outgoing* one[] = {&o1};
     // A first send: no check for records of an earlier one ("0").
     CHECK(parse_command(command_for(one, false, 1, scratch)) ==
-          concat({"EVALSHA", std::string(scripts::enqueue.sha1), "2", "sf:{mail}", o1.record_key,
-                  "0"},
+          concat({"EVALSHA", std::string(scripts::enqueue.sha1), "3", "sf:{mail}", o1.record_key,
+                  "sf:{mail}:done", "0"},
                  part(m1, "client-1", "86400000")));
     // After NOSCRIPT: the same call by body.
     CHECK(parse_command(command_for(one, true, 1, scratch)) ==
-          concat({"EVAL", std::string(scripts::enqueue.body), "2", "sf:{mail}", o1.record_key,
-                  "0"},
+          concat({"EVAL", std::string(scripts::enqueue.body), "3", "sf:{mail}", o1.record_key,
+                  "sf:{mail}:done", "0"},
                  part(m1, "client-1", "86400000")));
     // Two tasks of one stream: one call, keys first, then each task's part;
     // one of them in doubt (its reply was lost): the call checks ("1").
@@ -390,8 +390,8 @@ TEST_CASE("encoder: a tracked task with a state record is batched into scripts::
     Outgoing* two[] = {&o1, &o2};
     o2.in_doubt = true;
     CHECK(parse_command(command_for(two, false, 1, scratch)) ==
-          concat(concat({"EVALSHA", std::string(scripts::enqueue.sha1), "3", "sf:{mail}",
-                         o1.record_key, o2.record_key, "1"},
+          concat(concat({"EVALSHA", std::string(scripts::enqueue.sha1), "4", "sf:{mail}",
+                         o1.record_key, o2.record_key, "sf:{mail}:done", "1"},
                         part(m1, "client-1", "86400000")),
                  part(m2, "", "5000")));
     CHECK_FALSE(sent_plain(two));
@@ -415,11 +415,12 @@ TEST_CASE("encoder: a delayed task is one calls::schedule into P{Q}:delayed") {
     std::string scratch;
     Outgoing* one[] = {&o};
     auto argv = parse_command(command_for(one, false, 1, scratch));
-    CHECK(argv == std::vector<std::string>{"EVALSHA", std::string(scripts::schedule.sha1), "3",
+    CHECK(argv == std::vector<std::string>{"EVALSHA", std::string(scripts::schedule.sha1), "4",
                                            "sf:{mail}:delayed", "sf:{mail}:nudge",
-                                           "sf:{mail}:task:" + m.id, std::to_string(kNow + 30'000),
+                                           "sf:{mail}:task:" + m.id, "sf:{mail}:done",
+                                           std::to_string(kNow + 30'000),
                                            encode_msgpack(fields_of(m)), "record",
-                                           std::to_string(kNow), "client-1", "86400000"});
+                                           std::to_string(kNow), "client-1", "86400000", m.id});
     CHECK(parse_command(command_for(one, true, 1, scratch))[0] == "EVAL");
     CHECK_FALSE(joins_batch(o, 1, 0, o));
 
