@@ -2,6 +2,8 @@
 // outages.
 #include "client/outbox.hpp"
 
+#include <algorithm>
+
 #include "client/encoder.hpp"
 #include "core/log.hpp"
 
@@ -14,6 +16,7 @@ namespace {
 constexpr auto kResend = 500ms;
 constexpr auto kOomFirst = 500ms;
 constexpr auto kOomMax = 5000ms;
+constexpr std::uint64_t kTidyMs = 1000;
 }  // namespace
 
 Outbox::Outbox(ClientContext& ctx, Spool* spool, Confirmed confirmed, RefusedFn refused)
@@ -28,7 +31,8 @@ Outbox::Outbox(ClientContext& ctx, Spool* spool, Confirmed confirmed, RefusedFn 
           if (n > 0) confirmed_(n, bytes);
       })),
       wait_(ctx.rt, ctx.topo, ctx.options.wait_replicas.replicas,
-            ctx.options.wait_replicas.timeout) {}
+            ctx.options.wait_replicas.timeout),
+      tidy_(std::make_unique<Timer>(ctx.rt.loop())) {}
 
 void Outbox::submit(std::vector<Outgoing>& batch) {
     std::vector<Outgoing*> fresh;
@@ -68,6 +72,10 @@ void Outbox::transmit(const std::vector<Outgoing*>& tasks) {
 // again (and resent in outbox order once the link is back).
 void Outbox::send(std::vector<Outgoing*> tasks, bool by_body) {
     for (auto* o : tasks) o->sent = true;
+    if (const auto& l = tasks.front()->ledger;
+        !l.empty() && std::find(ledgers_.begin(), ledgers_.end(), l) == ledgers_.end()) {
+        ledgers_.push_back(l);
+    }
     // Every task older than the oldest one still waiting has settled: its
     // ledger note may go (tasks leave the deque's front in order, and a
     // renumbered task's number only grows).
@@ -107,8 +115,27 @@ void Outbox::on_plain_reply(std::vector<Outgoing*>& tasks, const redis::Reply& e
         confirm(*o);
     }
     oom_backoff_ = 0ms;
+    settled();
+}
+
+void Outbox::settled() {
     while (!tasks_.empty() && tasks_.front().done) tasks_.pop_front();
     if (flush_) flush_->arm();
+    if (tasks_.empty() && !ledgers_.empty() && tidy_ && !tidy_->active()) {
+        tidy_->start(kTidyMs, [this] { tidy_ledgers(); });
+    }
+}
+
+// Every note below the next number is a settled task's, once none waits; a task taken meanwhile
+// leaves the ledgers to its send's floor.
+void Outbox::tidy_ledgers() {
+    if (stopping_ || !tasks_.empty()) return;
+    const auto below = "(" + std::to_string(next_seq_);
+    for (auto& l : std::exchange(ledgers_, {})) {
+        // Best effort: a note left behind only costs memory until the ledger expires.
+        ctx_.topo.send(redis::Route{l}, {"ZREMRANGEBYSCORE", l, "-inf", below},
+                       [](Result<redis::Reply>) {});
+    }
 }
 
 void Outbox::on_reply(std::vector<Outgoing*>& tasks, bool by_body, Result<redis::Reply> res) {
@@ -119,8 +146,7 @@ void Outbox::on_reply(std::vector<Outgoing*>& tasks, bool by_body, Result<redis:
     if (res.ok()) {
         for (auto* o : tasks) confirm(*o);
         oom_backoff_ = 0ms;
-        while (!tasks_.empty() && tasks_.front().done) tasks_.pop_front();
-        if (flush_) flush_->arm();
+        settled();
         return;
     }
     const Error& e = res.error();
@@ -149,8 +175,7 @@ void Outbox::on_reply(std::vector<Outgoing*>& tasks, bool by_body, Result<redis:
         } else {
             refuse(*tasks.front(), e);
         }
-        while (!tasks_.empty() && tasks_.front().done) tasks_.pop_front();
-        if (flush_) flush_->arm();
+        settled();
         return;
     }
     for (auto* o : tasks) {
@@ -245,6 +270,7 @@ void Outbox::resume() {
 void Outbox::stop() {
     stopping_ = true;
     if (resend_) resend_->stop();
+    if (tidy_) tidy_->stop();
 }
 
 void Outbox::close() {
@@ -262,6 +288,7 @@ void Outbox::close() {
         confirmed_(std::exchange(confirmed_n_, 0), std::exchange(confirmed_bytes_, 0));
     }
     resend_.reset();
+    tidy_.reset();
     flush_.reset();
     wait_.close();
 }

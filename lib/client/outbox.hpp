@@ -31,6 +31,11 @@
 //
 // An accepted task is never dropped silently while the client is open.
 //
+// Once every task has settled, the notes in the ledgers are of no more use:
+// a second later, if nothing new has come, they are dropped (a send's floor
+// drops them too, but after a burst no send may come for a long time, and the
+// ledger would hold its last window of notes until it expires in 24 h).
+//
 // Confirmations are counted and handed on once per loop turn (a TurnEnd), so a
 // burst of replies wakes the callers waiting for room once, not per task.
 // Loop thread only.
@@ -93,6 +98,9 @@ private:
     void hold_for_memory(std::vector<Outgoing*>& tasks, const Error& why);
     void resend_in(std::chrono::steady_clock::duration after);
     void resume();
+    /// Drops the settled tasks from the front; arms the tidy-up once all have.
+    void settled();
+    void tidy_ledgers();
 
     ClientContext& ctx_;
     Spool* spool_;
@@ -112,6 +120,8 @@ private:
     std::size_t confirmed_n_ = 0, confirmed_bytes_ = 0;  // this turn's, not yet handed on
     std::string scratch_;                                // reused for every command built
     std::uint64_t next_seq_ = 1;                         // the next task's ledger number
+    std::vector<std::string> ledgers_;  // written to since the last tidy-up
+    std::unique_ptr<Timer> tidy_;
 };
 
 }  // namespace streamfleet::detail::client

@@ -9,6 +9,7 @@
 #include "core/keys.hpp"
 #include "core/log.hpp"
 #include "core/script_calls.hpp"
+#include "redis/notes.hpp"
 #include "redis/sync.hpp"
 
 namespace streamfleet::detail::client {
@@ -52,13 +53,10 @@ CancelResult TaskOps::cancel(std::string_view queue, std::string_view id) {
         auto f = encode(n);
         auto key =
             receiver_key(ctx_.options.prefix, tracker, key_style(ctx_.options.go_compatible));
-        // NOMKSTREAM, as the servers' notifications (server/notes.hpp): a tracking client that
-        // has closed deleted its stream, and a plain XADD would recreate one nothing deletes.
-        std::vector<std::string> argv{"XADD", key};
-        if (!ctx_.options.go_compatible) argv.emplace_back("NOMKSTREAM");
-        argv.emplace_back("*");
-        argv.insert(argv.end(), f.views().begin(), f.views().end());
-        if (auto sent = r::call(ctx_.rt, ctx_.topo, key, std::move(argv)); !sent) {
+        // As the servers notify (redis/notes.hpp): NOMKSTREAM, since a tracking client that has
+        // closed deleted its stream, and a plain XADD would recreate one nothing deletes.
+        auto note = note_block(key, f.views(), ctx_.options.go_compatible);
+        if (auto sent = r::call(ctx_.rt, ctx_.topo, note); !sent) {
             log().warn("client {}: canceled task {} but could not notify its client {}: {}",
                        ctx_.id, id, tracker, sent.error().message());
         }

@@ -26,7 +26,7 @@
 // by the lease keeper (held()) and never claimed back by this server's own reclaimer (holds()), so
 // no peer takes over and runs again a task whose outcome merely waits for Redis to take it.
 //
-// Notifications are plain XADD NOMKSTREAMs, one block per client and turn (server/notes.hpp): a
+// Notifications are plain XADD NOMKSTREAMs, one block per client and turn (redis/notes.hpp): a
 // client that closed deleted its stream, and a plain XADD would recreate one nobody deletes.
 // Clients of the Go library create theirs lazily and clean up by heartbeat, so with
 // Notify::always (Go-compatible mode) the stream is written regardless.
@@ -49,7 +49,7 @@
 #include "core/script_calls.hpp"
 #include "server/durable_writes.hpp"
 #include "server/final_states.hpp"
-#include "server/notes.hpp"
+#include "redis/notes.hpp"
 #include "server/job.hpp"
 
 namespace streamfleet::detail {

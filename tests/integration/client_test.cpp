@@ -72,6 +72,23 @@ TEST_CASE("enqueue writes a v1 task entry to P{Q}") {
     CHECK(d::is_uuid_v7(id));
 }
 
+TEST_CASE("a burst without state records leaves no ledger notes behind once it is confirmed") {
+    RedisServer server;
+    TestConn c(server.url());
+    Client client({.redis = server.url(), .track_state = false}, {"emails"});
+    const auto ledger = "streamfleet:{emails}:sent:" + client.id();
+    for (int i = 0; i < 2000; ++i) client.enqueue("emails", "x");
+    REQUIRE(eventually([&] { return client.buffered() == 0; }));
+    wait_entries(c, "streamfleet:{emails}", 2000);
+    // The notes of the last batches, of no more use, go once the client has been idle a moment.
+    CHECK(eventually([&] { return c.cmd({"EXISTS", ledger}).value().integer() == 0; }, 5s));
+    // A later send starts a new ledger, dropped the same way.
+    client.enqueue("emails", "y");
+    REQUIRE(eventually([&] { return client.buffered() == 0; }));
+    CHECK(eventually([&] { return c.cmd({"EXISTS", ledger}).value().integer() == 0; }, 5s));
+    CHECK(c.cmd({"XLEN", "streamfleet:{emails}"}).value().integer() == 2001);
+}
+
 TEST_CASE("tracked tasks resolve from notifications; unknown ones are counted") {
     RedisServer server;
     TestConn c(server.url());

@@ -27,7 +27,7 @@
 #include "core/script_calls.hpp"
 #include "redis/slot.hpp"
 #include "server/final_states.hpp"
-#include "server/notes.hpp"
+#include "redis/notes.hpp"
 #include "redis/sync.hpp"
 #include "redis/topology.hpp"
 #include "redis/url.hpp"

@@ -1,5 +1,5 @@
 // Notes: notifications as plain XADDs, one transaction per client and loop turn.
-#include "server/notes.hpp"
+#include "redis/notes.hpp"
 
 #include <algorithm>
 #include <utility>
