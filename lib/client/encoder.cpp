@@ -26,7 +26,6 @@ void encode_delayed(Outgoing& o, const TaskMessage& m, const QueueKeys& keys,
     calls::Record rec{m.id, m.enqueued_ts, notify, m.retention_ms};
     o.form = Outgoing::Form::script;
     if (m.state) {
-        o.record_key = keys.task(m.id);
         o.record_keys = &keys;
     } else {
         o.ledger = keys.sent(m.client_id);
@@ -54,22 +53,19 @@ Outgoing encode_outgoing(const TaskMessage& m, const QueueKeys& keys, std::size_
         if constexpr (std::is_same_v<decltype(v), std::string_view>) size += v.size();
     });
     if (m.state) {
-        // This task's part of a scripts::enqueue call (see command_for):
-        // created, notify, retention, the field count, then the fields.
+        // This task's part of a scripts::enqueue call (see command_for): its
+        // id, the field count, then the fields.
         o.form = Outgoing::Form::batched;
-        o.record_key = keys.task(m.id);
         o.record_keys = &keys;
-        o.cmd.reserve(size + 32 * nfields + 128);
+        o.cmd.reserve(size + m.id.size() + 32 * nfields + 128);
         r::CommandWriter w(o.cmd);
-        w.arg(m.enqueued_ts);
-        w.arg(notify);
-        w.arg(m.retention_ms);
+        w.arg(m.id);
         w.arg(static_cast<std::int64_t>(2 * nfields));
         visit_fields(m, [&w](std::string_view f, auto v) {
             w.arg(f);
             w.arg(v);
         });
-        o.batch_args = 4 + 2 * nfields;
+        o.batch_args = 2 + 2 * nfields;
         return o;
     }
     // The entry's fields: the tail of an XADD, or of this task's part of a
@@ -206,23 +202,24 @@ std::string_view command_for(std::span<Outgoing* const> tasks, bool by_body, std
         case Outgoing::Form::batched:
             break;
     }
-    // KEYS: the stream, each task's record, P{Q}:done; ARGV: whether to check
-    // for states of an earlier send (any task in doubt), then each task's
-    // part, in the same order (lib/scripts/enqueue.lua).
+    // KEYS: the stream, its index, P{Q}:done, the records' prefix; ARGV:
+    // whether to look for an earlier send (any task in doubt), then each
+    // task's part, in order (lib/scripts/enqueue.lua).
     const bool check = std::any_of(tasks.begin(), tasks.end(), [](auto* o) { return o->in_doubt; });
     std::size_t nargs = 1, bytes = 0;
     for (const auto* o : tasks) {
         nargs += o->batch_args;
-        bytes += o->cmd.size() + o->record_key.size() + 16;
+        bytes += o->cmd.size();
     }
-    const auto& done = first.record_keys->done();
-    scratch.reserve(bytes + first.stream->size() + done.size() + 128 +
+    const auto& keys = *first.record_keys;
+    scratch.reserve(bytes + 4 * keys.stream().size() + 128 +
                     (by_body ? scripts::enqueue.body.size() : 0));
-    r::append_script_head(scratch, scripts::enqueue, by_body, 2 + tasks.size(), nargs);
+    r::append_script_head(scratch, scripts::enqueue, by_body, 4, nargs);
     r::CommandWriter w(scratch);
-    w.arg(*first.stream);
-    for (const auto* o : tasks) w.arg(o->record_key);
-    w.arg(done);
+    w.arg(keys.stream());
+    w.arg(keys.index());
+    w.arg(keys.done());
+    w.arg(keys.task_prefix());
     w.arg(check ? "1" : "0");
     for (const auto* o : tasks) scratch += o->cmd;
     return scratch;

@@ -15,8 +15,9 @@
 namespace streamfleet::detail::client {
 
 /// The task's wire form, by what it needs: a delayed task (run_at_ms set) is
-/// one calls::schedule; a task with a state record is a batched
-/// scripts::enqueue part (the XADD and the record written together); any other
+/// one calls::schedule; a task with state tracking is a batched
+/// scripts::enqueue part (the XADD, and the task's id indexed to its entry,
+/// written together); any other
 /// is a batched scripts::add part (the XADD noted in the client's ledger).
 /// `keys` must outlive the result.
 Outgoing encode_outgoing(const TaskMessage& m, const QueueKeys& keys, std::size_t bytes);
@@ -42,11 +43,10 @@ bool joins_batch(const Outgoing& first, std::size_t count, std::size_t bytes, co
 /// numbered below it is settled (see lib/scripts/add.lua). Built in `scratch`,
 /// which the caller keeps to reuse its memory; the view lives as long as it.
 /// Whether command_for sends `tasks` as plain commands in a MULTI ... EXEC
-/// block: Form::noted tasks none of which is in doubt. (Tasks with a record
-/// stay with the enqueue script: the record needs the entry id the XADD
-/// makes, and writing it in a second step measured no cheaper for Redis,
-/// whose cost there is the per-task key, and left a window in which the
-/// record does not know its entry.)
+/// block: Form::noted tasks none of which is in doubt. (Tasks with state
+/// tracking stay with the enqueue script: the index needs the entry id the
+/// XADD makes, and a second step would leave a window in which cancel()
+/// cannot find the entry it must remove.)
 bool sent_plain(std::span<Outgoing* const> tasks);
 /// The EXEC reply of such a block holds the floor's ZREMRANGEBYSCORE, each
 /// task's XADD, the ledger's ZADD and PEXPIRE.

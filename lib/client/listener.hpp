@@ -15,9 +15,9 @@
 // wait() would hang; and tasks the outbox resent to the new server may finish
 // before the stream exists again, their notifications dropped (servers notify
 // only into a stream that exists). So on NOGROUP the listener first recreates
-// the stream, then reads the state record of every open handle's task: a
-// final state resolves the handle from the record; a task Redis had confirmed
-// whose record is gone too is lost (a stream deleted by hand leaves the
+// the stream, then reads the state of every open handle's task (get.lua): a
+// final state resolves the handle; a task Redis had confirmed whose state is
+// gone too is lost (a stream deleted by hand leaves the
 // records, and those handles wait on); a confirmed task without a record
 // cannot be checked and is taken as lost. Lost handles resolve as
 // TaskStatus::lost. Tasks not yet confirmed are still in the outbox and are

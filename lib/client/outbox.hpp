@@ -12,7 +12,8 @@
 //   500 ms) every unsent task is sent again in outbox order -- so a buffer
 //   filled during an outage drains in order. A lost reply may mean the command
 //   did run; its resend is harmless all the same: the scripts skip a task
-//   whose state record exists, or, for a task without one, whose number is in
+//   whose state exists (indexed, a record, or finished), or, for a task
+//   without state tracking, whose number is in
 //   the client's ledger (P{Q}:sent:CLIENT, lib/scripts/add.lua). The outbox
 //   numbers tasks in the order it takes them, so the oldest task still waiting
 //   is the floor below which every note may go. Only such resends (tasks "in

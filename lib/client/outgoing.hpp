@@ -35,11 +35,9 @@ struct Outgoing {
     /// P{Q}. Points into a QueueKeys that outlives the task.
     const std::string* stream = nullptr;
     std::string cmd;
-    /// P{Q}:task:ID when the task has a state record (Form::batched, and a
-    /// delayed task with one): the enqueue script names it, and the listener
-    /// checks it to learn whether Redis lost the task.
-    std::string record_key;
-    /// The task's queue's keys, set with record_key.
+    /// The task's queue's keys when it has state tracking (Form::batched, and
+    /// a delayed task with it): the enqueue script names them, and the
+    /// listener asks for the task's state to learn whether Redis lost it.
     const QueueKeys* record_keys = nullptr;
     /// P{Q}:sent:CLIENT for a task without a state record (Form::noted, and a
     /// delayed task without one): the ledger that makes its resend harmless.

@@ -23,7 +23,7 @@ public:
     /// server will (the task was delayed or not yet delivered).
     /// @throws NotFound, UnknownQueue, IoError/TimeoutError.
     CancelResult cancel(std::string_view queue, std::string_view id);
-    /// The task's state record; TaskState::unknown when there is none.
+    /// The task's state (lib/scripts/get.lua); TaskState::unknown when there is none.
     TaskInfo get(std::string_view queue, std::string_view id);
 
     /// Claims `m.unique` for task `m.id` for `ttl`.

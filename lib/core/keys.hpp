@@ -81,6 +81,9 @@ public:
     /// P{Q}:unique:KEY: holds the id of the task that owns a uniqueness key
     /// until its window ends (string with a TTL).
     std::string unique(std::string_view key) const { return unique_prefix_ + std::string(key); }
+    /// P{Q}:index: hash, task id -> entry id of each ready or running task with
+    /// state tracking that has no state record (lib/scripts/enqueue.lua).
+    const std::string& index() const noexcept { return index_; }
     /// P{Q}:done: zset of the buckets of finished states (core/done_buckets.hpp),
     /// member = family name, score = when the family's buckets expire (unix ms).
     const std::string& done() const noexcept { return done_; }
@@ -95,7 +98,7 @@ public:
 
 private:
     std::string queue_, stream_, delayed_, dead_, clients_, servers_, nudge_, cancels_,
-        task_prefix_, unique_prefix_, sent_prefix_, done_;
+        task_prefix_, unique_prefix_, sent_prefix_, done_, index_;
 };
 
 /// Preceiver:{CLIENT_ID}: a client's notification stream (group streamfleet-client).

@@ -36,13 +36,14 @@ ScriptCall unique_release(const QueueKeys& k, std::string_view unique_key,
 ScriptCall cancel(const QueueKeys& k, std::string_view task_id, std::int64_t now_ms) {
     ScriptCall c(scripts::cancel);
     c.key(k.task(task_id)).key(k.delayed()).key(k.stream()).key(k.cancels()).key(k.done());
+    c.key(k.index());
     c.arg(now_ms).arg(kServerGroup).arg(task_id);
     return c;
 }
 
 ScriptCall get(const QueueKeys& k, std::string_view task_id, std::int64_t now_ms) {
     ScriptCall c(scripts::get);
-    c.key(k.task(task_id)).key(k.stream()).key(k.done());
+    c.key(k.task(task_id)).key(k.stream()).key(k.done()).key(k.index());
     c.arg(kServerGroup).arg(task_id).arg(now_ms);
     return c;
 }
@@ -111,6 +112,7 @@ ScriptCall move(const QueueKeys& k, const Move& m) {
     // KEYS[4] is named even without a record: the script reads it only when
     // ARGV[4] is set, and the prefix keeps the call in the queue's slot.
     c.key(m.dest).key(k.stream()).key(k.nudge()).key(record ? k.task(m.task_id) : k.task_prefix());
+    c.key(k.index());
     c.arg(kServerGroup).arg(m.entry_id).arg(m.to == Move::To::delayed ? "zadd" : "xadd");
     c.arg(record ? m.state : std::string_view()).arg(m.now_ms).arg(m.error);
     c.arg(static_cast<std::int64_t>(m.retries)).arg(record ? m.retention_ms : 0);

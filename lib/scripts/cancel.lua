@@ -1,7 +1,7 @@
 -- cancel: cancels a task wherever it is.
 --
 -- KEYS[1] P{Q}:task:ID   KEYS[2] P{Q}:delayed   KEYS[3] P{Q}   KEYS[4] P{Q}:cancels
--- KEYS[5] P{Q}:done
+-- KEYS[5] P{Q}:done   KEYS[6] P{Q}:index
 -- ARGV[1] now ms   ARGV[2] server group   ARGV[3] task id
 -- Returns {'unknown'}; {'delayed'|'ready', notify id} when the task was
 -- removed before any server had it; {'active', ''} when servers were asked
@@ -17,9 +17,13 @@
 -- `cancel` field (the time asked). move.lua then finalises a retry or a
 -- return as canceled instead, promote.lua a delayed one, and a server that
 -- is delivered the entry again (after a crash) checks it before running.
--- Tasks without a record cannot be canceled (the caller gets 'unknown'); a
--- finished task's record is gone, its state is in the buckets of P{Q}:done.
+-- A ready or running task on the hot path has no record: P{Q}:index names
+-- its entry, and the entry the rest (lib/scripts/enqueue.lua); canceled, or
+-- asked to stop, it gets a record. A finished task's state is in the buckets
+-- of P{Q}:done. Tasks without state tracking cannot be canceled (the caller
+-- gets 'unknown').
 -- @include done.lua
+-- @include entry.lua
 
 -- Delivered = in the group's PEL; no group yet (no server ever started) means
 -- nothing was delivered.
@@ -29,17 +33,33 @@ local function delivered(stream, group, e)
 end
 local h = redis.call('HMGET', KEYS[1], 'state', 'member', 'entry', 'notify', 'retention')
 local st = h[1]
+local indexed, created = false, nil
 if not st then
-  local d = done_state(KEYS[5], ARGV[3], ARGV[1])
-  if d then return {'finished', d[1]} end
-  return {'unknown'}
+  local eid = redis.call('HGET', KEYS[6], ARGV[3])
+  if not eid then
+    local d = done_state(KEYS[5], ARGV[3], ARGV[1])
+    if d then return {'finished', d[1]} end
+    return {'unknown'}
+  end
+  local f = entry_facts(KEYS[3], eid) or {created = '0', notify = '', retention = ''}
+  st, indexed, created = 'ready', true, f.created
+  h = {st, false, eid, f.notify ~= '' and f.notify, f.retention ~= '' and f.retention}
+end
+-- An indexed task leaves the index for a record: every fact of it goes along.
+local function adopt()
+  redis.call('HDEL', KEYS[6], ARGV[3])
+  redis.call('HSET', KEYS[1], 'state', st, 'entry', h[3], 'created', created)
+  if h[4] then redis.call('HSET', KEYS[1], 'notify', h[4]) end
+  if h[5] then redis.call('HSET', KEYS[1], 'retention', h[5]) end
 end
 local function canceled()
   local ttl = tonumber(h[5] or '86400000')
+  if indexed then redis.call('HDEL', KEYS[6], ARGV[3]) end
   if ttl == 0 then
     redis.call('DEL', KEYS[1])
   else
     redis.call('HSET', KEYS[1], 'state', 'canceled', 'updated', ARGV[1], 'finished', ARGV[1])
+    if indexed then redis.call('HSET', KEYS[1], 'created', created) end
     redis.call('HDEL', KEYS[1], 'member', 'entry', 'run_at')
     redis.call('PEXPIRE', KEYS[1], ttl)
   end
@@ -54,6 +74,7 @@ if st == 'ready' then
     canceled()
     return {'ready', h[4] or ''}
   end
+  if indexed then adopt() end
   redis.call('HSET', KEYS[1], 'cancel', ARGV[1])
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000, '*', 'id', ARGV[3])
   return {'active', ''}

@@ -6,6 +6,8 @@
 -- KEYS[3] P{Q}:nudge: a retry that became the earliest delayed task wakes
 --         the other servers' promoters, as a client's schedule does
 -- KEYS[4] P{Q}:task:ID, the task's state record (used when ARGV[4] is not '')
+-- KEYS[5] P{Q}:index: a task on the hot path has no record yet; it leaves the
+--         index for one, with what its entry says of it (enqueue.lua)
 -- ARGV[1] consumer group     ARGV[2] entry id     ARGV[3] 'xadd' | 'zadd'
 -- ARGV[4] new state: '' (no record) | 'failed' (zadd) | 'ready' (xadd to
 --         P{Q}) | 'dead' (xadd to P{Q}:dead)
@@ -57,6 +59,7 @@ end
 -- may have any number, and unpack() of more values than Lua's stack holds
 -- fails the script, which left such an entry pending and redelivered forever.
 -- Past kMaxValues only a prefix is kept, and x_error says how much was dropped.
+-- @include entry.lua
 local kMaxValues = 2000
 local function fields()
   local n = #ARGV - 8
@@ -79,6 +82,9 @@ local function fields()
   return f, 1, #f
 end
 
+-- Read before the entry goes.
+local facts = st ~= '' and redis.call('EXISTS', KEYS[4]) == 0 and entry_facts(KEYS[2], ARGV[2])
+
 local eid
 if ARGV[3] == 'zadd' then
   redis.call('ZADD', KEYS[1], ARGV[9], ARGV[10])
@@ -92,6 +98,12 @@ end
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[2], ARGV[2])
 if st ~= '' then
+  if facts then
+    redis.call('HDEL', KEYS[5], facts.id)
+    redis.call('HSET', KEYS[4], 'created', facts.created)
+    if facts.notify ~= '' then redis.call('HSET', KEYS[4], 'notify', facts.notify) end
+    if facts.retention ~= '' then redis.call('HSET', KEYS[4], 'retention', facts.retention) end
+  end
   redis.call('HSET', KEYS[4], 'state', st, 'updated', ARGV[5], 'error', ARGV[6], 'retries', ARGV[7])
   if st == 'failed' then
     redis.call('HSET', KEYS[4], 'member', ARGV[10], 'run_at', ARGV[9])

@@ -74,6 +74,8 @@ std::vector<Probe> probes(const ServerOptions& opts, Queues queues) {
             {"HDEL (task records)", {"HDEL", task, "f"}},
             {"PEXPIRE (task records)", {"PEXPIRE", task, "1"}},
             {"DEL (task records)", {"DEL", task}},
+            {"HDEL (index)", {"HDEL", k.index(), "f"}},
+            {"XRANGE (retries: the entry's facts)", {"XRANGE", k.stream(), "-", "+"}},
             {"HSET (finished states)", {"HSET", bucket, "f", "v"}},
             {"PEXPIREAT (finished states)", {"PEXPIREAT", bucket, "1"}},
             {"ZADD (finished states)", {"ZADD", k.done(), "0", "m"}},

@@ -4,11 +4,12 @@
 // finished tasks, written once per loop turn as one redis::Block before the
 // batch's XACK.
 //
-// Per task: DEL of its state record, and (unless its retention is 0) its
-// final state as a field of a shared bucket (server/done_buckets.hpp), where
-// get(), cancel() and a resent enqueue find it once the record has gone.
-// Both in one block, so a reader sees the record or the bucket, never
-// neither. Every write is idempotent, so a block resent after a lost reply
+// The tasks leave P{Q}:index (one HDEL) and lose their state records (one
+// DEL: a task that was delayed, retried or asked to stop has one), and
+// (unless its retention is 0) each task's final state becomes a field of a
+// shared bucket (server/done_buckets.hpp), where get(), cancel() and a
+// resent enqueue find it. All in one block, so a reader sees the task live
+// or finished, never neither. Every write is idempotent, so a block resent after a lost reply
 // does no harm. The error of an earlier failed run is not kept: the final
 // run's outcome replaces it.
 

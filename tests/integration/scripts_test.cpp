@@ -309,25 +309,21 @@ std::int64_t wall_now() {
 void check_enqueue(Env& e) {
     struct Task {
         std::string id;
-        std::int64_t created;
-        std::string notify;
-        std::int64_t retention;
         Flat fields;
     };
     const std::vector<Task> tasks = {
-        {"t1", kNow, "client-1", 5000, {"id", "t1", "data", "a", "retries", "0"}},
-        {"t2", kNow + 1, "", 0, {"id", "t2", "data", ""}},  // untracked, an empty value
-        {"t3", kNow + 2, "client-2", kDefaultRetentionMs, task_fields("t3", true)},
+        {"t1",
+         {"id", "t1", "data", "a", "retries", "0", "client_id", "client-1", "send_notif", "1",
+          "x_enqueued_ts", std::to_string(kNow), "x_retention", "5000", "x_state", "1"}},
+        {"t2", {"id", "t2", "data", ""}},  // an empty value
+        {"t3", task_fields("t3", true)},
     };
     auto call = [&](bool check) {
         ScriptCall c(scripts::enqueue);
-        c.key(e.k.stream());
-        for (const auto& t : tasks) c.key(e.k.task(t.id));
-        c.key(e.k.done());
+        c.key(e.k.stream()).key(e.k.index()).key(e.k.done()).key(e.k.task_prefix());
         c.arg(check ? "1" : "0");
         for (const auto& t : tasks) {
-            c.arg(t.created).arg(t.notify).arg(t.retention);
-            c.arg(static_cast<std::int64_t>(t.fields.size())).args(t.fields);
+            c.arg(t.id).arg(static_cast<std::int64_t>(t.fields.size())).args(t.fields);
         }
         return c;
     };
@@ -339,45 +335,47 @@ void check_enqueue(Env& e) {
     auto [ids, entries] = e.xrange(e.k.stream());
     REQUIRE(ids.size() == tasks.size());
     CHECK(reply == A(ids));
+    Fields index;
     for (std::size_t i = 0; i < tasks.size(); ++i) {
-        const auto& t = tasks[i];
-        CAPTURE(t.id);
-        CHECK(show(entries[i]) == show(t.fields));
-        // Fields at their readers' defaults are left out: updated (= created),
-        // retries (0), notify ('') and retention (24 h).
-        Fields want{{"state", "ready"}, {"entry", ids[i]}, {"created", std::to_string(t.created)}};
-        if (!t.notify.empty()) want["notify"] = t.notify;
-        if (t.retention != kDefaultRetentionMs) want["retention"] = std::to_string(t.retention);
-        CHECK(show(e.hash(e.k.task(t.id))) == show(want));
-        CHECK(e.pttl(e.k.task(t.id)) == -1);  // retention starts when it finishes
+        CAPTURE(tasks[i].id);
+        CHECK(show(entries[i]) == show(tasks[i].fields));
+        CHECK_FALSE(e.exists(e.k.task(tasks[i].id)));  // no record on this path
+        index[tasks[i].id] = ids[i];
     }
-    // A resend (checked): every record is found, nothing is added, and each
+    CHECK(show(e.hash(e.k.index())) == show(index));
+    // get() finds each by the index, created from its entry.
+    CHECK(e.ok(calls::get(e.k, "t1", kNow)) ==
+          A(Flat{"state", "ready", "entry", ids[0], "created", std::to_string(kNow)}));
+
+    // A resend (checked): every task is found, nothing is added, and each
     // task's entry comes back.
     CHECK(e.ok(call(true)) == A(ids));
     CHECK(e.xrange(e.k.stream()).first == ids);
-    // A record without an entry (a task in no stream) answers ''.
-    e.cmd({"HDEL", e.k.task("t2"), "entry"});
+    // A task with a record instead (asked to stop while running, here: with no entry) answers
+    // the record's entry.
+    e.cmd({"HDEL", e.k.index(), "t2"});
+    e.hset(e.k.task("t2"), {{"state", "ready"}, {"created", "1"}});
     CHECK(e.ok(call(true)) == A(Flat{ids[0], "", ids[2]}));
     CHECK(e.xrange(e.k.stream()).first == ids);
-    // A task finished since (its record gone, its state in a bucket) answers ''
-    // too, and is not added again.
+    // A task finished since (out of the index, its state in a bucket) answers '' too, and is
+    // not added again.
     FinalStates fin(e.k, "tag");
     fin.add("t3", "completed", kNow + 2, 0, kDefaultRetentionMs);
     REQUIRE(e.block(fin.take(wall_now())).is_array());
-    CHECK_FALSE(e.exists(e.k.task("t3")));
+    CHECK_FALSE(e.cmd({"HEXISTS", e.k.index(), "t3"}).integer());
     CHECK(e.ok(call(true)) == A(Flat{ids[0], "", ""}));
     CHECK(e.xrange(e.k.stream()).first == ids);
 
-    // A record key of the wrong type refuses its task with no entry left
-    // behind, checked or not (unchecked, the record's write finds it).
+    // An index key of the wrong type refuses the batch with no entry left behind, checked or
+    // not (unchecked, the index's write finds it, and the entries are taken back).
     for (bool check : {true, false}) {
         CAPTURE(check);
         e.flush();
-        e.cmd({"SET", e.k.task("t2"), "in the way"});
+        e.cmd({"SET", e.k.index(), "in the way"});
         auto res = e.run(call(check));
         REQUIRE_FALSE(res.ok());
         CHECK(res.error().message().starts_with("WRONGTYPE"));
-        CHECK(e.xrange(e.k.stream()).first.size() == 1);  // t1, written before t2
+        CHECK(e.xrange(e.k.stream()).first.empty());
     }
 }
 
@@ -642,6 +640,49 @@ void check_cancel(Env& e) {
         // The PEL is never touched: a running task is stopped by its server.
         CHECK(show(e.pel()) == show(pel_before));
     }
+
+    // A task on the hot path has no record: the index names its entry, the entry the rest.
+    const Flat fields = {"id", id, "data", "x", "client_id", "client-1", "send_notif", "1",
+                         "x_enqueued_ts", std::to_string(kNow), "x_retention", "5000",
+                         "x_state", "1"};
+    auto seed_indexed = [&](bool deliver) {
+        e.flush();
+        e.create_group();
+        auto eid = e.xadd(e.k.stream(), fields);
+        if (deliver) REQUIRE(e.deliver("w1") == Flat{eid});
+        e.cmd({"HSET", e.k.index(), id, eid});
+        return eid;
+    };
+    {
+        CAPTURE("indexed, not delivered: removed, canceled with a record of its own");
+        seed_indexed(false);
+        CHECK(e.ok(calls::cancel(e.k, id, now)) == A({S("ready"), S("client-1")}));
+        CHECK_FALSE(e.exists(e.k.index()));
+        CHECK(e.stream(e.k.stream()).empty());
+        CHECK(show(e.hash(e.k.task(id))) == show(Fields{{"state", "canceled"},
+                                                        {"created", std::to_string(kNow)},
+                                                        {"updated", std::to_string(now)},
+                                                        {"finished", std::to_string(now)}}));
+        auto ttl = e.pttl(e.k.task(id));
+        CHECK(ttl > 0);
+        CHECK(ttl <= 5000);
+        CHECK(e.ok(calls::get(e.k, id, now))[1].str() == "canceled");
+    }
+    {
+        CAPTURE("indexed, running: asked to stop; the record takes over from the index");
+        auto eid = seed_indexed(true);
+        CHECK(e.ok(calls::cancel(e.k, id, now)) == A({S("active"), S("")}));
+        CHECK_FALSE(e.exists(e.k.index()));
+        CHECK(show(e.hash(e.k.task(id))) == show(Fields{{"state", "ready"},
+                                                        {"entry", eid},
+                                                        {"created", std::to_string(kNow)},
+                                                        {"notify", "client-1"},
+                                                        {"retention", "5000"},
+                                                        {"cancel", std::to_string(now)}}));
+        CHECK(e.pttl(e.k.task(id)) == -1);
+        CHECK(e.stream(e.k.cancels()).size() == 1);
+        CHECK(e.stream(e.k.stream()).size() == 1);
+    }
 }
 
 void check_get(Env& e) {
@@ -683,6 +724,19 @@ void check_get(Env& e) {
         }
         CHECK(e.ok(calls::get(e.k, id, kNow)) == want);
         CHECK_FALSE(e.hash(e.k.task(id)).contains("active"));  // derived, never stored
+    }
+
+    // A task on the hot path: found through the index, "active" derived the same way.
+    for (bool deliver : {false, true}) {
+        CAPTURE(deliver);
+        e.flush();
+        e.create_group();
+        auto eid = e.xadd(e.k.stream(), {"id", id, "x_enqueued_ts", "123", "x_state", "1"});
+        if (deliver) REQUIRE(e.deliver("w1") == Flat{eid});
+        e.cmd({"HSET", e.k.index(), id, eid});
+        Flat want{"state", "ready", "entry", eid, "created", "123"};
+        if (deliver) want.insert(want.end(), {"active", "1"});
+        CHECK(e.ok(calls::get(e.k, id, kNow)) == A(want));
     }
 }
 
@@ -874,6 +928,39 @@ void check_move(Env& e) {
         }
         CHECK_FALSE(e.exists(e.k.task_prefix()));  // KEYS[4] without a record: never written
     }
+
+    // A task on the hot path (no record, in the index) leaves the index for a record, which
+    // takes what its entry says of it.
+    e.flush();
+    e.create_group();
+    const auto entry = e.xadd(e.k.stream(), {"id", id, "data", "x", "client_id", "client-1",
+                                             "send_notif", "1", "x_enqueued_ts",
+                                             std::to_string(kNow), "x_retention", "5000",
+                                             "x_state", "1"});
+    REQUIRE(e.deliver("w1") == Flat{entry});
+    e.cmd({"HSET", e.k.index(), id, entry, "other", "1-1"});
+    calls::Move mv{.dest = e.k.delayed(),
+                   .to = calls::Move::To::delayed,
+                   .entry_id = entry,
+                   .payload = std::span(retry),
+                   .task_id = id,
+                   .state = "failed",
+                   .now_ms = now,
+                   .error = "boom",
+                   .retries = 1,
+                   .retention_ms = 5000};
+    CHECK(e.ok(calls::move(e.k, mv)) == I(1));
+    CHECK(show(e.hash(e.k.index())) == show(Fields{{"other", "1-1"}}));
+    CHECK(show(e.hash(e.k.task(id))) == show(Fields{{"state", "failed"},
+                                                    {"created", std::to_string(kNow)},
+                                                    {"notify", "client-1"},
+                                                    {"retention", "5000"},
+                                                    {"updated", std::to_string(now)},
+                                                    {"error", "boom"},
+                                                    {"retries", "1"},
+                                                    {"member", m},
+                                                    {"run_at", due}}));
+    CHECK(e.pttl(e.k.task(id)) == -1);
 }
 
 // Members that are not a task are dead-lettered with their bytes; a task whose record carries a
@@ -1044,6 +1131,7 @@ void check_finish(Env& e) {
     e.hset(e.k.task("t2"), t2);
     e.hset(e.k.task("t3"), t3);
     e.hset(e.k.task("t4"), untouched);
+    e.cmd({"HSET", e.k.index(), "t1", "1-1", "t2", "1-2", "other", "1-9"});
 
     FinalStates batch(e.k, "w1");
     CHECK(batch.empty());
@@ -1053,15 +1141,17 @@ void check_finish(Env& e) {
     CHECK(batch.size() == 3);
     auto block = batch.take(now);
     CHECK(batch.empty());
-    // Per task the record's DEL; a retention's first family opens (ZREMRANGEBYSCORE of expired
-    // ones, ZADD), then the state's HSET and its bucket's first PEXPIREAT. t2 keeps nothing.
-    CHECK(block.size() == 11);
+    // One HDEL (the index) and one DEL (the records) for all; a retention's first family opens
+    // (ZREMRANGEBYSCORE of expired ones, ZADD), then the state's HSET and its bucket's first
+    // PEXPIREAT. t2 keeps nothing.
+    CHECK(block.size() == 10);
     auto reply = e.block(block);
     REQUIRE(reply.is_array());
-    CHECK(reply.size() == 11);
+    CHECK(reply.size() == 10);
 
     for (const char* id : {"t1", "t2", "t3"}) CHECK_FALSE(e.exists(e.k.task(id)));
     CHECK(show(e.hash(e.k.task("t4"))) == show(untouched));
+    CHECK(show(e.hash(e.k.index())) == show(Fields{{"other", "1-9"}}));
     auto got = [&](std::string_view id, std::int64_t at) { return e.ok(calls::get(e.k, id, at)); };
     auto state = [](std::string_view st, std::int64_t fin, std::int64_t created, int retries) {
         return A(Flat{"state", std::string(st), "finished", std::to_string(fin), "created",
@@ -1093,15 +1183,15 @@ void check_finish(Env& e) {
     }
 
     // A resend (its reply lost) writes the same again.
-    CHECK(e.block(block).size() == 11);
+    CHECK(e.block(block).size() == 10);
     CHECK(got("t1", now) == state("completed", now, base - 100, 0));
     CHECK(e.cmd({"ZCARD", e.k.done()}).integer() == 2);
-    // The family and its bucket are set up: the next state is a DEL and an HSET, with the
-    // family's ZADD again (once per block: after Redis restarted empty, readers find the
+    // The family and its bucket are set up: the next state is an HDEL, a DEL and an HSET, with
+    // the family's ZADD again (once per block: after Redis restarted empty, readers find the
     // states of the next block through it).
     batch.add("t4", "completed", base, 0, 5000);
     auto next = batch.take(now + 1);
-    CHECK(next.size() == 3);
+    CHECK(next.size() == 4);
     // Refused at queue time (here: out of memory), nothing of it runs.
     e.cmd({"CONFIG", "SET", "maxmemory", "1"});
     auto refused = e.run(std::move(next));
@@ -1231,7 +1321,7 @@ long long command_stat(Env& e, std::string_view command, std::string_view counte
 
 }  // namespace
 
-TEST_CASE("enqueue writes each task's entry and its state record") { run_alone(check_enqueue); }
+TEST_CASE("enqueue writes each task's entry and indexes it by task id") { run_alone(check_enqueue); }
 TEST_CASE("schedule adds to the delayed set and nudges only for a new earliest task") {
     run_alone(check_schedule);
 }

@@ -302,7 +302,7 @@ TEST_CASE("encoder: tasks without a record are added and noted in a ledger: plai
     CHECK(o1.form == Outgoing::Form::noted);
     CHECK(o1.id == m1.id);
     CHECK(o1.bytes == 123);
-    CHECK(o1.record_key.empty());
+    CHECK(o1.record_keys == nullptr);
     CHECK(o1.ledger == "sf:{mail}:sent:client-1");
     CHECK(route_key(o1) == "sf:{mail}");
     auto f = fields_of(m1);
@@ -356,7 +356,7 @@ TEST_CASE("encoder: tasks without a record are added and noted in a ledger: plai
     CHECK_FALSE(joins_batch(o1, 1, 0, other));
 }
 
-TEST_CASE("encoder: a tracked task with a state record is batched into scripts::enqueue") {
+TEST_CASE("encoder: a task with state tracking is batched into scripts::enqueue") {
     Builder b;
     QueueKeys keys("sf:", "mail");
     auto m1 = b.builder.build("one", {}, true);
@@ -364,36 +364,35 @@ TEST_CASE("encoder: a tracked task with a state record is batched into scripts::
     auto o1 = encode_outgoing(m1, keys, 10);
     auto o2 = encode_outgoing(m2, keys, 10);
     CHECK(o1.form == Outgoing::Form::batched);
-    CHECK(o1.record_key == "sf:{mail}:task:" + m1.id);
+    CHECK(o1.record_keys == &keys);
     CHECK(route_key(o1) == "sf:{mail}");
 
-    auto part = [](const TaskMessage& m, const char* notify, const char* retention) {
+    // Its id, the field count, the entry's fields (which hold what a record held: created, the
+    // tracking client, retention).
+    auto part = [](const TaskMessage& m) {
         auto f = fields_of(m);
-        return concat({std::to_string(m.enqueued_ts), notify, retention, std::to_string(f.size())},
-                      f);
+        return concat({m.id, std::to_string(f.size())}, f);
     };
+    const std::vector<std::string> keys_part = {"4", "sf:{mail}", "sf:{mail}:index",
+                                                "sf:{mail}:done", "sf:{mail}:task:"};
     std::string scratch;
     Outgoing* one[] = {&o1};
-    // A first send: no check for records of an earlier one ("0").
+    // A first send: no check for an earlier one ("0").
     CHECK(parse_command(command_for(one, false, 1, scratch)) ==
-          concat({"EVALSHA", std::string(scripts::enqueue.sha1), "3", "sf:{mail}", o1.record_key,
-                  "sf:{mail}:done", "0"},
-                 part(m1, "client-1", "86400000")));
+          concat(concat({"EVALSHA", std::string(scripts::enqueue.sha1)}, keys_part),
+                 concat({"0"}, part(m1))));
     // After NOSCRIPT: the same call by body.
     CHECK(parse_command(command_for(one, true, 1, scratch)) ==
-          concat({"EVAL", std::string(scripts::enqueue.body), "3", "sf:{mail}", o1.record_key,
-                  "sf:{mail}:done", "0"},
-                 part(m1, "client-1", "86400000")));
+          concat(concat({"EVAL", std::string(scripts::enqueue.body)}, keys_part),
+                 concat({"0"}, part(m1))));
     // Two tasks of one stream: one call, keys first, then each task's part;
     // one of them in doubt (its reply was lost): the call checks ("1").
     CHECK(joins_batch(o1, 1, o1.cmd.size(), o2));
     Outgoing* two[] = {&o1, &o2};
     o2.in_doubt = true;
     CHECK(parse_command(command_for(two, false, 1, scratch)) ==
-          concat(concat({"EVALSHA", std::string(scripts::enqueue.sha1), "4", "sf:{mail}",
-                         o1.record_key, o2.record_key, "sf:{mail}:done", "1"},
-                        part(m1, "client-1", "86400000")),
-                 part(m2, "", "5000")));
+          concat(concat({"EVALSHA", std::string(scripts::enqueue.sha1)}, keys_part),
+                 concat(concat({"1"}, part(m1)), part(m2))));
     CHECK_FALSE(sent_plain(two));
     CHECK(replies_for(two) == 1);
 
@@ -427,7 +426,7 @@ TEST_CASE("encoder: a delayed task is one calls::schedule into P{Q}:delayed") {
     Builder stateless({.track_state = false});
     auto bare = encode_outgoing(stateless.builder.build("later", {.delay = 30s}, false), keys, 10);
     REQUIRE(bare.script);
-    CHECK(bare.record_key.empty());  // no record to write: noted in the ledger instead
+    CHECK(bare.record_keys == nullptr);  // no record to write: noted in the ledger instead
     bare.seq = 4;
     Outgoing* alone[] = {&bare};
     auto bare_argv = parse_command(command_for(alone, false, 3, scratch));
