@@ -57,6 +57,9 @@ enum class ClaimWhy { own, dead, idle };
 ScriptCall claim(const QueueKeys& k, std::string_view consumer, ClaimWhy why,
                  std::string_view owner, std::int64_t min_idle_ms, std::int64_t dead_after_ms,
                  std::span<const std::string> entry_ids);
+/// ack.lua: ack `entry_ids` (finished) and take every entry nobody needs out of the stream;
+/// the ids go sorted, as the script needs them.
+ScriptCall ack(const QueueKeys& k, std::span<const std::string> entry_ids);
 ScriptCall keep(const QueueKeys& k, std::string_view consumer,
                 std::span<const std::string> entry_ids);
 

@@ -37,15 +37,16 @@ struct Script {
 };
 
 namespace scripts {
-extern const Script enqueue;         // ready tasks + their state records
+extern const Script enqueue;         // ready tasks, indexed by task id
 extern const Script add;             // ready tasks without records, noted in the client's ledger
 extern const Script schedule;        // a delayed task (+ record), nudging promoters
 extern const Script unique_claim;    // claim a uniqueness key, or name its holder
 extern const Script unique_release;  // give a claimed key back
 extern const Script cancel;          // cancel a task wherever it is
-extern const Script get;             // read a state record, deriving "active"
+extern const Script get;             // read a task's state, deriving "active"
 extern const Script promote;         // due delayed tasks → the stream
 extern const Script move;            // write a task elsewhere, then ack its entry
+extern const Script ack;             // ack finished entries, trim what nobody needs
 extern const Script keep;            // renew the leases this server still owns
 extern const Script forget;          // drop a dead server that owns nothing
 extern const Script beat;            // a server's heartbeat (Redis's clock) and id hold

@@ -198,20 +198,12 @@ void OutcomeWriter::write_notes(const ChainPtr& c) {
 }
 
 void OutcomeWriter::write_acks(const ChainPtr& c) {
-    const auto& s = queues_[c->queue].keys.stream();
-    std::vector<std::string> ack{"XACK", s, std::string(kServerGroup)};
-    ack.insert(ack.end(), c->ids.begin(), c->ids.end());
-    // The XDEL only after the XACK: deleted first, a still-pending entry would vanish from the
-    // PEL at its next XCLAIM, an ack in all but name.
+    // One script acks the batch and only then takes entries out of the stream (ack.lua): deleted
+    // first, a still-pending entry would vanish from the PEL at its next XCLAIM, an ack in all
+    // but name.
     writes_.write(
-        std::move(ack), "XACK",
-        [this, c] {
-            release(c->queue, c->ids);
-            std::vector<std::string> del{"XDEL", queues_[c->queue].keys.stream()};
-            del.insert(del.end(), c->ids.begin(), c->ids.end());
-            writes_.write(std::move(del), "XDEL");
-        },
-        [this, c] { release(c->queue, c->ids); });
+        calls::ack(queues_[c->queue].keys, c->ids), "XACK",
+        [this, c] { release(c->queue, c->ids); }, [this, c] { release(c->queue, c->ids); });
 }
 
 void OutcomeWriter::completed(const Job& job) {

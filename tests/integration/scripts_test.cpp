@@ -66,7 +66,7 @@ const Script* const kAllScripts[] = {
     &scripts::cancel,  &scripts::get,      &scripts::promote,      &scripts::move,
     &scripts::keep,    &scripts::requeue_dead, &scripts::purge_dead,
     &scripts::forget,  &scripts::beat,     &scripts::leave,        &scripts::dead,
-    &scripts::claim,   &scripts::add,
+    &scripts::claim,   &scripts::add,      &scripts::ack,
 };
 
 Reply S(std::string_view s) { return Reply::string(std::string(s)); }
@@ -1086,6 +1086,33 @@ void check_move_wide(Env& e) {
           "kept)");
 }
 
+void check_ack(Env& e) {
+    e.create_group();
+    Flat ids;
+    for (int i = 0; i < 5; ++i) ids.push_back(e.xadd(e.k.stream(), task_fields("t", false)));
+    REQUIRE(e.deliver("w1", 5) == ids);
+    auto stream_ids = [&] { return e.xrange(e.k.stream()).first; };
+    // ids[2] still runs: below it everything is acked and trimmed; ids[3], acked above it, is
+    // deleted on its own; the pending ones stay.
+    CHECK(e.ok(calls::ack(e.k, std::vector<std::string>{ids[0], ids[1], ids[3]})) == I(3));
+    CHECK(stream_ids() == Flat{ids[2], ids[4]});
+    CHECK(show(e.pel()) == show(Fields{{ids[2], "w1"}, {ids[4], "w1"}}));
+    // Nothing pending: every entry up to the highest acked goes; one not yet delivered stays.
+    const auto later = e.xadd(e.k.stream(), task_fields("u", false));
+    // Out of memory, the acks are still taken (they free memory).
+    e.cmd({"CONFIG", "SET", "maxmemory", "1"});
+    CHECK(e.ok(calls::ack(e.k, std::vector<std::string>{ids[4], ids[2]})) == I(2));
+    e.cmd({"CONFIG", "SET", "maxmemory", "0"});
+    CHECK(stream_ids() == Flat{later});
+    CHECK(e.pel().empty());
+    // A resend (its reply lost) acks nothing more and keeps the undelivered entry.
+    CHECK(e.ok(calls::ack(e.k, std::vector<std::string>{ids[4], ids[2]})) == I(0));
+    CHECK(stream_ids() == Flat{later});
+    REQUIRE(e.deliver("w2") == Flat{later});
+    CHECK(e.ok(calls::ack(e.k, std::vector<std::string>{later})) == I(1));
+    CHECK(e.cmd({"XLEN", e.k.stream()}).integer() == 0);
+}
+
 void check_keep(Env& e) {
     e.create_group();
     Flat entries;
@@ -1298,6 +1325,7 @@ const Scenario kScenarios[] = {
     {"move: canceled tasks", check_move_canceled},
     {"move: wide entries", check_move_wide},
     {"keep", check_keep},
+    {"ack", check_ack},
     {"final states", check_finish},
     {"requeue_dead", check_requeue_dead},
     {"purge_dead", check_purge_dead},
@@ -1345,6 +1373,9 @@ TEST_CASE("move keeps a bounded prefix of an entry too wide for Lua") {
     run_alone(check_move_wide);
 }
 TEST_CASE("keep renews only the entries the consumer owns") { run_alone(check_keep); }
+TEST_CASE("ack acks, trims what nobody needs, deletes acked entries above a pending one") {
+    run_alone(check_ack);
+}
 // An entry still in the PEL but deleted from the stream (XDEL by hand;
 // streamfleet itself acks before it deletes) is dropped from the PEL by
 // keep's XCLAIM (Redis >= 7); keep must not list it as renewed.
