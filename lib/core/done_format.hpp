@@ -3,7 +3,7 @@
 // Finished states kept for their retention in shared buckets instead of one
 // expiring hash per task: the format both sides share, the servers that write
 // the buckets (server/done_buckets.hpp) and the scripts that read them
-// (lib/scripts/done.lua, whose Lua twin of shard_hash must agree bit for bit).
+// (lib/scripts/lib/done.lua, whose Lua twin of shard_hash must agree bit for bit).
 //
 // A server writes into families of buckets. A family is `shards` hashes
 //   P{Q}:done:<member>:<shard>      field = task id, value = encode_state()
