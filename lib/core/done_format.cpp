@@ -2,6 +2,7 @@
 #include "core/done_format.hpp"
 
 #include <algorithm>
+#include <cstdint>
 
 namespace streamfleet::detail::done {
 
@@ -37,6 +38,30 @@ std::uint32_t shard_hash(std::string_view id) noexcept {
 std::string member(const Family& f) {
     return f.tag + "." + std::to_string(f.seq) + "." + std::to_string(f.shards) + "." +
            std::to_string(f.retention_ms);
+}
+
+std::optional<Family> parse_member(std::string_view m) {
+    // TAG.SEQ.SHARDS.RETENTION: the tag has no '.', so the last three fields are the numbers.
+    auto number = [&m](std::uint64_t max) -> std::optional<std::uint64_t> {
+        auto dot = m.rfind('.');
+        if (dot == std::string_view::npos) return std::nullopt;
+        auto digits = m.substr(dot + 1);
+        m = m.substr(0, dot);
+        std::uint64_t v = 0;
+        if (digits.empty() || digits.size() > 19) return std::nullopt;
+        for (char c : digits) {
+            if (c < '0' || c > '9') return std::nullopt;
+            v = v * 10 + static_cast<std::uint64_t>(c - '0');
+        }
+        if (v > max) return std::nullopt;
+        return v;
+    };
+    auto retention = number(static_cast<std::uint64_t>(INT64_MAX));
+    auto shards = number(UINT32_MAX);
+    auto seq = number(UINT64_MAX);
+    if (!retention || !shards || !seq || *shards == 0 || m.empty()) return std::nullopt;
+    return Family{std::string(m), *seq, static_cast<std::uint32_t>(*shards),
+                  static_cast<std::int64_t>(*retention)};
 }
 
 std::string bucket_key(std::string_view done_key, std::string_view member, std::uint32_t shard) {

@@ -15,6 +15,7 @@
 // bytes more.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -30,6 +31,8 @@ struct Family {
     std::int64_t retention_ms = 0;
 };
 std::string member(const Family& f);
+/// The family a member names, or nullopt when it is not one of member()'s.
+std::optional<Family> parse_member(std::string_view m);
 std::string bucket_key(std::string_view done_key, std::string_view member, std::uint32_t shard);
 
 /// The state letter (c completed, e expired, x canceled), the finished time

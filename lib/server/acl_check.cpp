@@ -79,7 +79,9 @@ std::vector<Probe> probes(const ServerOptions& opts, Queues queues) {
             {"HSET (finished states)", {"HSET", bucket, "f", "v"}},
             {"PEXPIREAT (finished states)", {"PEXPIREAT", bucket, "1"}},
             {"ZADD (finished states)", {"ZADD", k.done(), "0", "m"}},
-            {"ZREMRANGEBYSCORE (finished states)", {"ZREMRANGEBYSCORE", k.done(), "-inf", "0"}},
+            {"ZRANGEBYSCORE (janitor: finished states)", {"ZRANGEBYSCORE", k.done(), "-inf", "0"}},
+            {"ZREM (janitor: finished states)", {"ZREM", k.done(), "m"}},
+            {"DEL (janitor: finished states)", {"DEL", bucket}},
             {"EVALSHA (scripts)", {"EVALSHA", std::string(40, '0'), "1", k.stream()}},
             {"EVAL (scripts)", {"EVAL", "return 1", "1", k.stream()}},
         };

@@ -43,11 +43,11 @@ DoneBuckets::Family& DoneBuckets::family(redis::Block& b, std::int64_t retention
         std::erase_if(by_retention_, [&](const auto& kv) {
             return kv.first != retention_ms && kv.second.closes_ms < now_ms;
         });
-        open(f, b, 1, retention_ms, now_ms);
+        open(f, 1, retention_ms, now_ms);
     } else if (f.count >= std::uint64_t{kFill} * f.shards) {
-        open(f, b, std::min(f.shards * 2, kMaxShards), retention_ms, now_ms);
+        open(f, std::min(f.shards * 2, kMaxShards), retention_ms, now_ms);
     } else if (now_ms >= f.closes_ms || now_ms < f.opened_ms) {
-        open(f, b, pow2_at_least((f.count + kFill - 1) / kFill), retention_ms, now_ms);
+        open(f, pow2_at_least((f.count + kFill - 1) / kFill), retention_ms, now_ms);
     } else if (now_ms - f.armed_ms >= kRearmMs) {
         f.armed_ms = now_ms;
         std::fill(f.expiring.begin(), f.expiring.end(), false);
@@ -59,7 +59,7 @@ DoneBuckets::Family& DoneBuckets::family(redis::Block& b, std::int64_t retention
     return f;
 }
 
-void DoneBuckets::open(Family& f, redis::Block& b, std::uint32_t shards,
+void DoneBuckets::open(Family& f, std::uint32_t shards,
                        std::int64_t retention_ms, std::int64_t now_ms) {
     const auto width = std::max<std::int64_t>(1000, retention_ms / 24);
     f.member = done::member({tag_, seq_++, shards, retention_ms});
@@ -71,8 +71,6 @@ void DoneBuckets::open(Family& f, redis::Block& b, std::uint32_t shards,
     f.count = 0;
     f.announced = false;
     f.expiring.assign(shards, false);
-    // Families whose buckets have expired leave the index as new ones come.
-    b.add({"ZREMRANGEBYSCORE", done_, "-inf", "(" + std::to_string(now_ms)});
 }
 
 }  // namespace streamfleet::detail

@@ -20,7 +20,10 @@
 // in every block: after Redis restarted empty, the next block's states are
 // found), PEXPIREAT of a bucket the first time it is written, and again every
 // kRearmMs, so a bucket whose first write was lost or refused (or that Redis
-// lost) gets its expiry from a later one.
+// lost) gets its expiry from a later one. Families past their expiry leave
+// P{Q}:done by the janitor, which deletes their buckets by name first: a
+// bucket Redis lost and a later write re-created without its expiry would
+// otherwise be kept for ever.
 
 #include <cstdint>
 #include <map>
@@ -61,8 +64,7 @@ private:
         std::vector<bool> expiring;  // per bucket: its PEXPIREAT was sent since armed_ms
     };
     Family& family(redis::Block& b, std::int64_t retention_ms, std::int64_t now_ms);
-    void open(Family& f, redis::Block& b, std::uint32_t shards, std::int64_t retention_ms,
-              std::int64_t now_ms);
+    void open(Family& f, std::uint32_t shards, std::int64_t retention_ms, std::int64_t now_ms);
 
     std::string done_, tag_;
     std::uint64_t seq_ = 0;

@@ -1169,12 +1169,11 @@ void check_finish(Env& e) {
     auto block = batch.take(now);
     CHECK(batch.empty());
     // One HDEL (the index) and one DEL (the records) for all; a retention's first family opens
-    // (ZREMRANGEBYSCORE of expired ones, ZADD), then the state's HSET and its bucket's first
-    // PEXPIREAT. t2 keeps nothing.
-    CHECK(block.size() == 10);
+    // (ZADD), then the state's HSET and its bucket's first PEXPIREAT. t2 keeps nothing.
+    CHECK(block.size() == 8);
     auto reply = e.block(block);
     REQUIRE(reply.is_array());
-    CHECK(reply.size() == 10);
+    CHECK(reply.size() == 8);
 
     for (const char* id : {"t1", "t2", "t3"}) CHECK_FALSE(e.exists(e.k.task(id)));
     CHECK(show(e.hash(e.k.task("t4"))) == show(untouched));
@@ -1210,7 +1209,7 @@ void check_finish(Env& e) {
     }
 
     // A resend (its reply lost) writes the same again.
-    CHECK(e.block(block).size() == 10);
+    CHECK(e.block(block).size() == 8);
     CHECK(got("t1", now) == state("completed", now, base - 100, 0));
     CHECK(e.cmd({"ZCARD", e.k.done()}).integer() == 2);
     // The family and its bucket are set up: the next state is an HDEL, a DEL and an HSET, with

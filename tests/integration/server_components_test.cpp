@@ -324,6 +324,31 @@ TEST_CASE("janitor: dead letters older than dead_max_age by the clock go") {
     CHECK(recent.size() == 50);
 }
 
+TEST_CASE("janitor: an expired family of finished-state buckets loses its buckets, TTL or not") {
+    RedisServer rs;
+    TestConn c(rs.url());
+    Rig rig(rs, {});
+    auto now = rig.clock.now_ms();
+    const std::string done = "streamfleet:{q}:done";
+    // Two families past their expiry, one of them with buckets Redis lost and a late write
+    // re-created without a TTL; one still live; one member that names no family.
+    REQUIRE(c.cmd({"ZADD", done, std::to_string(now - 10), "w1.0.2.1000", std::to_string(now - 5),
+                   "w2.3.1.60000", std::to_string(now + 60'000), "w1.1.1.1000",
+                   std::to_string(now - 1), "junk"})
+                .ok());
+    for (const char* b : {"w1.0.2.1000:0", "w1.0.2.1000:1", "w2.3.1.60000:0", "w1.1.1.1000:0"})
+        REQUIRE(c.cmd({"HSET", done + ":" + b, "t", "c1,1"}).ok());
+    auto& janitor = rig.make<Janitor>(rig.queues());
+
+    rig.run([&](Done d) { janitor.tick(d); });
+    for (const char* b : {"w1.0.2.1000:0", "w1.0.2.1000:1", "w2.3.1.60000:0"})
+        CHECK(integer(c, {"EXISTS", done + ":" + b}) == 0);
+    CHECK(integer(c, {"EXISTS", done + ":w1.1.1.1000:0"}) == 1);
+    auto left = c.cmd({"ZRANGE", done, "0", "-1"}).value();
+    REQUIRE(left.size() == 1);
+    CHECK(left[0].str() == "w1.1.1.1000");
+}
+
 // A reclaimer that sees no task of its own running and needs no wake-ups.
 Reclaimer& make_reclaimer(Rig& rig, Slots& slots, Taken& taken) {
     return rig.make<Reclaimer>(

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "core/clock.hpp"
+#include "core/done_format.hpp"
 #include "core/keys.hpp"
 #include "core/uuid.hpp"
 #include "core/wire.hpp"
@@ -310,4 +311,17 @@ TEST_CASE("x_history keeps the last failed runs, oldest first, and survives garb
     CHECK(history_entries("not msgpack \xc1").empty());
     CHECK(history_add("\xc1garbage", 5, "x").size() > 0);
     CHECK(history_entries(history_add("\xc1garbage", 5, "x")) == std::vector<std::string>{"5 x"});
+}
+
+TEST_CASE("a bucket family's member names it back, and anything else is refused") {
+    done::Family f{"a1b2c3d4", 42, 8, 86'400'000};
+    auto back = done::parse_member(done::member(f));
+    REQUIRE(back.has_value());
+    CHECK(back->tag == "a1b2c3d4");
+    CHECK(back->seq == 42);
+    CHECK(back->shards == 8);
+    CHECK(back->retention_ms == 86'400'000);
+    for (const char* bad : {"", "junk", "t.1.2", ".1.2.3", "t.1.0.5", "t.1.x.5", "t.1.2.",
+                            "t.1.4294967296.5", "t.-1.2.3"})
+        CHECK_MESSAGE(!done::parse_member(bad).has_value(), bad);
 }
