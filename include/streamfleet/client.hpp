@@ -119,6 +119,10 @@ public:
     /// This client's id (its notification stream is `PREFIXreceiver:{id}`).
     const std::string& id() const noexcept;
 
+    /// This client's metrics in the Prometheus text format (0.0.4):
+    /// streamfleet_tasks_enqueued_total by queue (tasks accepted since it opened). Any thread.
+    std::string metrics_text() const;
+
     /// Tasks accepted by enqueue but not yet confirmed by Redis (the local
     /// buffer's fill, bounded by max_buffered).
     std::size_t buffered() const;

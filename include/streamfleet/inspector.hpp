@@ -27,6 +27,9 @@ struct QueueStats {
     std::int64_t clients = 0;        ///< clients with a heartbeat in the last `live_window`
     std::int64_t servers = 0;        ///< servers with a heartbeat in the last `live_window`
     std::string node;                ///< "host:port" of the Redis node serving the queue
+    /// Entries ever delivered to the server group (XINFO GROUPS entries-read):
+    /// its growth over time is the queue's throughput. -1 when Redis does not say.
+    std::int64_t delivered = -1;
 };
 
 /// One entry of P{Q}:dead, as the server left it.
@@ -52,6 +55,15 @@ struct DelayedTask {
     std::string error;          ///< the last run's error, for a retry
 };
 
+/// A task in the queue not yet delivered to any server.
+struct ReadyTask {
+    std::string entry_id;  ///< its id in P{Q}, the order it runs in
+    std::string id;        ///< task id
+    std::string data;      ///< payload
+    std::uint32_t retries = 0;
+    std::int64_t enqueued_ms = 0;  ///< x_enqueued_ts (0 if the entry does not say)
+};
+
 /// A task delivered to a server and not yet finished (the group's PEL).
 struct PendingTask {
     std::string entry_id;      ///< its id in P{Q}
@@ -72,14 +84,36 @@ public:
     Inspector(const Inspector&) = delete;
     Inspector& operator=(const Inspector&) = delete;
 
+    /// @brief The queues found in Redis: every queue stream (PREFIX{NAME}) there,
+    /// by name, sorted. A SCAN: fine for tools and dashboards, not for a hot path.
+    /// On a Redis Cluster it sees one node's queues only.
+    /// @throws Unsupported with go_compatible (Go key names carry no marker to
+    ///         find queues by), IoError/TimeoutError/AuthError (Redis).
+    std::vector<std::string> queues();
+
     /// @brief Counts for one queue, read in one pipeline.
     /// @param live_window heartbeats older than this do not count as live.
     /// @throws InvalidArgument (queue name), IoError/TimeoutError/AuthError (Redis).
     QueueStats stats(std::string_view queue,
                      std::chrono::milliseconds live_window = std::chrono::seconds(30));
 
+    /// @brief The gauges of `queues` in the Prometheus text format (0.0.4), by
+    /// queue: streamfleet_queue_{ready,delayed,pending,dead},
+    /// streamfleet_queue_oldest_pending_age_seconds (since the oldest delivered,
+    /// unfinished entry was added; 0 when none), streamfleet_servers_live and
+    /// streamfleet_clients_live (heartbeats within `live_window`). A few reads
+    /// per queue: for a scrape, not a hot path.
+    /// @throws as stats().
+    std::string metrics_text(const std::vector<std::string>& queues,
+                             std::chrono::milliseconds live_window = std::chrono::seconds(30));
+
     /// @brief Delayed tasks and retries, earliest due first (up to `limit`).
     std::vector<DelayedTask> delayed(std::string_view queue, std::size_t limit = 100);
+
+    /// @brief Tasks not yet delivered, next first: up to `limit` of them with
+    /// entry ids greater than `after` ("" = from the next one), for paging.
+    std::vector<ReadyTask> ready(std::string_view queue, std::size_t limit = 100,
+                                 std::string_view after = "");
 
     /// @brief Tasks delivered to servers and not finished, oldest first (up to `limit`).
     std::vector<PendingTask> pending(std::string_view queue, std::size_t limit = 100);

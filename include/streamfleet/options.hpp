@@ -136,6 +136,12 @@ struct TaskOptions {
     /// canceled) stays readable with Client::get(); unset = 24 hours; 0 = drop
     /// it as the task finishes.
     std::optional<std::chrono::milliseconds> retention{};
+    /// The task's id; empty (the default) = a new UUIDv7. A chosen id (1-200
+    /// printable ASCII bytes, no space) names one task of the queue: an enqueue
+    /// of a second task with that id, while the first is known (until a day
+    /// after it is due, at least its retention), is refused with Duplicate.
+    /// Not with `unique_key` or enqueue_many.
+    std::string id{};
     /// Uniqueness: a second task of the queue with the same key, enqueued
     /// within `unique_ttl` of this one, is refused with Duplicate (carrying
     /// this task's id). Such an enqueue waits for Redis (one round trip).

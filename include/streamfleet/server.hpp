@@ -143,6 +143,27 @@ private:
     const Data& d_;
 };
 
+/// @brief A task taken with Server::pop(): run outside the server (by a client of an HTTP
+/// gateway, say) and ended with Server::settle() within its lease.
+struct PoppedTask {
+    TaskId id;
+    std::string queue;
+    /// The payload bytes.
+    std::string data;
+    /// Retries before this run (0 on the first run).
+    std::uint32_t retries = 0;
+    /// Times this stream entry has been delivered (> 1 after a crash or reclaim).
+    std::uint64_t deliveries = 1;
+    /// settle() within this long, or the run counts as failed ("not settled within its lease")
+    /// and the task is retried per its policy: the task's run_timeout when it has one, else the
+    /// lease pop() asked for.
+    std::chrono::milliseconds lease{0};
+    /// When the task was enqueued (unix ms; 0 if its entry does not say).
+    std::int64_t enqueued_ms = 0;
+    /// When the task expires, if it does.
+    std::optional<std::chrono::system_clock::time_point> deadline{};
+};
+
 /// A handler that fails by throwing (the exception's what() is kept).
 using Handler = std::function<void(TaskContext&)>;
 /// A handler that reports its outcome.
@@ -177,11 +198,44 @@ public:
                }));
     }
 
+    /// Pull mode for `queue`: its tasks run no handler here but wait, delivered to this server,
+    /// for pop(), and each is ended by settle(). Before start()/run() only; a queue has a
+    /// handler or is pulled, not both. The server reads a pulled queue only for pops that wait,
+    /// so its tasks stay ready in Redis (for other servers too) until someone asks; a delivered
+    /// task no pop took within 2 s goes back to its stream. Popped tasks count towards
+    /// `concurrency` (so a server that only pulls may set it high: it starts no handler thread
+    /// for pulled queues), their leases are renewed in Redis while held, and a server that dies
+    /// holding them leaves them to be taken over as any crashed server's.
+    /// @throws InvalidArgument for a bad queue name or a queue already handled or pulled.
+    void pull(std::string_view queue);
+
+    using PopCallback = std::function<void(std::optional<PoppedTask>)>;
+    /// Takes the next task of pulled `queue`, waiting up to `wait` for one; `done` gets it, or
+    /// nullopt when none came in time (or the server is stopping). `lease` (> 0) is how long
+    /// the caller has to settle() it (the task's run_timeout wins when it has one). Any thread;
+    /// `done` runs on the server's loop thread: keep it short, do not call waiting methods.
+    /// @throws InvalidArgument for a queue not pulled, a non-positive lease, or a server not
+    ///         started; ClosedError once shutdown() has begun.
+    void pop_async(std::string_view queue, std::chrono::milliseconds wait,
+                   std::chrono::milliseconds lease, PopCallback done);
+    /// pop_async(), waiting for its answer.
+    std::optional<PoppedTask> pop(std::string_view queue, std::chrono::milliseconds wait,
+                                  std::chrono::milliseconds lease);
+    /// Ends a popped task of `queue` as a handler's outcome would: success completes it,
+    /// failure retries it per its policy, dead dead-letters it. `done(true)` once that is
+    /// handed to the outcome writer; `done(false)` when this server holds no popped task with
+    /// that id (never popped here, already settled, or its lease ran out). Any thread; `done`
+    /// runs on the loop thread.
+    void settle_async(std::string_view queue, std::string_view id, Outcome outcome,
+                      std::function<void(bool)> done);
+    /// settle_async(), waiting for its answer.
+    bool settle(std::string_view queue, std::string_view id, Outcome outcome);
+
     /// Starts reading and running tasks in the background. Returns once this
     /// server holds its id: at once, or, after a crash of a previous life with
     /// the same id, within dead_after + heartbeat_interval when that life's hold
     /// lapses.
-    /// @throws InvalidArgument when no handler is registered.
+    /// @throws InvalidArgument when no queue is handled or pulled.
     /// @throws ServerIdInUse when a running server has the same id.
     void start();
     /// start(), then blocks until shutdown() (from another thread or a signal
@@ -202,6 +256,15 @@ public:
     };
     /// Counters since start.
     Stats stats() const;
+
+    /// This server's metrics in the Prometheus text format (0.0.4), by queue, since start():
+    /// counters streamfleet_tasks_{completed,failed,retried,dead,expired,canceled}_total and
+    /// histograms streamfleet_handler_duration_seconds (a run, from its start to its outcome;
+    /// for a pulled queue, pop to settle) and streamfleet_start_latency_seconds (enqueue, or
+    /// the due time, to the run's start). Serve it from the app's own /metrics; the queues'
+    /// gauges (ready, delayed, ...) come from Inspector::metrics_text(). Any thread; "" before
+    /// start().
+    std::string metrics_text() const;
 
 private:
     friend struct detail::ServerTestAccess;

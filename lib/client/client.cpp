@@ -47,7 +47,9 @@
 
 #include <algorithm>
 #include <future>
+#include <map>
 #include <memory>
+#include <mutex>
 
 #include "client/admission.hpp"
 #include "client/context.hpp"
@@ -59,6 +61,7 @@
 #include "client/task_builder.hpp"
 #include "client/task_ops.hpp"
 #include "core/log.hpp"
+#include "core/metrics.hpp"
 #include "core/uuid.hpp"
 #include "redis/topology.hpp"
 #include "runtime/runtime.hpp"
@@ -102,6 +105,15 @@ struct Client::Impl {
     std::unique_ptr<Listener> listener;
     std::unique_ptr<Heartbeat> heartbeat;
     std::vector<Outgoing> taken;  // drain()'s batch, kept to reuse its memory
+    // Any thread: tasks accepted per queue, for metrics_text().
+    std::mutex enqueued_mutex;
+    std::map<std::string, std::uint64_t, std::less<>> enqueued;
+    void count_enqueued(std::string_view queue, std::size_t n) {
+        std::lock_guard lock(enqueued_mutex);
+        auto it = enqueued.find(queue);
+        if (it == enqueued.end()) it = enqueued.emplace(std::string(queue), 0).first;
+        it->second += n;
+    }
     // Declared last: destroyed first, so the loop thread is joined before
     // anything its callbacks use goes away.
     std::unique_ptr<Runtime> rt;
@@ -258,7 +270,9 @@ void Client::Impl::refused(Outgoing& task, const detail::Error& why) {
 void Client::Impl::accept(std::string_view queue, const QueueKeys& keys, const TaskMessage& m,
                           std::shared_ptr<HandleState> handle, std::chrono::milliseconds unique_ttl,
                           std::shared_ptr<std::promise<void>> stored) {
-    if (!m.unique.empty()) ops->claim_unique(keys, m, unique_ttl);
+    // A chosen id is shared by every enqueue of it: the claim's holder must tell this one apart.
+    const auto holder = m.unique == "id:" + m.id ? m.id + "#" + builder->nonce() : m.id;
+    if (!m.unique.empty()) ops->claim_unique(keys, m, holder, unique_ttl);
     try {
         auto bytes = Admission::footprint(m);
         // With a spool, room is taken before the task is written to it: a task
@@ -271,8 +285,9 @@ void Client::Impl::accept(std::string_view queue, const QueueKeys& keys, const T
         out.handle = std::move(handle);
         out.stored = std::move(stored);
         admission->hand_off(std::move(out), spool != nullptr);
+        count_enqueued(queue, 1);
     } catch (...) {
-        if (!m.unique.empty()) ops->release_unique(keys, m);
+        if (!m.unique.empty()) ops->release_unique(keys, m, holder);
         throw;
     }
 }
@@ -325,7 +340,7 @@ TaskId Client::enqueue(std::string_view queue, std::string_view data, const Task
     auto& im = *impl_;
     const auto& keys = im.ctx->keys_for(queue);
     auto m = im.builder->build(data, opts, false);
-    im.accept(queue, keys, m, nullptr, opts.unique_ttl);
+    im.accept(queue, keys, m, nullptr, TaskBuilder::unique_window(opts));
     return std::move(m.id);
 }
 
@@ -341,7 +356,7 @@ TaskId Client::enqueue_confirmed(std::string_view queue, std::string_view data,
     auto m = im.builder->build(data, opts, false);
     auto stored = std::make_shared<std::promise<void>>();
     auto fut = stored->get_future();
-    im.accept(queue, keys, m, nullptr, opts.unique_ttl, std::move(stored));
+    im.accept(queue, keys, m, nullptr, TaskBuilder::unique_window(opts), std::move(stored));
     if (fut.wait_for(timeout) != std::future_status::ready) {
         throw TimeoutError("task " + m.id + " was not confirmed by Redis within " +
                            std::to_string(timeout.count()) +
@@ -361,7 +376,7 @@ TaskHandle Client::enqueue_tracked(std::string_view queue, std::string_view data
     const auto& keys = im.ctx->keys_for(queue);
     auto m = im.builder->build(data, opts, true);
     auto state = std::make_shared<HandleState>(m.id);
-    im.accept(queue, keys, m, state, opts.unique_ttl);
+    im.accept(queue, keys, m, state, TaskBuilder::unique_window(opts));
     return TaskHandle(std::move(state));
 }
 
@@ -395,7 +410,20 @@ std::vector<TaskId> Client::enqueue_many(std::string_view queue,
     }
     // One hand-off: the loop issues every command in one turn, so they leave in one write.
     im.admission->hand_off(batch, im.spool != nullptr);
+    im.count_enqueued(queue, out.size());
     return out;
+}
+
+std::string Client::metrics_text() const {
+    auto& im = *impl_;
+    PromText p;
+    p.family("streamfleet_tasks_enqueued_total", "counter",
+             "Tasks this client accepted (enqueue returned their id).");
+    std::lock_guard lock(im.enqueued_mutex);
+    for (const auto& [queue, n] : im.enqueued) {
+        p.sample("streamfleet_tasks_enqueued_total", "queue", queue, static_cast<double>(n));
+    }
+    return p.text();
 }
 
 CancelResult Client::cancel(std::string_view queue, std::string_view id) {

@@ -1,11 +1,13 @@
 #include "streamfleet/inspector.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <future>
 
 #include "core/clock.hpp"
 #include "core/keys.hpp"
 #include "core/script_calls.hpp"
+#include "core/stream_id.hpp"
 #include "core/wire.hpp"
 #include "redis/streams.hpp"
 #include "redis/sync.hpp"
@@ -111,6 +113,39 @@ Inspector::~Inspector() {
     impl_->rt->call([this] { impl_->topo->close(); });
 }
 
+std::vector<std::string> Inspector::queues() {
+    if (impl_->style != KeyStyle::native) {
+        throw Unsupported("listing queues needs the native key names, not go_compatible");
+    }
+    // The prefix as a glob, its own glob characters escaped.
+    std::string match;
+    for (char c : impl_->prefix) {
+        if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') match.push_back('\\');
+        match.push_back(c);
+    }
+    match += "{*}";
+    std::vector<std::string> out;
+    std::string cursor = "0";
+    do {
+        auto reply =
+            impl_->call({"SCAN", cursor, "MATCH", match, "COUNT", "1000", "TYPE", "stream"})
+                .value();
+        if (!reply.is_array() || reply.size() != 2) break;
+        cursor = std::string(reply[0].str());
+        for (const auto& k : reply[1].elements()) {
+            std::string_view key = k.str();
+            // PREFIX{NAME} exactly: P{Q}:dead and the like are not queues.
+            if (key.size() < impl_->prefix.size() + 3 || key.back() != '}') continue;
+            auto name = key.substr(impl_->prefix.size() + 1, key.size() - impl_->prefix.size() - 2);
+            if (name.find_first_of("{}") != std::string_view::npos) continue;
+            out.emplace_back(name);
+        }
+    } while (cursor != "0");
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+}
+
 QueueStats Inspector::stats(std::string_view queue, std::chrono::milliseconds live_window) {
     auto k = impl_->keys(queue);
     auto since = std::to_string(SystemClock::instance().now_ms() - live_window.count());
@@ -145,7 +180,7 @@ QueueStats Inspector::stats(std::string_view queue, std::chrono::milliseconds li
         for (const auto& g : replies[1]->elements()) {
             const auto& kv = g.elements();
             bool ours = false;
-            std::int64_t consumers = 0, pending = 0;
+            std::int64_t consumers = 0, pending = 0, read = -1;
             for (std::size_t i = 0; i + 1 < kv.size(); i += 2) {
                 auto name = kv[i].str();
                 if (name == "name")
@@ -154,10 +189,13 @@ QueueStats Inspector::stats(std::string_view queue, std::chrono::milliseconds li
                     consumers = kv[i + 1].integer();
                 else if (name == "pending")
                     pending = kv[i + 1].integer();
+                else if (name == "entries-read" && kv[i + 1].is_integer())
+                    read = kv[i + 1].integer();
             }
             if (ours) {
                 s.consumers = consumers;
                 s.pending = pending;
+                s.delivered = read;
             }
         }
     } else if (replies[1].error().message().find("no such key") == std::string::npos) {
@@ -219,6 +257,53 @@ std::vector<PendingTask> Inspector::pending(std::string_view queue, std::size_t 
             }
         }
         out.push_back(std::move(p));
+    }
+    return out;
+}
+
+std::vector<ReadyTask> Inspector::ready(std::string_view queue, std::size_t limit,
+                                        std::string_view after) {
+    auto k = impl_->keys(queue);
+    if (limit == 0) return {};
+    // Undelivered = after the group's last-delivered id (everything, before any server read).
+    std::string from = "0-0";
+    auto groups = impl_->call({"XINFO", "GROUPS", k.stream()});
+    if (groups.ok()) {
+        for (const auto& g : groups->elements()) {
+            const auto& kv = g.elements();
+            std::string name, last;
+            for (std::size_t i = 0; i + 1 < kv.size(); i += 2) {
+                if (kv[i].str() == "name") name = std::string(kv[i + 1].str());
+                if (kv[i].str() == "last-delivered-id") last = std::string(kv[i + 1].str());
+            }
+            if (name == kServerGroup && !last.empty()) from = last;
+        }
+    } else if (groups.error().message().find("no such key") != std::string::npos) {
+        return {};
+    } else {
+        throw_error(groups.error());
+    }
+    if (!after.empty() && stream_id_less(from, after)) from = std::string(after);
+    auto reply =
+        impl_->call({"XRANGE", k.stream(), "(" + from, "+", "COUNT", std::to_string(limit)})
+            .value();
+    std::vector<ReadyTask> out;
+    for (const auto& e : reply.elements()) {
+        auto entry = r::parse_entry(e);
+        if (!entry) continue;
+        ReadyTask t;
+        t.entry_id = std::string(entry->id);
+        for (const auto& [f, v] : entry->fields) {
+            if (f == "id")
+                t.id = std::string(v);
+            else if (f == "data")
+                t.data = std::string(v);
+            else if (f == "retries")
+                t.retries = static_cast<std::uint32_t>(std::atoll(std::string(v).c_str()));
+            else if (f == "x_enqueued_ts")
+                t.enqueued_ms = std::atoll(std::string(v).c_str());
+        }
+        out.push_back(std::move(t));
     }
     return out;
 }

@@ -57,6 +57,18 @@ void validate(std::string_view data, const TaskOptions& o, std::size_t max_paylo
         throw InvalidArgument("unique_ttl must be positive when unique_key is set");
     }
     check_duration("unique_ttl", o.unique_ttl, now);
+    if (!o.id.empty()) {
+        if (o.id.size() > 200) {
+            throw InvalidArgument("id is " + std::to_string(o.id.size()) + " bytes; at most 200");
+        }
+        for (unsigned char c : o.id) {
+            if (c <= 0x20 || c >= 0x7f) {
+                throw InvalidArgument("id '" + o.id +
+                                      "' has a space, a control or a non-ASCII byte");
+            }
+        }
+        if (!o.unique_key.empty()) throw InvalidArgument("id and unique_key together");
+    }
     if (o.expires_at) check_instant("expires_at", *o.expires_at);
 }
 
@@ -81,7 +93,7 @@ TaskMessage TaskBuilder::build(std::string_view data, const TaskOptions& o, bool
     const auto now = clock_.now_ms();
     validate(data, o, options_.max_payload_bytes, now);
     TaskMessage m;
-    m.id = ids_.next();
+    m.id = o.id.empty() ? ids_.next() : o.id;
     m.client_id = client_id_;
     m.data = std::string(data);
     m.max_retries = o.max_retries;
@@ -92,7 +104,8 @@ TaskMessage TaskBuilder::build(std::string_view data, const TaskOptions& o, bool
     if (o.run_at) due = std::max(due, epoch_ms(*o.run_at));
     m.run_at_ms = due > now ? due : 0;
     m.timeout_ms = o.run_timeout.count();
-    m.unique = o.unique_key;
+    // A chosen id is unique by the uniqueness key it names (unique_window()).
+    m.unique = o.id.empty() ? o.unique_key : "id:" + o.id;
     // Go-compatible: no record, since a Go worker that runs the task would never finish it and
     // the record would stay in Redis for good.
     m.state = options_.track_state && !options_.go_compatible;
@@ -110,7 +123,23 @@ TaskMessage TaskBuilder::build(std::string_view data, const TaskOptions& o, bool
     return m;
 }
 
+std::chrono::milliseconds TaskBuilder::unique_window(const TaskOptions& o) {
+    if (o.id.empty()) return o.unique_ttl;
+    // Long enough that a resend or a second add of the same id finds it while it may be queued,
+    // delayed or readable as finished.
+    using std::chrono::hours;
+    auto retention = o.retention ? *o.retention : std::chrono::milliseconds(kDefaultRetentionMs);
+    auto delay = o.delay;
+    if (o.run_at) {
+        auto until = std::chrono::duration_cast<std::chrono::milliseconds>(
+            *o.run_at - std::chrono::system_clock::now());
+        delay = std::max(delay, until);
+    }
+    return std::max<std::chrono::milliseconds>(hours(24), delay + retention + hours(24));
+}
+
 void TaskBuilder::check_many(const TaskOptions& o) {
+    if (!o.id.empty()) throw InvalidArgument("id names one task; enqueue_many cannot use it");
     if (!o.unique_key.empty()) {
         throw InvalidArgument(
             "unique_key names one task; enqueue_many would make all but the first duplicates");

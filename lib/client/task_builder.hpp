@@ -26,9 +26,14 @@ public:
     ///         that ends past 9999-12-31, unique_key without a ttl).
     TaskMessage build(std::string_view data, const TaskOptions& o, bool tracked);
 
+    /// A fresh unique token (a UUIDv7), for what must tell one enqueue from another.
+    std::string nonce() { return ids_.next(); }
     /// The options enqueue_many cannot apply to many tasks at once.
-    /// @throws InvalidArgument for a unique_key.
+    /// @throws InvalidArgument for a unique_key or an id.
     static void check_many(const TaskOptions& o);
+    /// How long a task's uniqueness key is held: unique_ttl, or for a chosen id a window that
+    /// outlasts the task's queueing, delay and retention.
+    static std::chrono::milliseconds unique_window(const TaskOptions& o);
 
 private:
     const ClientOptions& options_;

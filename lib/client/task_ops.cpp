@@ -97,9 +97,9 @@ TaskInfo TaskOps::get(std::string_view queue, std::string_view id) {
 // for the same task until Redis answers, for a few command timeouts. Without that the key stayed
 // held by a task that never existed and the caller's retry was refused as a duplicate of it. If
 // Redis stays silent, the key is given back when possible and the error goes to the caller.
-void TaskOps::claim_unique(const QueueKeys& keys, const TaskMessage& m,
+void TaskOps::claim_unique(const QueueKeys& keys, const TaskMessage& m, std::string_view holder,
                            std::chrono::milliseconds ttl) {
-    auto call = calls::unique_claim(keys, m.unique, m.id, ttl.count());
+    auto call = calls::unique_claim(keys, m.unique, holder, ttl.count());
     auto until = std::chrono::steady_clock::now() +
                  std::max<std::chrono::milliseconds>(4 * ctx_.options.command_timeout,
                                                      std::chrono::seconds(2));
@@ -110,21 +110,25 @@ void TaskOps::claim_unique(const QueueKeys& keys, const TaskMessage& m,
         res = r::call(ctx_.rt, ctx_.topo, call);
     }
     if (!res.ok()) {
-        if (res.error().is_transient()) release_unique(keys, m);
+        if (res.error().is_transient()) release_unique(keys, m, holder);
         throw_error(res.error());
     }
     const auto& reply = *res;
     if (reply.size() >= 1 && reply[0].integer() == 1) return;
-    std::string holder =
+    std::string held_by =
         reply.size() >= 2 && reply[1].is_string() ? std::string(reply[1].str()) : "";
+    if (m.unique == "id:" + m.id) {
+        throw Duplicate("task id '" + m.id + "' is taken: a task with this id was enqueued before",
+                        m.id);
+    }
     throw Duplicate("a task with unique_key '" + m.unique +
                         "' was enqueued within its unique_ttl: " +
-                        (holder.empty() ? "(window just ended; try again)" : holder),
-                    holder);
+                        (held_by.empty() ? "(window just ended; try again)" : held_by),
+                    held_by);
 }
 
-void TaskOps::release_unique(const QueueKeys& keys, const TaskMessage& m) {
-    (void)r::call(ctx_.rt, ctx_.topo, calls::unique_release(keys, m.unique, m.id));
+void TaskOps::release_unique(const QueueKeys& keys, const TaskMessage& m, std::string_view holder) {
+    (void)r::call(ctx_.rt, ctx_.topo, calls::unique_release(keys, m.unique, holder));
 }
 
 }  // namespace streamfleet::detail::client

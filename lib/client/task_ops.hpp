@@ -28,9 +28,12 @@ public:
 
     /// Claims `m.unique` for task `m.id` for `ttl`.
     /// @throws Duplicate naming the task that holds it.
-    void claim_unique(const QueueKeys& keys, const TaskMessage& m, std::chrono::milliseconds ttl);
+    /// `holder` names this enqueue in the claim: the task id, or for a chosen id (which a second
+    /// enqueue shares) the id and a nonce, so that only a resend of this very claim is idempotent.
+    void claim_unique(const QueueKeys& keys, const TaskMessage& m, std::string_view holder,
+                      std::chrono::milliseconds ttl);
     /// Gives a claimed key back, when the task it was claimed for was refused.
-    void release_unique(const QueueKeys& keys, const TaskMessage& m);
+    void release_unique(const QueueKeys& keys, const TaskMessage& m, std::string_view holder);
 
 private:
     ClientContext& ctx_;

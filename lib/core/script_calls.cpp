@@ -1,24 +1,12 @@
 #include "core/script_calls.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <utility>
 #include <vector>
 
+#include "core/stream_id.hpp"
+
 namespace streamfleet::detail::calls {
-
-namespace {
-
-// "ms-seq" as two numbers (an unparsable part reads as 0).
-std::pair<std::uint64_t, std::uint64_t> stream_id(std::string_view id) {
-    std::uint64_t ms = 0, seq = 0;
-    auto dash = id.find('-');
-    std::from_chars(id.data(), id.data() + std::min(dash, id.size()), ms);
-    if (dash != std::string_view::npos) std::from_chars(id.data() + dash + 1, id.data() + id.size(), seq);
-    return {ms, seq};
-}
-
-}  // namespace
 
 ScriptCall schedule(const QueueKeys& k, std::int64_t due_ms, std::string_view member,
                     const Record* record, std::string_view ledger) {
@@ -120,7 +108,7 @@ ScriptCall claim(const QueueKeys& k, std::string_view consumer, ClaimWhy why,
 ScriptCall ack(const QueueKeys& k, std::span<const std::string> entry_ids) {
     std::vector<std::string> sorted(entry_ids.begin(), entry_ids.end());
     std::sort(sorted.begin(), sorted.end(), [](const std::string& a, const std::string& b) {
-        return stream_id(a) < stream_id(b);
+        return stream_id_less(a, b);
     });
     ScriptCall c(scripts::ack);
     c.key(k.stream()).arg(kServerGroup).args(sorted);

@@ -9,6 +9,7 @@
 // each other than the callbacks they are given, so a test can build any one of them alone with a
 // ManualClock and a FixedRandom.
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -20,18 +21,48 @@
 
 #include "core/clock.hpp"
 #include "core/keys.hpp"
+#include "core/metrics.hpp"
 #include "core/random.hpp"
+#include "core/wire.hpp"
 #include "redis/topology.hpp"
 #include "runtime/runtime.hpp"
 #include "streamfleet/server.hpp"
 
 namespace streamfleet::detail {
 
-/// What Server::stats() reports. Written on the loop thread, read from any.
+/// One queue's part of Server::metrics_text(). Counters written on the loop thread, histograms
+/// on handler threads; read from any.
+struct QueueMetrics {
+    std::atomic<std::uint64_t> completed{0}, failed{0}, retried{0}, dead{0}, expired{0},
+        canceled{0};
+    Histogram handler_seconds;        // a run, from its start to its outcome
+    Histogram start_latency_seconds;  // from enqueue (or the due time) to the run's start
+};
+
+/// What Server::stats() reports, and per queue what metrics_text() does. Written on the loop
+/// thread, read from any.
 struct ServerCounters {
     std::atomic<std::uint64_t> succeeded{0}, failed{0}, retried{0}, dead{0}, expired{0},
         malformed{0}, returned{0}, canceled{0};
+    /// By QueueContext::index; sized by Server::start() before any component runs.
+    std::vector<std::unique_ptr<QueueMetrics>> queues;
+    QueueMetrics* of(std::size_t queue) noexcept {
+        return queue < queues.size() ? queues[queue].get() : nullptr;
+    }
 };
+
+/// Seconds from when a task could first run (enqueued, or due when it was delayed) to now, by the
+/// host clocks (the enqueuer's and this one): what the start-latency histogram records.
+inline double start_latency(const Clock& clock, const TaskMessage& m) {
+    auto from = std::max(m.enqueued_ts, m.run_at_ms);
+    return from > 0 ? static_cast<double>(clock.now_ms() - from) / 1000.0 : 0.0;
+}
+
+/// Counts one event of `queue` in its metrics, when it has any (component tests run without).
+inline void count(ServerCounters& c, std::size_t queue,
+                  std::atomic<std::uint64_t> QueueMetrics::*field) noexcept {
+    if (auto* m = c.of(queue)) ++(m->*field);
+}
 
 struct ServerContext {
     const ServerOptions& opts;
@@ -51,8 +82,9 @@ struct ServerContext {
 /// pointers to it and index their own per-queue state by `index`.
 struct QueueContext {
     QueueKeys keys;
-    OutcomeHandler handler;
+    OutcomeHandler handler;  // empty when pulled
     std::size_t index = 0;
+    bool pulled = false;  // Server::pull(): its tasks wait for pop() (server/puller.hpp)
 };
 
 using Queues = std::span<QueueContext>;

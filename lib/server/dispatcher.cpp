@@ -2,6 +2,9 @@
 
 #include "server/dispatcher.hpp"
 
+#include <algorithm>
+#include <iterator>
+
 #include "core/log.hpp"
 #include "redis/sync.hpp"
 
@@ -40,8 +43,8 @@ std::string cancel_key(const QueueContext& q, std::string_view task_id) {
 Dispatcher::Dispatcher(ServerContext& ctx, Slots& slots, OutcomeWriter& writer, Hooks hooks)
     : ctx_(ctx), slots_(slots), writer_(writer), hooks_(std::move(hooks)) {}
 
-void Dispatcher::start() {
-    pool_.start(ctx_.opts.concurrency, [this](JobPtr& job) { run(job); });
+void Dispatcher::start(unsigned threads) {
+    pool_.start(threads, [this](JobPtr& job) { run(job); });
 }
 
 void Dispatcher::stop() {
@@ -102,7 +105,7 @@ bool Dispatcher::accept(QueueContext& q, const std::shared_ptr<const redis::Repl
     job->ctx.queue = &q.keys.queue();
     job->ctx.deliveries = deliveries;
     job->ctx.token = job->stop.get_token();
-    if (job->msg.timeout_ms > 0) {
+    if (job->msg.timeout_ms > 0 && !q.pulled) {
         job->run_timer = std::make_unique<Timer>(ctx_.rt.loop());
         job->run_timer->start(delay_ms(job->msg.timeout_ms), [j = job.get()] {
             // Still running (finish() closes this timer): cancel the run, which then counts as a
@@ -131,7 +134,21 @@ bool Dispatcher::canceled_in_record(const Job& job) {
     return res.ok() && res->as_integer().value_or(0) == 1;
 }
 
-void Dispatcher::dispatch() { pool_.push(to_run_); }
+void Dispatcher::dispatch() {
+    auto pulled = std::partition(to_run_.begin(), to_run_.end(),
+                                 [](const JobPtr& j) { return !j->queue->pulled; });
+    std::vector<JobPtr> handed(std::make_move_iterator(pulled),
+                               std::make_move_iterator(to_run_.end()));
+    to_run_.erase(pulled, to_run_.end());
+    pool_.push(to_run_);
+    for (auto& job : handed) hooks_.pulled(std::move(job));
+}
+
+void Dispatcher::settle(const JobPtr& job, Outcome outcome) {
+    job->outcome = std::move(outcome);
+    finish(job);
+    if (hooks_.slots_freed) hooks_.slots_freed();
+}
 
 std::vector<std::string> Dispatcher::running_entries(const QueueContext& q) const {
     std::vector<std::string> ids;
@@ -163,6 +180,11 @@ void Dispatcher::cancel(const QueueContext& q, std::string_view task_id) {
             log().info("server {}: canceling running task {}", ctx_.consumer, task_id);
             job->canceled = true;
             job->stop.request_stop();
+            if (job->queue->pulled) {
+                auto keep = job;  // settling erases it from running_
+                hooks_.pulled_canceled(keep);
+                break;
+            }
         }
     }
 }
@@ -183,7 +205,14 @@ void Dispatcher::run(JobPtr& job) {
             // The cancel request arrived while the record was read.
             job->outcome = Outcome::failure("stopped before it started");
         } else {
+            auto* m = ctx_.counters.of(job->queue->index);
+            if (m) m->start_latency_seconds.record(start_latency(ctx_.clock, job->msg));
+            auto t0 = std::chrono::steady_clock::now();
             job->outcome = job->queue->handler(tc);
+            if (m) {
+                m->handler_seconds.record(
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+            }
         }
     } catch (const std::exception& e) {
         job->outcome = Outcome::failure(e.what());
@@ -237,6 +266,7 @@ void Dispatcher::finish(const JobPtr& job) {
             writer_.returned(*job);
         } else {
             ++ctx_.counters.failed;
+            count(ctx_.counters, job->queue->index, &QueueMetrics::failed);
             bool retries_left = m.max_retries == 0 || m.retries < m.max_retries;
             if (out.kind() == Outcome::Kind::failure && retries_left) {
                 writer_.retry(*job, out.error());

@@ -5,6 +5,8 @@
 // It decodes, checks poison (max_deliveries) and expiry, arms the run timer (x_timeout) and hands
 // the task to the handler pool; each handler's result becomes a call of the outcome writer. It
 // never blocks the loop: handlers run on the pool's threads and their results come back in batches.
+// A pulled queue's task goes to the puller instead (server/puller.hpp), which settles it with the
+// outcome its popper reports, and keeps its own lease in place of the run timer.
 
 #include <cstddef>
 #include <cstdint>
@@ -32,12 +34,16 @@ public:
         std::function<void()> changed;
         /// Slots were given back after a batch of jobs finished: read more.
         std::function<void()> slots_freed;
+        /// Accepted jobs of pulled queues (Server::pull) go here instead of to a handler.
+        std::function<void(std::shared_ptr<Job>)> pulled;
+        /// A cancel reached a running job of a pulled queue.
+        std::function<void(const std::shared_ptr<Job>&)> pulled_canceled;
     };
 
     Dispatcher(ServerContext& ctx, Slots& slots, OutcomeWriter& writer, Hooks hooks);
 
-    /// Starts the handler threads. Any thread.
-    void start();
+    /// Starts `threads` handler threads. Any thread.
+    void start(unsigned threads);
     /// Starts no more handlers: unstarted jobs, and entries accepted from now on, go back to their
     /// stream. Loop thread.
     void stop();
@@ -49,6 +55,9 @@ public:
     void join() { pool_.stop(); }
     /// Finishes every job whose handler has returned. Loop thread.
     void tick();
+    /// Finishes a job of a pulled queue with `outcome`, as if its handler had returned it.
+    /// Loop thread.
+    void settle(const std::shared_ptr<Job>& job, Outcome outcome);
 
     bool accept(QueueContext& q, const std::shared_ptr<const redis::Reply>& source,
                 const redis::StreamEntry& entry, std::uint64_t deliveries) override;

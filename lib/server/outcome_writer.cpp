@@ -2,7 +2,6 @@
 
 #include "server/outcome_writer.hpp"
 
-
 #include <cstdio>
 #include <utility>
 
@@ -100,10 +99,14 @@ void OutcomeWriter::move(const Job& job, const std::string& dest, calls::Move::T
     }
     writes_.write(
         calls::move(job.queue->keys, m), std::move(what),
-        [this, q, id = job.entry_id, may_cancel, note_ptr, canceled_ptr](const redis::Reply& reply) {
+        [this, q, id = job.entry_id, may_cancel, note_ptr,
+         canceled_ptr](const redis::Reply& reply) {
             release(q, {id});
             bool was_canceled = may_cancel && reply.as_integer().value_or(0) == 2;
-            if (was_canceled) ++ctx_.counters.canceled;
+            if (was_canceled) {
+                ++ctx_.counters.canceled;
+                count(ctx_.counters, q, &QueueMetrics::canceled);
+            }
             const auto& n = was_canceled ? canceled_ptr : note_ptr;
             if (n) writes_.write(std::move(*n), "notification");
         },
@@ -208,16 +211,19 @@ void OutcomeWriter::write_acks(const ChainPtr& c) {
 
 void OutcomeWriter::completed(const Job& job) {
     ++ctx_.counters.succeeded;
+    count(ctx_.counters, job.queue->index, &QueueMetrics::completed);
     finish(job, NotificationType::completed, "completed");
 }
 
 void OutcomeWriter::canceled(const Job& job) {
     ++ctx_.counters.canceled;
+    count(ctx_.counters, job.queue->index, &QueueMetrics::canceled);
     finish(job, NotificationType::canceled, "canceled");
 }
 
 void OutcomeWriter::expired(const Job& job) {
     ++ctx_.counters.expired;
+    count(ctx_.counters, job.queue->index, &QueueMetrics::expired);
     finish(job, NotificationType::expired, "expired");
 }
 
@@ -236,6 +242,7 @@ void OutcomeWriter::returned(const Job& job) {
 // which the task exists nowhere.
 void OutcomeWriter::retry(const Job& job, const std::string& error) {
     ++ctx_.counters.retried;
+    count(ctx_.counters, job.queue->index, &QueueMetrics::retried);
     auto& q = *job.queue;
     auto now = ctx_.clock.now_ms();
     TaskMessage next = job.msg;
@@ -263,6 +270,7 @@ void OutcomeWriter::retry(const Job& job, const std::string& error) {
 
 void OutcomeWriter::dead(const Job& job, const std::string& error) {
     ++ctx_.counters.dead;
+    count(ctx_.counters, job.queue->index, &QueueMetrics::dead);
     const auto& m = job.msg;
     TaskMessage d = m;
     d.error = error;
@@ -275,8 +283,7 @@ void OutcomeWriter::dead(const Job& job, const std::string& error) {
 
 // Dead-letters an entry as it was read (raw fields, whatever they hold) with `why` as its x_error.
 void OutcomeWriter::dead_letter_raw(const Job& job, const std::string& why, std::string what,
-                                    const TaskMessage* msg,
-                                    std::optional<redis::Block> note) {
+                                    const TaskMessage* msg, std::optional<redis::Block> note) {
     log().warn("server {}: entry {} in {} dead-lettered: {}", ctx_.consumer, job.entry_id,
                job.queue->keys.stream(), why);
     std::vector<std::string_view> fields;
@@ -299,6 +306,7 @@ void OutcomeWriter::malformed(const Job& job, const std::string& reason) {
 
 void OutcomeWriter::poison(const Job& job, std::uint64_t deliveries) {
     ++ctx_.counters.dead;
+    count(ctx_.counters, job.queue->index, &QueueMetrics::dead);
     auto why = "exceeded " + std::to_string(ctx_.opts.max_deliveries) + " deliveries (" +
                std::to_string(deliveries) + ")";
     // A tracked task's client hears of it; the fields may be garbage, so only when they decode.

@@ -78,10 +78,10 @@ void Promoter::promote(PerQueue& pq, Done done) {
             next = (*res)[1].as_integer().value_or(-1);
             if (auto dead = (*res)[2].as_integer().value_or(0); dead > 0) {
                 ctx_.counters.malformed += static_cast<std::uint64_t>(dead);
-                log().warn("server {}: {} malformed member(s) of {} dead-lettered",
-                           ctx_.consumer, dead, pq.queue->keys.delayed());
+                log().warn("server {}: {} malformed member(s) of {} dead-lettered", ctx_.consumer,
+                           dead, pq.queue->keys.delayed());
             }
-            notify_canceled((*res)[3]);
+            notify_canceled(*pq.queue, (*res)[3]);
         } else if (!res.ok()) {
             log().warn("server {}: promoting delayed tasks failed: {}", ctx_.consumer,
                        res.error().message());
@@ -101,21 +101,22 @@ void Promoter::promote(PerQueue& pq, Done done) {
 
 // Tasks canceled while they ran, whose cancel promote.lua honoured instead of running them again:
 // their tracking clients hear of it here (their streams live in other slots than the script's).
-void Promoter::notify_canceled(const redis::Reply& list) {
+void Promoter::notify_canceled(const QueueContext& q, const redis::Reply& list) {
     for (std::size_t i = 0; i + 1 < list.size(); i += 2) {
         ++ctx_.counters.canceled;
+        count(ctx_.counters, q.index, &QueueMetrics::canceled);
         auto client = list[i + 1].str();
         if (client.empty()) continue;
-        Notification n{std::string(list[i].str()), NotificationType::canceled, {}, {},
-                       ctx_.consumer};
+        Notification n{
+            std::string(list[i].str()), NotificationType::canceled, {}, {}, ctx_.consumer};
         auto f = encode(n);
         auto key = receiver_key(ctx_.opts.prefix, client);
         std::vector<std::string_view> argv{"XADD", key, "*"};
         argv.insert(argv.end(), f.views().begin(), f.views().end());
         ctx_.topo.send(redis::Route{key}, argv, [this, key](Result<redis::Reply> r) {
             if (!r.ok()) {
-                log().warn("server {}: canceled notification to {} failed: {}", ctx_.consumer,
-                           key, r.error().message());
+                log().warn("server {}: canceled notification to {} failed: {}", ctx_.consumer, key,
+                           r.error().message());
             }
         });
     }

@@ -38,7 +38,7 @@ private:
 
     void promote(PerQueue& pq, Done done);
     void arm(PerQueue& pq, std::int64_t due);
-    void notify_canceled(const redis::Reply& list);
+    void notify_canceled(const QueueContext& q, const redis::Reply& list);
 
     ServerContext& ctx_;
     bool stopped_ = false;

@@ -183,7 +183,7 @@ std::vector<Reader::Pick> Reader::pick() {
     for (std::size_t i = 0; i < n && picks.size() < slots_.free(); ++i) {
         auto* q = &queues_[(rr_ + i) % n];
         auto* link = link_of_[q->index];
-        if (!link || link->reading) continue;
+        if (!link || link->reading || q->pulled) continue;  // pulled: read for pops only
         picks.push_back(Pick{link, q, 0});
         last = i;
     }

@@ -3,6 +3,7 @@
 // The Server methods check options, start, shut down and report stats. The work itself is done by
 // the components, one file pair each:
 //   reader            XREADGROUP BLOCK into free slots, one connection per shard group
+//   puller            pulled queues: read for waiting pop()s, popped tasks held until settle()
 //   dispatcher        decode, expiry and poison checks, run timer, hand-off to the handler pool
 //   outcome_writer    outcome durable first, then acks batched per loop turn
 //   durable_writes    each outcome write into Redis: kept and resent with backoff while Redis
@@ -53,213 +54,17 @@
 
 #include "streamfleet/server.hpp"
 
-#include <condition_variable>
-#include <future>
-#include <map>
-#include <mutex>
-#include <thread>
 #include <algorithm>
+#include <future>
+#include <thread>
 
-#include "core/clock.hpp"
 #include "core/log.hpp"
-#include "core/random.hpp"
-#include "redis/topology.hpp"
-#include "runtime/runtime.hpp"
 #include "server/acl_check.hpp"
-#include "server/context.hpp"
-#include "server/control_listener.hpp"
-#include "server/dispatcher.hpp"
-#include "server/heartbeat.hpp"
-#include "server/janitor.hpp"
-#include "server/lease_keeper.hpp"
-#include "server/outcome_writer.hpp"
-#include "server/promoter.hpp"
-#include "server/reader.hpp"
-#include "server/reclaimer.hpp"
+#include "server/server_impl.hpp"
 #include "server/test_access.hpp"
 
 namespace streamfleet {
 inline namespace v1 {
-
-using namespace detail;
-using namespace std::chrono_literals;
-namespace r = detail::redis;
-
-namespace {
-
-// The components of one started server and the callbacks between them. Built on the loop thread;
-// the lambdas capture `this`, whose members all exist before any of them can run.
-struct Parts {
-    Parts(ServerContext& ctx, Queues queues, std::function<void()> changed)
-        : slots(ctx.opts.concurrency),
-          // Go clients make their notification stream on first read and sweep abandoned ones
-          // by heartbeat: in Go-compatible mode a notification is written even into a stream
-          // that does not exist yet.
-          writer(ctx, queues,
-                 {.changed = changed,
-                  .delayed = [this](QueueContext& q, std::int64_t due) { promoter.want(q, due); }},
-                 ctx.opts.go_compatible ? OutcomeWriter::Notify::always
-                                        : OutcomeWriter::Notify::if_listening),
-          dispatcher(ctx, slots, writer,
-                     {.changed = changed, .slots_freed = [this] { reader.tick(); }}),
-          reader(ctx, queues, slots, dispatcher, {.changed = changed}),
-          reclaimer(
-              ctx, queues, slots, dispatcher,
-              // An entry whose outcome is being written is this server's still: never claimed
-              // back and run again.
-              {.is_running =
-                   [this](const QueueContext& q, std::string_view id) {
-                       return dispatcher.is_running(q, id) || writer.holds(q, id);
-                   },
-               .need_slots = [this] { reader.unblock(); },
-               .claimed = [this] { reader.tick(); },
-               .changed = changed}),
-          lease_keeper(ctx, queues,
-                       [this](const QueueContext& q) {
-                           auto ids = dispatcher.running_entries(q);
-                           auto waiting = writer.held(q);
-                           ids.insert(ids.end(), waiting.begin(), waiting.end());
-                           return ids;
-                       }),
-          heartbeat(ctx, queues),
-          promoter(ctx, queues),
-          control(ctx, queues,
-                  {.nudge = [this](QueueContext& q, std::int64_t due) { promoter.want(q, due); },
-                   .cancel = [this](QueueContext& q,
-                                    std::string_view id) { dispatcher.cancel(q, id); }}),
-          janitor(ctx, queues) {}
-
-    // Releases every handle and connection; loop thread, from the runtime's stop hook.
-    void close() {
-        heartbeat.stop();
-        promoter.stop();
-        lease_keeper.stop();
-        reclaimer.stop();
-        janitor.stop();
-        control.stop();
-        reader.close();
-        dispatcher.close();
-        writer.stop();
-    }
-
-    Slots slots;
-    OutcomeWriter writer;
-    Dispatcher dispatcher;
-    Reader reader;
-    Reclaimer reclaimer;
-    LeaseKeeper lease_keeper;
-    Heartbeat heartbeat;
-    Promoter promoter;
-    ControlListener control;
-    Janitor janitor;
-};
-
-}  // namespace
-
-struct Server::Impl {
-    ServerOptions opts;
-    std::map<std::string, OutcomeHandler, std::less<>> handlers;  // by queue name
-    // Built by start() in name order and never resized afterwards: components hold pointers.
-    std::vector<QueueContext> queues;
-    const Clock* clock = &SystemClock::instance();
-    SeededRandom random;
-    ServerCounters counters;
-
-    // Loop thread. Declared in dependency order: parts use ctx, which uses topo.
-    std::unique_ptr<r::Topology> topo;
-    std::unique_ptr<ServerContext> ctx;
-    std::unique_ptr<Parts> parts;
-
-    // Progress seen by shutdown()/run() on other threads.
-    std::mutex state_mutex;
-    std::condition_variable state_cv;
-    std::size_t in_flight = 0;       // running handlers
-    std::size_t writes_pending = 0;  // outcome writes not answered yet
-    bool read_pending = false;       // a read is outstanding
-    bool started = false, shut_down = false, shutting_down = false;
-
-    // Declared last: destroyed first, joining the loop before the state above goes.
-    std::unique_ptr<Runtime> rt;
-
-    void publish() {
-        std::lock_guard lock(state_mutex);
-        in_flight = parts->dispatcher.in_flight();
-        writes_pending = parts->writer.pending();
-        read_pending = parts->reader.reading();
-        state_cv.notify_all();
-    }
-
-    void start_on_loop() {
-        r::ConnectionOptions co{.command_timeout = opts.command_timeout,
-                                .client_name = "streamfleet-server:" + opts.id};
-        topo = r::make_topology(*rt, r::parse_url(opts.redis).value(), co).value();
-        rt->add_stop_hook([this] {
-            if (parts) parts->close();
-            if (topo) topo->close();
-        });
-        topo->start();
-        ctx = std::make_unique<ServerContext>(
-            ServerContext{opts, *rt, *topo, *clock, random, counters, opts.id});
-        parts = std::make_unique<Parts>(*ctx, queues, [this] { publish(); });
-    }
-
-    // Off the loop, between start_on_loop() and run_on_loop(): beats until this server holds its
-    // id in every queue. A crashed previous life's hold lapses within dead_after of its last beat;
-    // a running server's never does. Redis not answering is no reason to refuse: the beats go on
-    // once it answers (and say so if the id turns out held).
-    void hold_id() {
-        using clock_t = std::chrono::steady_clock;
-        auto deadline = clock_t::now() + opts.dead_after + opts.heartbeat_interval + 250ms;
-        for (;;) {
-            auto beaten = std::make_shared<std::promise<Heartbeat::Beat>>();
-            auto fut = beaten->get_future();
-            rt->post([this, beaten] {
-                parts->heartbeat.tick([beaten](const Heartbeat::Beat& b) { beaten->set_value(b); });
-            });
-            if (fut.wait_for(opts.command_timeout + 1s) != std::future_status::ready) return;
-            auto beat = fut.get();
-            if (!beat.held) return;
-            auto now = clock_t::now();
-            if (now >= deadline) {
-                throw ServerIdInUse("server id '" + opts.id +
-                                    "' is in use: another server with this id is running");
-            }
-            auto lapse = std::chrono::milliseconds(std::max<std::int64_t>(beat.held_for_ms, 0));
-            auto pause = std::min({lapse + 20ms,
-                                   std::chrono::duration_cast<std::chrono::milliseconds>(
-                                       deadline - now),
-                                   std::chrono::milliseconds(opts.heartbeat_interval)});
-            std::this_thread::sleep_for(std::max(pause, std::chrono::milliseconds(10)));
-        }
-    }
-
-    void run_on_loop() {
-        auto& p = *parts;
-        p.reader.create_groups([&p] { p.reclaimer.recover_own([&p] { p.reader.start(); }); });
-        p.heartbeat.start();
-        p.reclaimer.start();
-        p.lease_keeper.start();
-        p.janitor.start();
-        p.promoter.start();
-        p.control.start();
-    }
-
-    void begin_stop() {
-        parts->heartbeat.stop();
-        parts->promoter.stop();
-        parts->reclaimer.stop();
-        parts->janitor.stop();
-        parts->dispatcher.stop();
-        parts->reader.stop();
-        publish();
-    }
-
-    template <class Pred>
-    bool wait_state(Pred pred, std::chrono::steady_clock::time_point until) {
-        std::unique_lock lock(state_mutex);
-        return state_cv.wait_until(lock, until, pred);
-    }
-};
 
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
     auto& o = impl_->opts;
@@ -311,10 +116,27 @@ void Server::handle(std::string_view queue, OutcomeHandler handler) {
         throw_error(st.error());
     }
     if (!handler) throw InvalidArgument("handler for queue '" + std::string(queue) + "' is empty");
-    if (im.handlers.count(queue)) {
-        throw InvalidArgument("queue '" + std::string(queue) + "' already has a handler");
+    if (auto it = im.handlers.find(queue); it != im.handlers.end()) {
+        throw InvalidArgument("queue '" + std::string(queue) + "' already " +
+                              (it->second ? "has a handler" : "is pulled"));
     }
     im.handlers.emplace(std::string(queue), std::move(handler));
+}
+
+void Server::pull(std::string_view queue) {
+    auto& im = *impl_;
+    {
+        std::lock_guard lock(im.state_mutex);
+        if (im.started) throw InvalidArgument("pull() after start(): register queues first");
+    }
+    if (auto st = validate_queue_name(queue, key_style(im.opts.go_compatible)); !st) {
+        throw_error(st.error());
+    }
+    if (auto it = im.handlers.find(queue); it != im.handlers.end()) {
+        throw InvalidArgument("queue '" + std::string(queue) + "' already " +
+                              (it->second ? "has a handler" : "is pulled"));
+    }
+    im.handlers.emplace(std::string(queue), OutcomeHandler{});
 }
 
 void Server::start() {
@@ -323,7 +145,7 @@ void Server::start() {
         std::lock_guard lock(im.state_mutex);
         if (im.started) return;
         if (im.handlers.empty()) {
-            throw InvalidArgument("no handler registered: call handle() first");
+            throw InvalidArgument("no handler registered: call handle() or pull() first");
         }
         im.started = true;
     }
@@ -331,8 +153,11 @@ void Server::start() {
     for (auto& [name, handler] : im.handlers) {
         im.queues.push_back(
             QueueContext{QueueKeys(im.opts.prefix, name, key_style(im.opts.go_compatible)), handler,
-                         im.queues.size()});
+                         im.queues.size(), !handler});
     }
+    im.counters.queues.clear();
+    for (std::size_t i = 0; i < im.queues.size(); ++i)
+        im.counters.queues.push_back(std::make_unique<QueueMetrics>());
     im.rt = std::make_unique<Runtime>("sf-server");
     try {
         // Before any component runs: a command the user may not run fails here, named.
@@ -352,7 +177,13 @@ void Server::start() {
         im.started = false;
         throw;
     }
-    im.parts->dispatcher.start();
+    // Pulled queues run no handler here: a server that only pulls starts no thread.
+    bool handles = std::any_of(im.queues.begin(), im.queues.end(),
+                               [](const QueueContext& q) { return !q.pulled; });
+    im.parts->dispatcher.start(handles ? im.opts.concurrency : 0);
+    std::lock_guard lock(im.state_mutex);
+    im.running = true;
+    im.built = true;
 }
 
 void Server::run() {
@@ -378,6 +209,7 @@ void Server::shutdown(std::chrono::milliseconds grace) {
             return;
         }
         im.shutting_down = true;
+        im.running = false;
     }
     auto& p = *im.parts;
     im.rt->call([&im] { im.begin_stop(); });
@@ -385,7 +217,10 @@ void Server::shutdown(std::chrono::milliseconds grace) {
     // The outstanding read counts too: its entries go back to the stream.
     if (!im.wait_state([&] { return im.in_flight == 0 && !im.read_pending; }, until)) {
         log().warn("server {}: grace period over; canceling running handlers", im.opts.id);
-        im.rt->call([&p] { p.dispatcher.interrupt(); });
+        im.rt->call([&p] {
+            p.dispatcher.interrupt();
+            p.puller.interrupt();
+        });
         // Handlers must honour their cancel token; wait for them, saying so.
         while (!im.wait_state([&] { return im.in_flight == 0; },
                               std::chrono::steady_clock::now() + 5s)) {
