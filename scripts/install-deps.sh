@@ -7,6 +7,8 @@ set -euo pipefail
 packages=(
   g++ meson ninja-build pkg-config python3
   libhiredis-dev libuv1-dev libmsgpack-cxx-dev libspdlog-dev doctest-dev
+  libmicrohttpd-dev nlohmann-json3-dev libcurl4-openssl-dev python3-prometheus-client
+  chromium chromium-driver python3-selenium
   redis-server redis-tools
   "$@"
 )

@@ -12,7 +12,7 @@ using namespace std::chrono_literals;
 int cmd_cancel(const Flags& f) {
     auto queue = f.need("--queue");
     streamfleet::Client client(
-        {.redis = f.need("--redis"), .track_state = false, .go_compatible = f.on("--go-compat")},
+        {.redis = f.redis(), .track_state = false, .go_compatible = f.on("--go-compat")},
         {queue});
     try {
         auto what = client.cancel(queue, f.need("--id"));

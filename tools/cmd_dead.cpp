@@ -9,7 +9,7 @@
 namespace cli {
 
 int cmd_dead_list(const Flags& f) {
-    streamfleet::Inspector inspector(f.need("--redis"), "streamfleet:", f.on("--go-compat"));
+    streamfleet::Inspector inspector(f.redis(), "streamfleet:", f.on("--go-compat"));
     auto limit = static_cast<std::size_t>(f.number("--limit").value_or(1000));
     auto letters = inspector.dead_letters(f.need("--queue"), limit);
     for (const auto& d : letters) {
@@ -46,7 +46,7 @@ int cmd_dead_requeue(const Flags& f) {
     if (id.has_value() == f.on("--all")) {
         throw UsageError("dead requeue needs exactly one of --id ID and --all");
     }
-    streamfleet::Inspector inspector(f.need("--redis"), "streamfleet:", f.on("--go-compat"));
+    streamfleet::Inspector inspector(f.redis(), "streamfleet:", f.on("--go-compat"));
     if (f.on("--all")) {
         std::printf("%zu\n", inspector.requeue_all_dead(queue));
         return 0;
@@ -60,7 +60,7 @@ int cmd_dead_requeue(const Flags& f) {
 }
 
 int cmd_dead_purge(const Flags& f) {
-    streamfleet::Inspector inspector(f.need("--redis"), "streamfleet:", f.on("--go-compat"));
+    streamfleet::Inspector inspector(f.redis(), "streamfleet:", f.on("--go-compat"));
     std::printf("%zu\n", inspector.purge_dead(f.need("--queue")));
     return 0;
 }

@@ -16,7 +16,7 @@ namespace cli {
 using namespace std::chrono_literals;
 
 int cmd_enqueue(const Flags& f) {
-    auto redis = f.need("--redis");
+    auto redis = f.redis();
     auto queue = f.need("--queue");
     if (f.get("--data") && f.on("--lines")) {
         throw UsageError("--data and --lines exclude each other");

@@ -14,7 +14,7 @@ using namespace std::chrono_literals;
 int cmd_get(const Flags& f) {
     auto queue = f.need("--queue");
     streamfleet::Client client(
-        {.redis = f.need("--redis"), .track_state = false, .go_compatible = f.on("--go-compat")},
+        {.redis = f.redis(), .track_state = false, .go_compatible = f.on("--go-compat")},
         {queue});
     auto t = client.get(queue, f.need("--id"));
     client.close(1s);

@@ -9,7 +9,7 @@
 namespace cli {
 
 int cmd_stats(const Flags& f) {
-    auto redis = f.need("--redis");
+    auto redis = f.redis();
     auto queue = f.need("--queue");
     streamfleet::Inspector inspector(redis, "streamfleet:", f.on("--go-compat"));
     auto s = inspector.stats(queue);

@@ -21,7 +21,7 @@ namespace cli {
 using namespace std::chrono_literals;
 
 int cmd_worker(const Flags& f) {
-    auto redis = f.need("--redis");
+    auto redis = f.redis();
     auto id = f.need("--id");
     auto cmd = f.need("--exec");
     if (!f.values.count("--queue")) throw UsageError("missing required flag --queue");

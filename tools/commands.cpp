@@ -14,22 +14,30 @@ namespace {
 // Its flags are a contract (users' scripts depend on them): extend, never rename.
 constexpr std::array kCommands = {
     Command{"enqueue", "",
-            "--redis URL --queue Q [--data TEXT] [--lines] [--track]\n"
+            "[--redis URL] --queue Q [--data TEXT] [--lines] [--track]\n"
             "[--timeout-ms N] [--max-retries N] [--retry-delay-ms N] [--expires-in-ms N]\n"
             "[--delay-ms N | --at UNIX_MS] [--backoff fixed|linear|exponential]\n"
             "[--backoff-max-ms N] [--run-timeout-ms N] [--unique-key K --unique-ttl-ms N]\n"
             "[--spool FILE]",
             cmd_enqueue},
-    Command{"cancel", "", "--redis URL --queue Q --id ID", cmd_cancel},
-    Command{"get", "", "--redis URL --queue Q --id ID [--json]", cmd_get},
+    Command{"cancel", "", "[--redis URL] --queue Q --id ID", cmd_cancel},
+    Command{"get", "", "[--redis URL] --queue Q --id ID [--json]", cmd_get},
     Command{"worker", "",
-            "--redis URL --queue Q [--queue Q2 ...] --id ID [--concurrency N] --exec CMD\n"
+            "[--redis URL] --queue Q [--queue Q2 ...] --id ID [--concurrency N] --exec CMD\n"
             "[--lease-ms N] [--heartbeat-ms N] [--max-deliveries N]",
             cmd_worker},
-    Command{"stats", "", "--redis URL --queue Q [--json]", cmd_stats},
-    Command{"dead", "list", "--redis URL --queue Q [--json] [--limit N]", cmd_dead_list},
-    Command{"dead", "requeue", "--redis URL --queue Q (--id ID | --all)", cmd_dead_requeue},
-    Command{"dead", "purge", "--redis URL --queue Q", cmd_dead_purge},
+    Command{"stats", "", "[--redis URL] --queue Q [--json]", cmd_stats},
+    Command{"queues", "", "[--redis URL] [--json]", cmd_queues},
+    Command{"top", "",
+            "[--redis URL] [--queue Q [--queue Q2 ...]] [--interval-ms N] [--iterations N]",
+            cmd_top},
+    Command{"serve", "",
+            "[--redis URL] [--listen ADDR:PORT] [--token-file F] [--queue Q [--queue Q2 ...]]\n"
+            "[--id ID] [--ttr-ms N] [--max-popped N] [--max-body-bytes N] [--threads N]",
+            cmd_serve},
+    Command{"dead", "list", "[--redis URL] --queue Q [--json] [--limit N]", cmd_dead_list},
+    Command{"dead", "requeue", "[--redis URL] --queue Q (--id ID | --all)", cmd_dead_requeue},
+    Command{"dead", "purge", "[--redis URL] --queue Q", cmd_dead_purge},
 };
 
 // Flags every command takes, shown at the end of each synopsis and parsed with its flags.

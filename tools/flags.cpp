@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 
 namespace cli {
 
@@ -37,6 +38,12 @@ std::optional<std::string> Flags::get(const std::string& name) const {
     auto it = values.find(name);
     if (it == values.end()) return std::nullopt;
     return it->second.front();
+}
+
+std::string Flags::redis() const {
+    if (auto v = get("--redis")) return *v;
+    if (const char* env = std::getenv("STREAMFLEET_REDIS_URL"); env && *env) return env;
+    return "redis://127.0.0.1:6379";
 }
 
 std::string Flags::need(const std::string& name) const {

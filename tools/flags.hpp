@@ -30,6 +30,8 @@ struct Flags {
 
     std::optional<std::string> get(const std::string& name) const;
     std::string need(const std::string& name) const;
+    // --redis, else $STREAMFLEET_REDIS_URL, else redis://127.0.0.1:6379.
+    std::string redis() const;
     bool on(const std::string& name) const;
     // A non-negative integer flag.
     std::optional<long long> number(const std::string& name) const;

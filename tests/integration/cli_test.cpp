@@ -56,7 +56,6 @@ TEST_CASE("bad flags, URLs and queue names: non-zero exit and a one-line error")
     const Case cases[] = {
         {"", "usage"},
         {"frobnicate", "unknown command 'frobnicate'"},
-        {"enqueue --queue q --data x", "missing required flag --redis"},
         {"enqueue --redis " + rs.url() + " --data x", "missing required flag --queue"},
         {"enqueue --redis " + rs.url() + " --queue q --bogus", "unknown flag '--bogus'"},
         {"enqueue --redis " + rs.url() + " --queue q --max-retries lots",
@@ -77,6 +76,67 @@ TEST_CASE("bad flags, URLs and queue names: non-zero exit and a one-line error")
         CHECK(r.err.find(c.mentions) != std::string::npos);
         CHECK(std::count(r.err.begin(), r.err.end(), '\n') <= (c.args.empty() ? 20 : 1));
     }
+}
+
+TEST_CASE("--redis defaults to $STREAMFLEET_REDIS_URL, and the flag wins over it") {
+    RedisServer rs;
+    auto dir = rs.dir();
+    const auto cli = streamfleet::test::cli_path();
+    auto from_env =
+        run_captured("STREAMFLEET_REDIS_URL=" + rs.url() + " " + cli +
+                         " enqueue --queue envq --data x && STREAMFLEET_REDIS_URL=" + rs.url() +
+                         " " + cli + " stats --queue envq --json",
+                     dir);
+    CAPTURE(from_env.err);
+    CHECK(from_env.code == 0);
+    CHECK(from_env.out.find("\"stream_length\":1") != std::string::npos);
+    auto bad_env =
+        run_captured("STREAMFLEET_REDIS_URL=redis://h:port " + cli + " stats --queue q", dir);
+    CHECK(bad_env.code != 0);
+    CHECK(bad_env.err.find("port 'port'") != std::string::npos);
+    auto flag_wins = run_captured("STREAMFLEET_REDIS_URL=redis://h:port " + cli +
+                                      " stats --redis " + rs.url() + " --queue envq",
+                                  dir);
+    CHECK(flag_wins.code == 0);
+}
+
+TEST_CASE("queues lists every queue with its counts; top refreshes them with a delivery rate") {
+    RedisServer rs;
+    auto dir = rs.dir();
+    const auto cli = streamfleet::test::cli_path() + " ";
+    auto none = run_captured(cli + "queues --redis " + rs.url(), dir);
+    CHECK(none.code == 0);
+    CHECK(none.out == "no queues\n");
+    for (const char* q : {"alpha", "beta"}) {
+        auto r = run_captured("printf 'a\\nb\\nc\\n' | " + cli + "enqueue --redis " + rs.url() +
+                                  " --queue " + q + " --lines",
+                              dir);
+        REQUIRE(r.code == 0);
+    }
+    REQUIRE(
+        run_captured(
+            cli + "enqueue --redis " + rs.url() + " --queue beta --data d --delay-ms 600000", dir)
+            .code == 0);
+    auto json = run_captured(cli + "queues --redis " + rs.url() + " --json", dir);
+    CAPTURE(json.out);
+    CHECK(json.code == 0);
+    CHECK(json.out.find("{\"queue\":\"alpha\",\"ready\":3,\"delayed\":0,") == 0);
+    CHECK(json.out.find("\n{\"queue\":\"beta\",\"ready\":3,\"delayed\":1,") != std::string::npos);
+    auto table = run_captured(cli + "queues --redis " + rs.url(), dir);
+    CHECK(table.out.find("QUEUE") == 0);
+    CHECK(table.out.find("\nalpha ") != std::string::npos);
+
+    // A worker drains alpha while top watches: its rate shows up.
+    auto w = spawn_worker("--redis " + rs.url() + " --queue alpha --id w1 --exec true");
+    auto top = run_captured(cli + "top --redis " + rs.url() +
+                                " --queue alpha --queue beta --interval-ms 300 --iterations 4",
+                            dir);
+    stop_worker(w);
+    CAPTURE(top.out);
+    CHECK(top.code == 0);
+    CHECK(std::count(top.out.begin(), top.out.end(), 'Q') >= 4);  // a header per refresh
+    CHECK(top.out.find("DELIVERED/S") != std::string::npos);
+    CHECK(top.out.find("\nbeta ") != std::string::npos);
 }
 
 TEST_CASE("enqueue --track with a worker process: outcomes, exit codes, env, stderr as error") {
