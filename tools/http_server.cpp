@@ -120,8 +120,8 @@ HttpServer::HttpServer(HttpOptions options, HttpHandler handler)
     if (inet_pton(AF_INET, opts_.address.c_str(), &addr.sin_addr) != 1) {
         throw std::runtime_error("listen address '" + opts_.address + "' is not an IPv4 address");
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO |
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     daemon_ =
         MHD_start_daemon(flags, opts_.port, nullptr, nullptr, &on_request, this,
                          MHD_OPTION_SOCK_ADDR, reinterpret_cast<const sockaddr*>(&addr),
