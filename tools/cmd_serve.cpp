@@ -11,6 +11,7 @@
 
 #include "commands.hpp"
 #include "gateway.hpp"
+#include "shutdown_signals.hpp"
 
 namespace cli {
 
@@ -86,13 +87,8 @@ int cmd_serve(const Flags& f) {
         g.id = std::string("gateway-") + host + "-" + std::to_string(h.port);
     }
 
-    // Blocked in every thread started from here on; this one waits for them.
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-    signal(SIGPIPE, SIG_IGN);
+    // Before any thread starts: this one waits for the signals.
+    auto sigs = block_shutdown_signals();
 
     Gateway gateway(g);
     {

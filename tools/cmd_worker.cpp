@@ -15,6 +15,7 @@
 
 #include "commands.hpp"
 #include "run_command.hpp"
+#include "shutdown_signals.hpp"
 
 namespace cli {
 
@@ -31,14 +32,8 @@ int cmd_worker(const Flags& f) {
         concurrency = static_cast<unsigned>(*n);
     }
 
-    // Block the shutdown signals in every thread (the ones started below
-    // inherit the mask); one thread waits for them and shuts down gracefully.
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-    signal(SIGPIPE, SIG_IGN);
+    // Before any thread starts: one thread waits for the signals and shuts down gracefully.
+    auto sigs = block_shutdown_signals();
 
     streamfleet::ServerOptions so{.redis = redis, .id = id, .concurrency = concurrency};
     so.go_compatible = f.on("--go-compat");

@@ -224,8 +224,9 @@ public:
     /// Ends a popped task of `queue` as a handler's outcome would: success completes it,
     /// failure retries it per its policy, dead dead-letters it. `done(true)` once that is
     /// handed to the outcome writer; `done(false)` when this server holds no popped task with
-    /// that id (never popped here, already settled, or its lease ran out). Any thread; `done`
-    /// runs on the loop thread.
+    /// that id (never popped here, already settled, or its lease ran out). Any thread, also
+    /// during shutdown()'s grace; `done` runs on the loop thread.
+    /// @throws InvalidArgument for a queue not pulled; ClosedError once shut down.
     void settle_async(std::string_view queue, std::string_view id, Outcome outcome,
                       std::function<void(bool)> done);
     /// settle_async(), waiting for its answer.

@@ -147,9 +147,9 @@ struct Server::Impl {
     // Declared last: destroyed first, joining the loop before the state above goes.
     std::unique_ptr<Runtime> rt;
 
-    /// The pulled queue named `queue` of a running server, or a throw naming the problem
-    /// (server_pull.cpp). Any thread.
-    QueueContext& pulled_queue(std::string_view queue);
+    /// The pulled queue named `queue` of a running server (for `settling`, one shutting down
+    /// too), or a throw naming the problem (server_pull.cpp). Any thread.
+    QueueContext& pulled_queue(std::string_view queue, bool settling);
 
     void publish() {
         std::lock_guard lock(state_mutex);

@@ -6,14 +6,16 @@
 namespace streamfleet {
 inline namespace v1 {
 
-QueueContext& Server::Impl::pulled_queue(std::string_view queue) {
+QueueContext& Server::Impl::pulled_queue(std::string_view queue, bool settling) {
     auto& im = *this;
     {
         std::lock_guard lock(im.state_mutex);
         if (!im.started)
             throw InvalidArgument("server not started: pop() and settle() need start()");
-        if (!im.running)
-            throw ClosedError("server is shutting down: nothing more is popped or settled");
+        // Popped tasks may still be settled during shutdown's grace; nothing more is popped.
+        if (!im.running && (!settling || im.shut_down || !im.built))
+            throw ClosedError(settling ? "server has shut down: nothing more is settled"
+                                       : "server is shutting down: nothing more is popped");
     }
     // Built by start() and never changed while running.
     for (auto& q : im.queues) {
@@ -32,7 +34,7 @@ void Server::pop_async(std::string_view queue, std::chrono::milliseconds wait,
     auto& im = *impl_;
     if (!done) throw InvalidArgument("pop_async() needs a callback");
     if (lease.count() <= 0) throw InvalidArgument("lease must be positive");
-    auto& q = im.pulled_queue(queue);
+    auto& q = im.pulled_queue(queue, false);
     auto shared = std::make_shared<PopCallback>(std::move(done));
     bool posted = im.rt->post([&im, &q, wait, lease, shared] {
         im.parts->puller.pop(q, wait.count(), lease.count(), std::move(*shared));
@@ -52,7 +54,7 @@ std::optional<PoppedTask> Server::pop(std::string_view queue, std::chrono::milli
 void Server::settle_async(std::string_view queue, std::string_view id, Outcome outcome,
                           std::function<void(bool)> done) {
     auto& im = *impl_;
-    auto& q = im.pulled_queue(queue);
+    auto& q = im.pulled_queue(queue, true);
     auto shared = std::make_shared<std::function<void(bool)>>(std::move(done));
     bool posted = im.rt->post(
         [&im, &q, id = std::string(id), outcome = std::move(outcome), shared]() mutable {

@@ -72,6 +72,7 @@ public:
         return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     }
     std::string base() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    void signal(int sig) const { kill(pid_, sig); }
 
 private:
     pid_t pid_ = -1;
@@ -456,4 +457,29 @@ TEST_CASE("gateway: the dashboard in headless Chromium shows the counts and requ
     auto stats = data_of(http.get("/stats?topic=dash"));
     CHECK(stats["dead"] == 0);
     CHECK(stats["ready"] == 4);
+}
+
+TEST_CASE("gateway: SIGTERM answers waiting pops, lets a popped task be finished, exits 0") {
+    RedisServer rs;
+    GatewayProcess gw("--redis " + rs.url() + " --queue grace");
+    Http http(gw.base());
+    data_of(http.post("/add", {{"topic", "grace"}, {"id", "g1"}, {"body", "x"}}));
+    auto t = data_of(http.post("/pop", {{"topic", "grace"}, {"timeout_ms", 5000}}));
+    REQUIRE(t.is_object());
+    std::thread waiter([&] {
+        Http other(gw.base());
+        auto r = other.post("/pop", {{"topic", "grace"}, {"timeout_ms", 20000}});
+        CHECK(r.status == 200);  // answered empty at shutdown, not left hanging
+        CHECK(r.body["data"].is_null());
+    });
+    std::this_thread::sleep_for(300ms);
+    gw.signal(SIGTERM);
+    std::this_thread::sleep_for(300ms);
+    // Within the shutdown's grace, the popped task can still be finished.
+    CHECK(data_of(http.post("/finish", {{"topic", "grace"}, {"id", "g1"}})).is_null());
+    waiter.join();
+    CHECK(gw.stop(0) == 0);
+    streamfleet::Client client({.redis = rs.url()}, {"grace"});
+    CHECK(client.get("grace", "g1").state == streamfleet::TaskState::completed);
+    client.close();
 }
