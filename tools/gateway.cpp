@@ -357,7 +357,12 @@ void Gateway::stats(HttpRequest& req, HttpReply& reply) {
                  {"dead", s.dead},           {"expired", s.expired}, {"canceled", s.canceled}};
     std::lock_guard lock(inspector_mutex_);
     if (auto it = req.query.find("topic"); it != req.query.end() && !it->second.empty()) {
-        auto d = stats_json(inspector_->stats(topic_of(it->second)));
+        const auto& topic = topic_of(it->second);
+        auto d = stats_json(inspector_->stats(topic));
+        auto q = server_->stats(topic);
+        d["settled_here"] = {{"completed", q.succeeded}, {"failed", q.failed},
+                             {"retried", q.retried},     {"dead", q.dead},
+                             {"expired", q.expired},     {"canceled", q.canceled}};
         reply(ok(std::move(d)));
         return;
     }

@@ -257,6 +257,10 @@ public:
     };
     /// Counters since start.
     Stats stats() const;
+    /// The same for one queue (malformed and returned are counted for the server only).
+    /// @throws InvalidArgument for a queue this server neither handles nor pulls, or before
+    ///         start().
+    Stats stats(std::string_view queue) const;
 
     /// This server's metrics in the Prometheus text format (0.0.4), by queue, since start():
     /// counters streamfleet_tasks_{completed,failed,retried,dead,expired,canceled}_total and

@@ -5,6 +5,27 @@
 namespace streamfleet {
 inline namespace v1 {
 
+Server::Stats Server::stats(std::string_view queue) const {
+    auto& im = *impl_;
+    {
+        std::lock_guard lock(im.state_mutex);
+        if (!im.built) throw InvalidArgument("stats(queue) needs a started server");
+    }
+    for (const auto& q : im.queues) {
+        if (q.keys.queue() != queue) continue;
+        const auto& m = *im.counters.queues[q.index];
+        Stats s;
+        s.succeeded = m.completed.load();
+        s.failed = m.failed.load();
+        s.retried = m.retried.load();
+        s.dead = m.dead.load();
+        s.expired = m.expired.load();
+        s.canceled = m.canceled.load();
+        return s;
+    }
+    throw InvalidArgument("queue '" + std::string(queue) + "' is not one of this server's");
+}
+
 std::string Server::metrics_text() const {
     auto& im = *impl_;
     {

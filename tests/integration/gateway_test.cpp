@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <streamfleet/streamfleet.hpp>
@@ -259,6 +260,9 @@ TEST_CASE("gateway: add, pop, finish, get, stats; a popped task is leased, failu
 
     auto stats = data_of(http.get("/stats?topic=jobs"));
     CHECK(stats["topic"] == "jobs");
+    CHECK(stats["settled_here"]["completed"] == 2);  // the first task and "slow"
+    CHECK(stats["settled_here"]["dead"] == 1);       // "late-1"
+    CHECK(stats["settled_here"]["canceled"] == 0);
     CHECK(stats["ready"] == 0);
     CHECK(stats["active"] == 0);
     auto all = data_of(http.get("/stats"));
@@ -301,8 +305,27 @@ TEST_CASE("gateway: bad requests get 4xx naming the problem; a token guards ever
 
 TEST_CASE("gateway: tasks cross between HTTP and C++, and a killed gateway loses no popped task") {
     RedisServer rs;
-    GatewayProcess gw("--redis " + rs.url() + " --queue mixed --id gw-1");
+    GatewayProcess gw("--redis " + rs.url() + " --queue mixed --queue cpp --id gw-1");
     Http http(gw.base());
+
+    // HTTP add → a C++ handler runs it (the gateway reads "cpp" only for pops, and none waits).
+    streamfleet::Server worker({.redis = rs.url(), .id = "cpp-worker", .concurrency = 2});
+    std::mutex ran_mutex;
+    std::vector<std::string> ran;
+    worker.handle("cpp", [&](streamfleet::TaskContext& t) {
+        std::lock_guard lock(ran_mutex);
+        ran.push_back(std::string(t.id()) + "=" + std::string(t.data()));
+    });
+    worker.start();
+    data_of(http.post("/add", {{"topic", "cpp"}, {"id", "to-cpp"}, {"body", "from http"}}));
+    CHECK(eventually([&] {
+        std::lock_guard lock(ran_mutex);
+        return ran.size() == 1;
+    }));
+    CHECK(ran.at(0) == "to-cpp=from http");
+    CHECK(eventually(
+        [&] { return data_of(http.get("/get?topic=cpp&id=to-cpp"))["state"] == "completed"; }));
+    worker.shutdown();
 
     // C++ enqueue → HTTP pop.
     streamfleet::Client client({.redis = rs.url()}, {"mixed", "cpp"});
@@ -322,7 +345,7 @@ TEST_CASE("gateway: tasks cross between HTTP and C++, and a killed gateway loses
     REQUIRE(held.is_object());
     CHECK(held["id"] == "held");
     gw.stop(SIGKILL);
-    GatewayProcess again("--redis " + rs.url() + " --queue mixed --id gw-1");
+    GatewayProcess again("--redis " + rs.url() + " --queue mixed --queue cpp --id gw-1");
     Http http2(again.base());
     json back;
     CHECK(eventually(
