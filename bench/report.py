@@ -373,7 +373,7 @@ if have("gateway"):
     w("  put 48% of its samples in the kernel's interrupt-enable path")
     w("  (`pvm_irq_enable`), 65% of them on libmicrohttpd's threads; JSON and the")
     w("  library's own work were under 5%. A pop + finish is two requests, so the")
-    w("  gateway serves ~10k requests/s in both phases. libmicrohttpd's turbo mode")
+    w("  gateway serves 8k–12k requests/s in both phases. libmicrohttpd's turbo mode")
     w("  and 8 or 16 HTTP threads instead of 4 changed nothing measurable (9.2k–12.1k")
     w("  adds/s, 5.1k–5.5k pop + finish/s across those runs). Not done: answering")
     w("  adds without the hand-off round trip (an asynchronous confirmed enqueue),")

@@ -352,23 +352,22 @@ void Gateway::get(const std::string& topic, const std::string& id, HttpReply& re
 }
 
 void Gateway::stats(HttpRequest& req, HttpReply& reply) {
-    auto s = server_->stats();
-    json here = {{"completed", s.succeeded}, {"failed", s.failed},   {"retried", s.retried},
-                 {"dead", s.dead},           {"expired", s.expired}, {"canceled", s.canceled}};
+    // What this gateway's server settled: the rest of a task's life is in Redis, all servers'.
+    auto settled = [](const sf::Server::Stats& s) {
+        return json{{"completed", s.succeeded}, {"failed", s.failed},   {"retried", s.retried},
+                    {"dead", s.dead},           {"expired", s.expired}, {"canceled", s.canceled}};
+    };
     std::lock_guard lock(inspector_mutex_);
     if (auto it = req.query.find("topic"); it != req.query.end() && !it->second.empty()) {
         const auto& topic = topic_of(it->second);
         auto d = stats_json(inspector_->stats(topic));
-        auto q = server_->stats(topic);
-        d["settled_here"] = {{"completed", q.succeeded}, {"failed", q.failed},
-                             {"retried", q.retried},     {"dead", q.dead},
-                             {"expired", q.expired},     {"canceled", q.canceled}};
+        d["settled_here"] = settled(server_->stats(topic));
         reply(ok(std::move(d)));
         return;
     }
     json topics = json::array();
     for (const auto& q : opts_.queues) topics.push_back(stats_json(inspector_->stats(q)));
-    reply(ok({{"topics", std::move(topics)}, {"settled_here", std::move(here)}}));
+    reply(ok({{"topics", std::move(topics)}, {"settled_here", settled(server_->stats())}}));
 }
 
 // Prometheus text: the gateway's client (enqueued), its server (settled, durations, latency) and
