@@ -39,8 +39,7 @@ Puller::Puller(ServerContext& ctx, Queues queues, Slots& slots, TaskSink& sink, 
 void Puller::pop(QueueContext& q, std::int64_t wait_ms, std::int64_t lease_ms,
                  Server::PopCallback done) {
     auto& l = line(q);
-    Waiter w{next_waiter_++, ctx_.clock.now_ms() + std::max(wait_ms, kMinWaitMs), lease_ms,
-             std::move(done)};
+    Waiter w{ctx_.clock.now_ms() + std::max(wait_ms, kMinWaitMs), lease_ms, std::move(done)};
     if (stopped_) {
         w.done(std::nullopt);
         return;
@@ -77,7 +76,7 @@ void Puller::deliver(std::shared_ptr<Job> job) {
     while (!l.waiters.empty()) {
         auto w = std::move(l.waiters.front());
         l.waiters.pop_front();
-        if (w.deadline_ms < ctx_.clock.now_ms() && w.deadline_ms != 0) {
+        if (w.deadline_ms < ctx_.clock.now_ms()) {
             w.done(std::nullopt);
             continue;
         }

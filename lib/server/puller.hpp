@@ -71,7 +71,6 @@ public:
 
 private:
     struct Waiter {
-        std::uint64_t id;
         std::int64_t deadline_ms, lease_ms;
         Server::PopCallback done;
     };
@@ -116,7 +115,6 @@ private:
     std::vector<std::unique_ptr<Line>> lines_;  // by queue index; null for handled queues
     RetryBackoff backoff_;
     Timer waiters_timer_, sweep_timer_;
-    std::uint64_t next_waiter_ = 0;
     bool stopped_ = false;
 };
 
