@@ -157,6 +157,10 @@ Gateway::Gateway(GatewayOptions options) : opts_(std::move(options)) {
     for (const auto& q : opts_.queues) server_->pull(q);
     server_->start();
     inspector_ = std::make_unique<sf::Inspector>(opts_.redis, opts_.prefix, opts_.go_compatible);
+    adds_ = std::make_unique<ReplyDeadlines>(10s, [](const std::string& id) {
+        return error(503, "Redis has not confirmed task " + id +
+                              " within 10000 ms; the gateway keeps it buffered and still sends it");
+    });
 }
 
 Gateway::~Gateway() { shutdown(5s); }
@@ -168,6 +172,37 @@ void Gateway::shutdown(std::chrono::milliseconds grace) {
 
 HttpResponse Gateway::error(int status, const std::string& message) {
     return envelope(status, status, message, nullptr);
+}
+
+// The reply to a request that failed with `e`: the status that fits the error class.
+HttpResponse Gateway::response_for(std::exception_ptr e) {
+    try {
+        std::rethrow_exception(std::move(e));
+    } catch (const HttpError& e) {
+        return error(e.status, e.message);
+    } catch (const sf::InvalidArgument& e) {
+        return error(400, e.what());
+    } catch (const sf::Duplicate& e) {
+        return error(409, e.what());
+    } catch (const sf::NotFound& e) {
+        return error(404, e.what());
+    } catch (const sf::UnknownQueue& e) {
+        return error(400, e.what());
+    } catch (const sf::Unsupported& e) {
+        return error(501, e.what());
+    } catch (const sf::QueueFull& e) {
+        return error(503, e.what());
+    } catch (const sf::IoError& e) {
+        return error(503, std::string("Redis: ") + e.what());
+    } catch (const sf::Refused& e) {
+        return error(503, e.what());
+    } catch (const sf::ClosedError& e) {
+        return error(503, e.what());
+    } catch (const std::exception& e) {
+        return error(500, e.what());
+    } catch (...) {
+        return error(500, "unknown error");
+    }
 }
 
 void Gateway::handle(HttpRequest& req, HttpReply reply) {
@@ -184,26 +219,8 @@ void Gateway::handle(HttpRequest& req, HttpReply reply) {
             return;
         }
         route(req, reply);
-    } catch (const HttpError& e) {
-        reply(error(e.status, e.message));
-    } catch (const sf::InvalidArgument& e) {
-        reply(error(400, e.what()));
-    } catch (const sf::Duplicate& e) {
-        reply(error(409, e.what()));
-    } catch (const sf::NotFound& e) {
-        reply(error(404, e.what()));
-    } catch (const sf::UnknownQueue& e) {
-        reply(error(400, e.what()));
-    } catch (const sf::Unsupported& e) {
-        reply(error(501, e.what()));
-    } catch (const sf::QueueFull& e) {
-        reply(error(503, e.what()));
-    } catch (const sf::IoError& e) {
-        reply(error(503, std::string("Redis: ") + e.what()));
-    } catch (const sf::ClosedError& e) {
-        reply(error(503, e.what()));
-    } catch (const std::exception& e) {
-        reply(error(500, e.what()));
+    } catch (...) {
+        reply(response_for(std::current_exception()));
     }
 }
 
@@ -269,8 +286,19 @@ void Gateway::add(HttpRequest& req, HttpReply& reply) {
     if (auto v = opt_count(j, "expires_in_ms")) o.expires_in = std::chrono::milliseconds(*v);
     if (auto v = opt_count(j, "retention_ms")) o.retention = std::chrono::milliseconds(*v);
     // Confirmed: the reply says the task is in Redis, so a gateway killed after it loses nothing.
-    auto id = client_->enqueue_confirmed(topic, data, o, 10s);
-    reply(ok({{"id", id}, {"topic", topic}}));
+    // Nothing waits meanwhile: the client's loop answers, one pipeline for many adds.
+    auto ticket = adds_->keep(reply);
+    try {
+        auto on_stored = [this, ticket, tp = &topic](const sf::TaskId& id, std::exception_ptr why) {
+            auto r = adds_->take(ticket);
+            if (!r) return;  // answered by its deadline
+            (*r)(why ? response_for(why) : ok({{"id", id}, {"topic", *tp}}));
+        };
+        adds_->note(ticket, client_->enqueue_async(topic, data, o, std::move(on_stored)));
+    } catch (...) {
+        adds_->take(ticket);
+        throw;
+    }
 }
 
 void Gateway::pop(HttpRequest& req, HttpReply& reply) {

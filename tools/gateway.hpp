@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "http_server.hpp"
+#include "reply_deadlines.hpp"
 
 namespace cli {
 
@@ -44,6 +45,8 @@ public:
     void handle(HttpRequest& req, HttpReply reply);
     // The envelope of an error, for requests refused before handle() sees them.
     static HttpResponse error(int status, const std::string& message);
+    // The error reply that fits what a request failed with.
+    static HttpResponse response_for(std::exception_ptr e);
     // Stops handing out tasks: waiting pops are answered empty; popped tasks may still be
     // finished within `grace`, then go back to their queue.
     void shutdown(std::chrono::milliseconds grace);
@@ -65,6 +68,8 @@ private:
     std::unique_ptr<streamfleet::Server> server_;
     std::mutex inspector_mutex_;
     std::unique_ptr<streamfleet::Inspector> inspector_;
+    // /add replies waiting for Redis: answered by the client's loop, or 503 after 10 s.
+    std::unique_ptr<ReplyDeadlines> adds_;
 };
 
 }  // namespace cli

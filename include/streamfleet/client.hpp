@@ -12,6 +12,8 @@
 /// @endcode
 
 #include <chrono>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -64,6 +66,20 @@ public:
     TaskId enqueue_confirmed(std::string_view queue, std::string_view data,
                              const TaskOptions& opts = {},
                              std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+    /// Told once whether Redis has task `id`: `why` is nullptr when it does, else why it never
+    /// will (Refused, or ClosedError when the client closed first).
+    using StoredCallback = std::function<void(const TaskId& id, std::exception_ptr why)>;
+
+    /// @brief enqueue_confirmed() without the wait: returns the task's id once it is accepted
+    ///        locally, and `on_stored` hears on the client's loop thread once Redis has it
+    ///        (or refused it). Many can be in flight from one thread; they share pipelines.
+    /// @note While Redis is unreachable the task stays buffered and `on_stored` waits with
+    ///       it (a caller that must answer sooner keeps its own deadline). `on_stored` must
+    ///       not block: it runs on the loop thread every task of this client goes through.
+    /// @throws as enqueue().
+    TaskId enqueue_async(std::string_view queue, std::string_view data, const TaskOptions& opts,
+                         StoredCallback on_stored);
 
     /// @brief Like enqueue(), and the returned handle learns the outcome:
     ///        how the task ended, or TaskStatus::refused (Redis would not

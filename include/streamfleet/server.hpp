@@ -222,10 +222,13 @@ public:
     std::optional<PoppedTask> pop(std::string_view queue, std::chrono::milliseconds wait,
                                   std::chrono::milliseconds lease);
     /// Ends a popped task of `queue` as a handler's outcome would: success completes it,
-    /// failure retries it per its policy, dead dead-letters it. `done(true)` once that is
-    /// handed to the outcome writer; `done(false)` when this server holds no popped task with
-    /// that id (never popped here, already settled, or its lease ran out). Any thread, also
-    /// during shutdown()'s grace; `done` runs on the loop thread.
+    /// failure retries it per its policy, dead dead-letters it. `done(true)` once the settle
+    /// is taken (its lease stops; the loop hands the outcome to the outcome writer in its
+    /// turn); `done(false)` when this server holds no popped task with that id (never popped
+    /// here, already settled, or its lease ran out). Any thread, also during shutdown()'s
+    /// grace; `done` runs on the calling thread before settle_async() returns. As with a
+    /// handler's return, a server killed before the outcome reached Redis leaves the task to
+    /// run again (at least once).
     /// @throws InvalidArgument for a queue not pulled; ClosedError once shut down.
     void settle_async(std::string_view queue, std::string_view id, Outcome outcome,
                       std::function<void(bool)> done);

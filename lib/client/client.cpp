@@ -84,7 +84,7 @@ struct Client::Impl {
     void refused(Outgoing& task, const detail::Error& why);
     void accept(std::string_view queue, const QueueKeys& keys, const TaskMessage& m,
                 std::shared_ptr<HandleState> handle, std::chrono::milliseconds unique_ttl,
-                std::shared_ptr<std::promise<void>> stored = nullptr);
+                Outgoing::Stored stored = nullptr);
     void spool_append(std::string_view queue, const TaskMessage& m, std::size_t n_reserved,
                       std::size_t bytes);
     void remove_traces(std::chrono::milliseconds timeout, std::function<void()> done);
@@ -250,7 +250,7 @@ void Client::Impl::refused(Outgoing& task, const detail::Error& why) {
     auto text = "Redis refused task " + task.id + ": " + why.message();
     if (task.handle)
         listener->resolve_now(task.id, TaskOutcome{TaskStatus::refused, why.message()});
-    if (task.stored) task.stored->set_exception(std::make_exception_ptr(Refused(text, task.id)));
+    if (task.stored) tell_stored(task, std::make_exception_ptr(Refused(text, task.id)));
     if (!ctx->options.on_refused) {
         log().warn("client {}: {}", ctx->id, text);
         return;
@@ -269,7 +269,7 @@ void Client::Impl::refused(Outgoing& task, const detail::Error& why) {
 // buffer. A failure after the claim gives the key back.
 void Client::Impl::accept(std::string_view queue, const QueueKeys& keys, const TaskMessage& m,
                           std::shared_ptr<HandleState> handle, std::chrono::milliseconds unique_ttl,
-                          std::shared_ptr<std::promise<void>> stored) {
+                          Outgoing::Stored stored) {
     // A chosen id is shared by every enqueue of it: the claim's holder must tell this one apart.
     const auto holder = m.unique == "id:" + m.id ? m.id + "#" + builder->nonce() : m.id;
     if (!m.unique.empty()) ops->claim_unique(keys, m, holder, unique_ttl);
@@ -356,7 +356,14 @@ TaskId Client::enqueue_confirmed(std::string_view queue, std::string_view data,
     auto m = im.builder->build(data, opts, false);
     auto stored = std::make_shared<std::promise<void>>();
     auto fut = stored->get_future();
-    im.accept(queue, keys, m, nullptr, TaskBuilder::unique_window(opts), std::move(stored));
+    im.accept(queue, keys, m, nullptr, TaskBuilder::unique_window(opts),
+              [stored = std::move(stored)](const std::string&, std::exception_ptr why) {
+                  if (why) {
+                      stored->set_exception(std::move(why));
+                  } else {
+                      stored->set_value();
+                  }
+              });
     if (fut.wait_for(timeout) != std::future_status::ready) {
         throw TimeoutError("task " + m.id + " was not confirmed by Redis within " +
                            std::to_string(timeout.count()) +
@@ -367,6 +374,16 @@ TaskId Client::enqueue_confirmed(std::string_view queue, std::string_view data,
     } catch (const std::future_error&) {
         throw ClosedError("client " + im.ctx->id + " closed before Redis confirmed task " + m.id);
     }
+    return std::move(m.id);
+}
+
+TaskId Client::enqueue_async(std::string_view queue, std::string_view data,
+                             const TaskOptions& opts, StoredCallback on_stored) {
+    if (!on_stored) throw InvalidArgument("enqueue_async needs an on_stored callback");
+    auto& im = *impl_;
+    const auto& keys = im.ctx->keys_for(queue);
+    auto m = im.builder->build(data, opts, false);
+    im.accept(queue, keys, m, nullptr, TaskBuilder::unique_window(opts), std::move(on_stored));
     return std::move(m.id);
 }
 

@@ -3,6 +3,7 @@
 #include "client/outbox.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include "client/encoder.hpp"
 #include "core/log.hpp"
@@ -189,11 +190,23 @@ void Outbox::on_reply(std::vector<Outgoing*>& tasks, bool by_body, Result<redis:
     resend_in(kResend);
 }
 
+void tell_stored(Outgoing& o, std::exception_ptr why) noexcept {
+    auto cb = std::exchange(o.stored, nullptr);
+    if (!cb) return;
+    try {
+        cb(o.id, std::move(why));
+    } catch (const std::exception& e) {
+        log().error("task {}: its on_stored callback threw: {}", o.id, e.what());
+    } catch (...) {
+        log().error("task {}: its on_stored callback threw a non-standard exception", o.id);
+    }
+}
+
 // Redis has the task: it leaves the buffer, and whoever waits hears so.
 void Outbox::confirm(Outgoing& o) {
     settle(o);
     if (o.handle) o.handle->stored = true;
-    if (o.stored) o.stored->set_value();
+    if (o.stored) tell_stored(o, nullptr);
 }
 
 // The task leaves the buffer (and the spool): Redis has it, or refused it.
@@ -278,9 +291,8 @@ void Outbox::close() {
     // Whoever waits in enqueue_confirmed() learns that no answer will come.
     for (auto& o : tasks_) {
         if (o.stored && !o.done) {
-            o.stored->set_exception(std::make_exception_ptr(
-                ClosedError("client " + ctx_.id + " closed before Redis confirmed task " + o.id)));
-            o.stored.reset();
+            tell_stored(o, std::make_exception_ptr(ClosedError(
+                               "client " + ctx_.id + " closed before Redis confirmed task " + o.id)));
         }
     }
     // Whoever waits for room or for the drain hears of the last confirmations.

@@ -9,7 +9,8 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <future>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -59,9 +60,10 @@ struct Outgoing {
     /// Set for a tracked task. The listener registers it on the loop thread
     /// before the task is sent, so even an instant notification finds it.
     std::shared_ptr<HandleState> handle;
-    /// Set by Client::enqueue_confirmed, which waits on it: fulfilled once
-    /// Redis has the task, or failed with Refused.
-    std::shared_ptr<std::promise<void>> stored;
+    /// Set by Client::enqueue_confirmed and enqueue_async: called once, with
+    /// nullptr when Redis has the task, else with Refused or ClosedError.
+    using Stored = std::function<void(const std::string& id, std::exception_ptr why)>;
+    Stored stored;
 
     // Outbox bookkeeping, loop thread only. `sent`: a command carrying the
     // task is in flight or confirmed. `done`: Redis confirmed or refused it.
@@ -79,5 +81,9 @@ struct Outgoing {
     std::chrono::steady_clock::time_point oom_since{};
     std::chrono::steady_clock::time_point hold_until{};
 };
+
+// Calls o.stored (once: it is cleared first) with `why`, nullptr for stored. What the callback
+// throws is logged, not let into the loop.
+void tell_stored(Outgoing& o, std::exception_ptr why) noexcept;
 
 }  // namespace streamfleet::detail::client

@@ -48,11 +48,26 @@ void Puller::pop(QueueContext& q, std::int64_t wait_ms, std::int64_t lease_ms,
         auto job = std::move(l.held.front().job);
         l.held.pop_front();
         hand_over(l, std::move(w), std::move(job));
+        read(l);  // tops the read-ahead up
         return;
     }
     l.waiters.push_back(std::move(w));
     expire_waiters();  // arms the timer for the earliest deadline
     read(l);
+}
+
+bool Puller::claim(const QueueContext& q, std::string_view task_id) {
+    auto& l = line(q);
+    std::lock_guard lock(l.claim_m);
+    auto it = l.claimable.find(std::string(task_id));
+    if (it == l.claimable.end()) return false;
+    l.claimable.erase(it);
+    return true;
+}
+
+bool Puller::unclaim(Line& l, const std::string& id) {
+    std::lock_guard lock(l.claim_m);
+    return l.claimable.erase(id) > 0;
 }
 
 bool Puller::settle(QueueContext& q, std::string_view task_id, Outcome outcome) {
@@ -94,6 +109,15 @@ void Puller::hand_over(Line& l, Waiter w, std::shared_ptr<Job> job) {
     auto task = view(*job, lease_ms);
     auto id = job->msg.id;
     if (auto old = l.popped.find(id); old != l.popped.end()) {
+        if (!unclaim(l, id)) {
+            // The older run is settled, its settle on its way to this loop: that outcome
+            // stands, and this second delivery is void. The pop waits on.
+            job->interrupted = true;
+            l.waiters.push_front(std::move(w));
+            end(job, Outcome::failure("delivered again while settled"));
+            expire_waiters();  // keeps its deadline armed
+            return;
+        }
         // The same task delivered twice (a reclaimed duplicate): the older run is void.
         auto prev = std::move(old->second.job);
         l.popped.erase(old);
@@ -106,6 +130,7 @@ void Puller::hand_over(Line& l, Waiter w, std::shared_ptr<Job> job) {
     p.lease->start(delay_ms(lease_ms), [this, lp = &l, id, j = job.get(), lease_ms] {
         auto it = lp->popped.find(id);
         if (it == lp->popped.end() || it->second.job.get() != j) return;
+        if (!unclaim(*lp, id)) return;  // settled just in time: that settle is on its way
         record_run(it->second);
         auto held = std::move(it->second.job);
         lp->popped.erase(it);  // destroys this timer: its trampoline moved this callback out
@@ -113,6 +138,10 @@ void Puller::hand_over(Line& l, Waiter w, std::shared_ptr<Job> job) {
                                    " ms"));
     });
     l.popped.emplace(id, std::move(p));
+    {
+        std::lock_guard lock(l.claim_m);
+        l.claimable.insert(id);
+    }
     w.done(std::move(task));
 }
 
@@ -132,27 +161,37 @@ PoppedTask Puller::view(const Job& job, std::int64_t lease_ms) const {
     return t;
 }
 
-// Asks for as many entries as pops wait beyond what is held (the free slots permitting),
-// blocking no longer than the one with the least time left.
+// Asks for as many entries as pops wait, plus the read-ahead beyond what is held (the free
+// slots permitting). With pops waiting it blocks no longer than the one with the least time
+// left; a read only ahead of the pops does not block.
 void Puller::read(Line& l) {
-    if (stopped_ || l.reading || l.retry->active() || l.waiters.empty()) return;
-    auto want = l.waiters.size();
+    if (stopped_ || l.reading || l.retry->active()) return;
+    l.ahead = std::max(l.ahead, std::min(l.waiters.size(), kAheadMax));
+    auto want = l.waiters.size() + (l.ahead > l.held.size() ? l.ahead - l.held.size() : 0);
+    if (want == 0) return;
     unsigned reserved = slots_.take(static_cast<unsigned>(std::min<std::size_t>(want, 1024)));
     if (reserved == 0) return;  // every slot is held; a settle frees one
     if (!l.conn) l.conn = ctx_.topo.dedicated(r::Route{l.queue->keys.stream()}, "puller");
-    auto now = ctx_.clock.now_ms();
-    std::int64_t block = ctx_.opts.read_block.count();
-    for (const auto& w : l.waiters) block = std::min(block, w.deadline_ms - now);
-    // 0 would block for ever; a pop that may not wait still gets what is there.
-    auto block_s = std::to_string(std::max<std::int64_t>(block, 1));
-    auto count_s = std::to_string(reserved);
+    std::vector<std::string> cmd{"XREADGROUP", "GROUP", std::string(kServerGroup), ctx_.consumer,
+                                 "COUNT",      std::to_string(reserved)};
+    r::CommandOptions o;  // the connection's command timeout
+    if (!l.waiters.empty()) {
+        auto now = ctx_.clock.now_ms();
+        std::int64_t block = ctx_.opts.read_block.count();
+        for (const auto& w : l.waiters) block = std::min(block, w.deadline_ms - now);
+        // 0 would block for ever; a pop that may not wait still gets what is there.
+        block = std::max<std::int64_t>(block, 1);
+        cmd.insert(cmd.end(), {"BLOCK", std::to_string(block)});
+        o = r::CommandOptions{.timeout = std::chrono::milliseconds(0),
+                              .block = std::chrono::milliseconds(block)};
+    }
+    cmd.insert(cmd.end(), {"STREAMS", l.queue->keys.stream(), ">"});
+    std::vector<std::string_view> argv(cmd.begin(), cmd.end());
     l.reading = true;
     l.conn->send(
-        {"XREADGROUP", "GROUP", kServerGroup, ctx_.consumer, "COUNT", count_s, "BLOCK", block_s,
-         "STREAMS", l.queue->keys.stream(), ">"},
+        argv,
         [this, lp = &l, reserved](Result<r::Reply> res) { on_read(*lp, std::move(res), reserved); },
-        r::CommandOptions{.timeout = std::chrono::milliseconds(0),
-                          .block = std::chrono::milliseconds(std::stoll(block_s))});
+        o);
 }
 
 void Puller::on_read(Line& l, Result<r::Reply> res, unsigned reserved) {
@@ -187,6 +226,8 @@ void Puller::on_read(Line& l, Result<r::Reply> res, unsigned reserved) {
         // Accepted entries come back through deliver(); the others free their slot here.
         if (!sink_.accept(*l.queue, source, e, 1)) slots_.give(1);
     });
+    // The stream is drained: reading ahead would only ask again for nothing.
+    if (used < reserved) l.ahead = 0;
     sink_.dispatch();
     slots_.give(reserved - std::min(used, reserved));
     expire_waiters();
@@ -232,6 +273,7 @@ void Puller::sweep() {
             auto job = std::move(lp->held.front().job);
             lp->held.pop_front();
             job->interrupted = true;
+            lp->ahead = 0;  // read more than was popped: no read-ahead until pops wait again
             end(job, Outcome::failure("no pop took it"));
         }
         more = more || !lp->held.empty();
@@ -261,6 +303,7 @@ bool Puller::forget(const std::shared_ptr<Job>& job) {
     auto& l = line(*job->queue);
     auto it = l.popped.find(job->msg.id);
     if (it != l.popped.end() && it->second.job == job) {
+        unclaim(l, job->msg.id);  // a settle on its way finds it gone (it ends as canceled)
         l.popped.erase(it);
         return true;
     }
@@ -300,6 +343,10 @@ void Puller::interrupt() {
         if (!lp) continue;
         auto popped = std::move(lp->popped);
         lp->popped.clear();
+        {
+            std::lock_guard lock(lp->claim_m);
+            lp->claimable.clear();
+        }
         for (auto& [_, p] : popped) {
             p.job->interrupted = true;
             end(p.job, Outcome::failure("server stopping"));

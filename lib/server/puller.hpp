@@ -3,10 +3,14 @@
 // Puller: responsible for pulled queues (Server::pull): tasks handed to pop() callers instead of
 // handlers, and ended by settle().
 //
-// Reading: a pulled queue is read only for pops that wait, never ahead of them, so its tasks stay
-// ready in Redis for every server until someone asks. Each pulled queue has a connection of its
-// own; a read asks for as many entries as pops wait and slots are free (COUNT), blocking no
-// longer than the oldest waiting pop has left. Read entries go through the dispatcher like any
+// Reading: a pulled queue is read for pops, and ahead of them only as far as they have been
+// asking: each read asks for as many entries as pops wait, plus the read-ahead (the most pops
+// that waited for one read, up to kAheadMax) less what is held, as the free slots permit. So
+// under a steady stream of pops most find a task held already and need no round trip to Redis,
+// while an idle queue's tasks stay ready in Redis for every server: the read-ahead drops to 0
+// when a read finds the stream drained or a held task goes back unpopped. Each pulled queue has
+// a connection of its own; a read for waiting pops blocks no longer than the oldest of them has
+// left, a read only ahead does not block. Read entries go through the dispatcher like any
 // (expiry, poison, cancels, the outcome writer), which hands accepted ones back here.
 //
 // Holding: an entry that comes when its pop has given up (or one the reclaimer took over) waits
@@ -21,9 +25,11 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/retry_backoff.hpp"
@@ -38,6 +44,8 @@ public:
     static constexpr std::int64_t kHoldMs = 2'000;
     /// The shortest wait of a pop: one that may not wait still gets a read's round trip.
     static constexpr std::int64_t kMinWaitMs = 20;
+    /// The most tasks a pulled queue reads ahead of its pops.
+    static constexpr std::size_t kAheadMax = 256;
 
     struct Hooks {
         /// Ends a held job with `outcome` (Dispatcher::settle). Loop thread.
@@ -51,7 +59,13 @@ public:
     /// Loop thread. `q` must be pulled; `wait_ms` >= 0, `lease_ms` > 0.
     void pop(QueueContext& q, std::int64_t wait_ms, std::int64_t lease_ms,
              Server::PopCallback done);
-    /// Loop thread. False when no popped task of `q` has that id.
+    /// Any thread: takes the right to settle popped task `task_id` of `q`, which settle() then
+    /// uses; false when no popped task has that id (never popped, settled already, its lease
+    /// ran out, or another caller claimed it). A claimed task's lease no longer runs out, so
+    /// the caller can be told at once that its settle is taken.
+    bool claim(const QueueContext& q, std::string_view task_id);
+    /// Loop thread, after claim(). False when the task left meanwhile (canceled, or shutdown's
+    /// grace ended): then it went back to its stream or ended as canceled without `outcome`.
     bool settle(QueueContext& q, std::string_view task_id, Outcome outcome);
 
     /// Slots were freed: pops that wait for one may read now.
@@ -89,6 +103,12 @@ private:
         std::deque<Waiter> waiters;
         std::deque<Held> held;
         std::unordered_map<std::string, Popped> popped;  // by task id
+        // The ids of `popped` nobody claimed yet: the one part of a line other threads touch
+        // (claim()), under claim_m. A popped task leaves it by a claim, or here on the loop
+        // before it ends any other way, so each ends once.
+        std::mutex claim_m;
+        std::unordered_set<std::string> claimable;
+        std::size_t ahead = 0;  // the read-ahead (see the top of this file)
         bool reading = false;
         std::unique_ptr<Timer> retry;
     };
@@ -107,6 +127,8 @@ private:
     // Ends a held or popped job with `outcome`, then lets waiting pops use its slot.
     void end(const std::shared_ptr<Job>& job, Outcome outcome);
     bool forget(const std::shared_ptr<Job>& job);
+    // Loop thread: takes `id` out of the claimable ids; false when a claim took it first.
+    static bool unclaim(Line& l, const std::string& id);
 
     ServerContext& ctx_;
     Slots& slots_;

@@ -55,14 +55,17 @@ void Server::settle_async(std::string_view queue, std::string_view id, Outcome o
                           std::function<void(bool)> done) {
     auto& im = *impl_;
     auto& q = im.pulled_queue(queue, true);
-    auto shared = std::make_shared<std::function<void(bool)>>(std::move(done));
-    bool posted = im.rt->post(
-        [&im, &q, id = std::string(id), outcome = std::move(outcome), shared]() mutable {
-            bool held = im.parts->puller.settle(q, id, std::move(outcome));
-            if (*shared) (*shared)(held);
-        });
+    // Claimed here, so the answer needs no trip through the loop: the settle is taken, and
+    // the loop carries it out in its turn.
+    if (!im.parts->puller.claim(q, id)) {
+        if (done) done(false);
+        return;
+    }
+    bool posted = im.rt->post([&im, &q, id = std::string(id), outcome = std::move(outcome)]() mutable {
+        im.parts->puller.settle(q, id, std::move(outcome));
+    });
     // Stopping: the task goes back to its stream (or is taken over) without this outcome.
-    if (!posted && *shared) (*shared)(false);
+    if (done) done(posted);
 }
 
 bool Server::settle(std::string_view queue, std::string_view id, Outcome outcome) {

@@ -134,6 +134,67 @@ TEST_CASE("a refused enqueue (WRONGTYPE) reaches the caller every way, once, and
     CHECK(refusals.count() == 3);
 }
 
+TEST_CASE("enqueue_async: each callback hears once (stored or refused), and close tells the rest") {
+    RedisServer server;
+    TestConn c(server.url());
+    REQUIRE(c.cmd({"SET", "streamfleet:{bad}", "not a stream"}).ok());
+    Refusals refusals;
+    Client client({.redis = server.url(), .on_refused = refusals.callback()}, {"bad", "good"});
+    std::mutex m;
+    std::map<std::string, std::vector<std::string>> heard;  // id -> "" (stored) or the error
+    auto note = [&](const TaskId& id, std::exception_ptr why) {
+        std::string what;
+        if (why) {
+            try {
+                std::rethrow_exception(why);
+            } catch (const Refused& e) {
+                what = std::string("Refused: ") + e.what();
+            } catch (const ClosedError& e) {
+                what = std::string("ClosedError: ") + e.what();
+            } catch (const std::exception& e) {
+                what = std::string("other: ") + e.what();
+            }
+        }
+        std::lock_guard lock(m);
+        heard[id].push_back(what);
+    };
+    auto count = [&] {
+        std::lock_guard lock(m);
+        return heard.size();
+    };
+    std::set<std::string> good;
+    for (int i = 0; i < 300; ++i) good.insert(client.enqueue_async("good", "g", {}, note));
+    auto bad = client.enqueue_async("bad", "b", {}, note);
+    REQUIRE(eventually([&] { return count() == 301; }));
+    {
+        std::lock_guard lock(m);
+        for (const auto& id : good) {
+            REQUIRE(heard[id].size() == 1);
+            CHECK(heard[id][0].empty());
+        }
+        REQUIRE(heard[bad].size() == 1);
+        CHECK(heard[bad][0].find("Refused") == 0);
+        CHECK(heard[bad][0].find("WRONGTYPE") != std::string::npos);
+    }
+    CHECK(c.cmd({"XLEN", "streamfleet:{good}"}).value().integer() == 300);
+    CHECK_THROWS_AS(client.enqueue_async("good", "x", {}, nullptr), InvalidArgument);
+
+    // Redis answers nothing: the callbacks wait with their tasks, and close tells them.
+    server.pause();
+    std::set<std::string> stuck;
+    for (int i = 0; i < 5; ++i) stuck.insert(client.enqueue_async("good", "s", {}, note));
+    std::this_thread::sleep_for(300ms);
+    CHECK(count() == 301);
+    CHECK_FALSE(client.close(300ms));
+    server.resume();
+    std::lock_guard lock(m);
+    CHECK(heard.size() == 306);
+    for (const auto& id : stuck) {
+        REQUIRE(heard[id].size() == 1);
+        CHECK(heard[id][0].find("ClosedError") == 0);
+    }
+}
+
 TEST_CASE("NOPERM: an ACL user that may not enqueue gets Refused at once, not endless resends") {
     bool state = true;
     SUBCASE("with state records") {}

@@ -412,6 +412,11 @@ TEST_CASE("gateway: /metrics parses as Prometheus text and counts what happened"
     }
     auto held = data_of(http.post("/pop", {{"topic", "m1"}, {"timeout_ms", 5000}}));
     REQUIRE(held.is_object());
+    // A finish is answered once it is taken; its ack reaches Redis a moment later.
+    REQUIRE(eventually([&] {
+        return http.get("/metrics").raw.find("streamfleet_queue_pending{queue=\"m1\"} 1\n") !=
+               std::string::npos;
+    }));
 
     auto r = http.get("/metrics");
     REQUIRE(r.status == 200);
