@@ -59,6 +59,10 @@ int cmd_serve(const Flags& f) {
         if (*n == 0) throw UsageError("--ttr-ms must be positive");
         g.ttr = std::chrono::milliseconds(*n);
     }
+    if (auto n = f.number("--add-timeout-ms")) {
+        if (*n == 0) throw UsageError("--add-timeout-ms must be positive");
+        g.add_timeout = std::chrono::milliseconds(*n);
+    }
     if (auto n = f.number("--max-popped")) {
         if (*n == 0 || *n > 1'000'000) throw UsageError("--max-popped must be 1-1000000");
         g.max_popped = static_cast<unsigned>(*n);

@@ -33,7 +33,8 @@ constexpr std::array kCommands = {
             cmd_top},
     Command{"serve", "",
             "[--redis URL] [--listen ADDR:PORT] [--token-file F] [--queue Q [--queue Q2 ...]]\n"
-            "[--id ID] [--ttr-ms N] [--max-popped N] [--max-body-bytes N] [--threads N]",
+            "[--id ID] [--ttr-ms N] [--max-popped N] [--max-body-bytes N] [--threads N]\n"
+            "[--add-timeout-ms N]",
             cmd_serve},
     Command{"dead", "list", "[--redis URL] --queue Q [--json] [--limit N]", cmd_dead_list},
     Command{"dead", "requeue", "[--redis URL] --queue Q (--id ID | --all)", cmd_dead_requeue},

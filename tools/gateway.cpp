@@ -157,9 +157,10 @@ Gateway::Gateway(GatewayOptions options) : opts_(std::move(options)) {
     for (const auto& q : opts_.queues) server_->pull(q);
     server_->start();
     inspector_ = std::make_unique<sf::Inspector>(opts_.redis, opts_.prefix, opts_.go_compatible);
-    adds_ = std::make_unique<ReplyDeadlines>(10s, [](const std::string& id) {
-        return error(503, "Redis has not confirmed task " + id +
-                              " within 10000 ms; the gateway keeps it buffered and still sends it");
+    adds_ = std::make_unique<ReplyDeadlines>(opts_.add_timeout, [ms = opts_.add_timeout.count()](
+                                                                    const std::string& id) {
+        return error(503, "Redis has not confirmed task " + id + " within " + std::to_string(ms) +
+                              " ms; the gateway keeps it buffered and still sends it");
     });
 }
 

@@ -32,6 +32,8 @@ struct GatewayOptions {
     std::string token;                // "" = no authentication
     std::chrono::milliseconds ttr{30'000};
     std::chrono::milliseconds max_wait{300'000};  // the longest /pop long poll
+    // How long /add waits for Redis before answering 503 (the task stays buffered and is sent).
+    std::chrono::milliseconds add_timeout{10'000};
     unsigned max_popped = 1024;                   // tasks held at once (popped or delivered)
 };
 
@@ -68,7 +70,7 @@ private:
     std::unique_ptr<streamfleet::Server> server_;
     std::mutex inspector_mutex_;
     std::unique_ptr<streamfleet::Inspector> inspector_;
-    // /add replies waiting for Redis: answered by the client's loop, or 503 after 10 s.
+    // /add replies waiting for Redis: answered by the client's loop, or 503 after add_timeout.
     std::unique_ptr<ReplyDeadlines> adds_;
 };
 

@@ -25,6 +25,7 @@
 using namespace std::chrono_literals;
 using nlohmann::json;
 using streamfleet::test::eventually;
+using streamfleet::test::TestConn;
 using streamfleet::test::RedisServer;
 
 namespace {
@@ -359,6 +360,65 @@ TEST_CASE("gateway: tasks cross between HTTP and C++, and a killed gateway loses
     data_of(http2.post("/finish", {{"topic", "mixed"}, {"id", "held"}}));
     CHECK(eventually(
         [&] { return client.get("mixed", "held").state == streamfleet::TaskState::completed; }));
+    client.close();
+}
+
+TEST_CASE("gateway: with Redis silent, /add answers 503 in time, and the task still lands") {
+    RedisServer rs;
+    GatewayProcess gw("--redis " + rs.url() + " --queue slow --add-timeout-ms 1500");
+    Http http(gw.base());
+    data_of(http.post("/add", {{"topic", "slow"}, {"body", "before"}}));
+    rs.pause();
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = http.post("/add", {{"topic", "slow"}, {"body", "during"}});
+    auto took = std::chrono::steady_clock::now() - t0;
+    rs.resume();
+    check_error(r, 503, "has not confirmed task ");
+    CHECK(took >= 1400ms);
+    CHECK(took < 8s);
+    // The message names the task, which the gateway still sends: it is in Redis once it answers.
+    auto msg = r.body["message"].get<std::string>();
+    auto at = msg.find("task ") + 5;
+    auto id = msg.substr(at, msg.find(' ', at) - at);
+    CHECK(eventually([&] {
+        auto got = http.get("/get?topic=slow&id=" + id);
+        return got.status == 200 && got.body["data"]["state"] == "ready";
+    }));
+    TestConn c(rs.url());
+    CHECK(c.cmd({"XLEN", "streamfleet:{slow}"}).value().integer() == 2);
+}
+
+TEST_CASE("gateway: what a topic read ahead for pops goes back when they stop, to C++ servers") {
+    RedisServer rs;
+    GatewayProcess gw("--redis " + rs.url() + " --queue ahead");
+    Http http(gw.base());
+    streamfleet::Client client({.redis = rs.url()}, {"ahead"});
+    std::set<std::string> all;
+    for (int i = 0; i < 20; ++i) all.insert(client.enqueue_confirmed("ahead", "t"));
+    // Pops in a row: each finds the one read ahead for it, and asks Redis for the next.
+    std::set<std::string> popped;
+    for (int i = 0; i < 5; ++i) {
+        auto t = data_of(http.post("/pop", {{"topic", "ahead"}, {"timeout_ms", 5000}}));
+        REQUIRE(t.is_object());
+        popped.insert(t["id"].get<std::string>());
+        data_of(http.post("/finish", {{"topic", "ahead"}, {"id", t["id"]}}));
+    }
+    // No more pops: a C++ worker gets every other task, the read-ahead one too (within 2 s).
+    streamfleet::Server worker({.redis = rs.url(), .id = "cpp", .concurrency = 4});
+    std::mutex m;
+    std::set<std::string> ran;
+    worker.handle("ahead", [&](streamfleet::TaskContext& t) {
+        std::lock_guard lock(m);
+        ran.insert(std::string(t.id()));
+    });
+    worker.start();
+    CHECK(eventually([&] {
+        std::lock_guard lock(m);
+        return ran.size() + popped.size() == all.size();
+    }));
+    std::lock_guard lock(m);
+    for (const auto& id : popped) CHECK(ran.count(id) == 0);
+    worker.shutdown();
     client.close();
 }
 
