@@ -58,22 +58,29 @@ void Puller::pop(QueueContext& q, std::int64_t wait_ms, std::int64_t lease_ms,
 
 bool Puller::claim(const QueueContext& q, std::string_view task_id) {
     auto& l = line(q);
-    std::lock_guard lock(l.claim_m);
-    auto it = l.claimable.find(std::string(task_id));
-    if (it == l.claimable.end()) return false;
-    l.claimable.erase(it);
+    std::lock_guard lock(l.m);
+    auto it = l.ids.find(std::string(task_id));
+    if (it == l.ids.end() || it->second) return false;
+    it->second = true;
     return true;
 }
 
 bool Puller::unclaim(Line& l, const std::string& id) {
-    std::lock_guard lock(l.claim_m);
-    return l.claimable.erase(id) > 0;
+    std::lock_guard lock(l.m);
+    auto it = l.ids.find(id);
+    if (it != l.ids.end() && it->second) return false;
+    if (it != l.ids.end()) l.ids.erase(it);
+    return true;
 }
 
 bool Puller::settle(QueueContext& q, std::string_view task_id, Outcome outcome) {
     auto& l = line(q);
     auto it = l.popped.find(std::string(task_id));
     if (it == l.popped.end()) return false;
+    {
+        std::lock_guard lock(l.m);
+        l.ids.erase(it->first);
+    }
     record_run(it->second);
     auto job = std::move(it->second.job);
     l.popped.erase(it);
@@ -106,24 +113,22 @@ void Puller::hand_over(Line& l, Waiter w, std::shared_ptr<Job> job) {
     // The task's own run timeout is its lease when it has one (the ttr it was added with).
     auto lease_ms =
         job->msg.timeout_ms > 0 ? static_cast<std::int64_t>(job->msg.timeout_ms) : w.lease_ms;
-    auto task = view(*job, lease_ms);
-    auto id = job->msg.id;
-    if (auto old = l.popped.find(id); old != l.popped.end()) {
-        if (!unclaim(l, id)) {
-            // The older run is settled, its settle on its way to this loop: that outcome
-            // stands, and this second delivery is void. The pop waits on.
-            job->interrupted = true;
-            l.waiters.push_front(std::move(w));
-            end(job, Outcome::failure("delivered again while settled"));
-            expire_waiters();  // keeps its deadline armed
-            return;
-        }
-        // The same task delivered twice (a reclaimed duplicate): the older run is void.
-        auto prev = std::move(old->second.job);
-        l.popped.erase(old);
-        prev->interrupted = true;
-        end(prev, Outcome::failure("delivered again"));
+    const auto& id = job->msg.id;
+    bool again = false;
+    {
+        std::lock_guard lock(l.m);
+        again = !l.ids.emplace(id, false).second;
     }
+    if (again) {
+        // The same task delivered twice (a reclaimed duplicate) while its first run is popped:
+        // that run stands (it may be settled already), this delivery is void. The pop waits on.
+        job->interrupted = true;
+        l.waiters.push_front(std::move(w));
+        end(job, Outcome::failure("delivered again while popped"));
+        expire_waiters();  // keeps its deadline armed
+        return;
+    }
+    auto task = view(*job, lease_ms);
     if (auto* m = ctx_.counters.of(l.queue->index))
         m->start_latency_seconds.record(start_latency(ctx_.clock, job->msg));
     Popped p{job, std::make_unique<Timer>(ctx_.rt.loop()), std::chrono::steady_clock::now()};
@@ -138,10 +143,6 @@ void Puller::hand_over(Line& l, Waiter w, std::shared_ptr<Job> job) {
                                    " ms"));
     });
     l.popped.emplace(id, std::move(p));
-    {
-        std::lock_guard lock(l.claim_m);
-        l.claimable.insert(id);
-    }
     w.done(std::move(task));
 }
 
@@ -303,7 +304,10 @@ bool Puller::forget(const std::shared_ptr<Job>& job) {
     auto& l = line(*job->queue);
     auto it = l.popped.find(job->msg.id);
     if (it != l.popped.end() && it->second.job == job) {
-        unclaim(l, job->msg.id);  // a settle on its way finds it gone (it ends as canceled)
+        {
+            std::lock_guard lock(l.m);
+            l.ids.erase(it->first);  // a settle on its way finds it gone (it ends as canceled)
+        }
         l.popped.erase(it);
         return true;
     }
@@ -344,8 +348,8 @@ void Puller::interrupt() {
         auto popped = std::move(lp->popped);
         lp->popped.clear();
         {
-            std::lock_guard lock(lp->claim_m);
-            lp->claimable.clear();
+            std::lock_guard lock(lp->m);
+            lp->ids.clear();
         }
         for (auto& [_, p] : popped) {
             p.job->interrupted = true;

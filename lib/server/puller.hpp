@@ -29,7 +29,6 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "core/retry_backoff.hpp"
@@ -103,11 +102,12 @@ private:
         std::deque<Waiter> waiters;
         std::deque<Held> held;
         std::unordered_map<std::string, Popped> popped;  // by task id
-        // The ids of `popped` nobody claimed yet: the one part of a line other threads touch
-        // (claim()), under claim_m. A popped task leaves it by a claim, or here on the loop
-        // before it ends any other way, so each ends once.
-        std::mutex claim_m;
-        std::unordered_set<std::string> claimable;
+        // The one part of a line other threads touch (claim()), under m: every popped task's
+        // id, true once a settle claimed it. An id leaves `ids` when its task leaves `popped`;
+        // one not claimed is taken out on the loop before its task ends any other way, so a
+        // task ends once: by its settle, or by that.
+        std::mutex m;
+        std::unordered_map<std::string, bool> ids;
         std::size_t ahead = 0;  // the read-ahead (see the top of this file)
         bool reading = false;
         std::unique_ptr<Timer> retry;
@@ -127,8 +127,9 @@ private:
     // Ends a held or popped job with `outcome`, then lets waiting pops use its slot.
     void end(const std::shared_ptr<Job>& job, Outcome outcome);
     bool forget(const std::shared_ptr<Job>& job);
-    // Loop thread: takes `id` out of the claimable ids; false when a claim took it first.
+    // Loop thread: takes `id` out of the popped ids unless a settle claimed it (then false).
     static bool unclaim(Line& l, const std::string& id);
+
 
     ServerContext& ctx_;
     Slots& slots_;
