@@ -8,7 +8,18 @@ namespace streamfleet::detail::client {
 Heartbeat::Heartbeat(ClientContext& ctx)
     : ctx_(ctx), timer_(std::make_unique<Timer>(ctx.rt.loop())) {}
 
-void Heartbeat::start() { tick(); }
+void Heartbeat::start() {
+    // Once, best effort (a user allowed no SADD still enqueues): the queues are listed from
+    // this set, which a cluster holds on one node, whatever slots the queues are in.
+    if (!ctx_.options.go_compatible && !ctx_.queues.empty()) {
+        auto key = queue_registry_key(ctx_.options.prefix);
+        std::vector<std::string> argv{"SADD", key};
+        for (const auto& [_, k] : ctx_.queues) argv.push_back(k.queue());
+        std::vector<std::string_view> view(argv.begin(), argv.end());
+        ctx_.topo.send(redis::Route{key}, view, [](Result<redis::Reply>) {});
+    }
+    tick();
+}
 
 void Heartbeat::tick() {
     auto now_ms = ctx_.clock.now_ms();

@@ -124,7 +124,13 @@ std::vector<std::string> Inspector::queues() {
         match.push_back(c);
     }
     match += "{*}";
+    // The registry names every queue a client or server opened, wherever its keys live; the
+    // SCAN (of one node) adds queues whose clients came before the registry.
     std::vector<std::string> out;
+    if (auto reg = impl_->call({"SMEMBERS", queue_registry_key(impl_->prefix)}); reg.ok()) {
+        if (reg->is_array())
+            for (const auto& m : reg->elements()) out.emplace_back(m.str());
+    }
     std::string cursor = "0";
     do {
         auto reply =

@@ -85,4 +85,8 @@ std::string receiver_key(std::string_view prefix, std::string_view client_id, Ke
     return k;
 }
 
+std::string queue_registry_key(std::string_view prefix) {
+    return std::string(prefix).append("queues");
+}
+
 }  // namespace streamfleet::detail

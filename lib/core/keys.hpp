@@ -106,4 +106,8 @@ private:
 std::string receiver_key(std::string_view prefix, std::string_view client_id,
                          KeyStyle style = KeyStyle::native);
 
+/// PREFIXqueues: a set of the queue names clients and servers of this prefix opened (native
+/// key names only), so listing the queues needs no SCAN of every node of a cluster.
+std::string queue_registry_key(std::string_view prefix);
+
 }  // namespace streamfleet::detail

@@ -29,6 +29,14 @@ Heartbeat::Heartbeat(ServerContext& ctx, Queues queues)
 
 void Heartbeat::start() {
     if (stopped_) return;
+    if (!beating_ && !ctx_.opts.go_compatible && !queues_.empty()) {
+        // Once, best effort, as clients do (client/heartbeat.cpp): the queues' registry.
+        auto key = queue_registry_key(ctx_.opts.prefix);
+        std::vector<std::string> argv{"SADD", key};
+        for (const auto& q : queues_) argv.push_back(q.keys.queue());
+        std::vector<std::string_view> view(argv.begin(), argv.end());
+        ctx_.topo.send(r::Route{key}, view, [](Result<r::Reply>) {});
+    }
     beating_ = true;
     tick();
     timer_.start(delay_ms(ctx_.opts.heartbeat_interval.count()), [this] { start(); });

@@ -305,6 +305,13 @@ TEST_SUITE("scale_cluster") {
                                                           "' --queue " + q + " --json");
             CHECK_MESSAGE(dcode == 0, dead);
         }
+        // Listing the queues finds all three, each on its own primary (the registry the client
+        // and the server wrote; a SCAN sees one node's keys).
+        auto [list, lcode] =
+            streamfleet::test::shell(cli + " queues --redis '" + cs.url() + "' --json");
+        CHECK(lcode == 0);
+        for (const auto& q : queues)
+            CHECK_MESSAGE(list.find("\"" + q + "\"") != std::string::npos, list);
     }
 
     TEST_CASE("a live queue's slot moves under load: MOVED and ASK followed, nothing lost") {
