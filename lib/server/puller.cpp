@@ -89,6 +89,33 @@ bool Puller::settle(QueueContext& q, std::string_view task_id, Outcome outcome) 
 }
 
 void Puller::deliver(std::shared_ptr<Job> job) {
+    const auto& m = job->msg;
+    if (stopped_ || !m.state || (m.retries == 0 && job->ctx.deliveries == 1)) {
+        place(std::move(job));
+        return;
+    }
+    // A retry, return or redelivery of a task canceled meanwhile must never reach a pop; the
+    // cancel is in its record (cancel.lua) even when no server heard the request (the one that
+    // popped it was killed). Asked as a handler run asks (Dispatcher::canceled_in_record); a
+    // failed check hands the task out: at-least-once comes first.
+    auto key = job->queue->keys.task(m.id);
+    std::vector<std::string_view> argv{"HEXISTS", key, "cancel"};
+    ++line(*job->queue).checking;
+    ctx_.topo.send(r::Route{key}, argv, [this, job](Result<r::Reply> res) {
+        --line(*job->queue).checking;
+        bool in_record = res.ok() && res->as_integer().value_or(0) == 1;
+        if (in_record || job->canceled) {
+            // job->canceled: the request came while the record was read, and forget() found
+            // nothing to end then.
+            job->canceled_in_record = true;
+            end(job, Outcome::failure("canceled"));
+            return;
+        }
+        place(job);
+    });
+}
+
+void Puller::place(std::shared_ptr<Job> job) {
     auto& l = line(*job->queue);
     if (stopped_) {
         job->interrupted = true;
@@ -167,8 +194,9 @@ PoppedTask Puller::view(const Job& job, std::int64_t lease_ms) const {
 // left; a read only ahead of the pops does not block.
 void Puller::read(Line& l) {
     if (stopped_ || l.reading || l.retry->active()) return;
-    l.ahead = std::max(l.ahead, std::min(l.waiters.size(), kAheadMax));
-    auto want = l.waiters.size() + (l.ahead > l.held.size() ? l.ahead - l.held.size() : 0);
+    auto waiting = l.waiters.size() > l.checking ? l.waiters.size() - l.checking : 0;
+    l.ahead = std::max(l.ahead, std::min(waiting, kAheadMax));
+    auto want = waiting + (l.ahead > l.held.size() ? l.ahead - l.held.size() : 0);
     if (want == 0) return;
     unsigned reserved = slots_.take(static_cast<unsigned>(std::min<std::size_t>(want, 1024)));
     if (reserved == 0) return;  // every slot is held; a settle frees one
@@ -176,7 +204,7 @@ void Puller::read(Line& l) {
     std::vector<std::string> cmd{"XREADGROUP", "GROUP", std::string(kServerGroup), ctx_.consumer,
                                  "COUNT",      std::to_string(reserved)};
     r::CommandOptions o;  // the connection's command timeout
-    if (!l.waiters.empty()) {
+    if (waiting > 0) {
         auto now = ctx_.clock.now_ms();
         std::int64_t block = ctx_.opts.read_block.count();
         for (const auto& w : l.waiters) block = std::min(block, w.deadline_ms - now);

@@ -109,6 +109,9 @@ private:
         std::mutex m;
         std::unordered_map<std::string, bool> ids;
         std::size_t ahead = 0;  // the read-ahead (see the top of this file)
+        // Delivered tasks whose record is being checked (deliver()): each will serve a
+        // waiting pop, so reads are not made for those pops.
+        std::size_t checking = 0;
         bool reading = false;
         std::unique_ptr<Timer> retry;
     };
@@ -116,7 +119,8 @@ private:
     Line& line(const QueueContext& q) { return *lines_.at(q.index); }
     void read(Line& l);
     void on_read(Line& l, Result<redis::Reply> res, unsigned reserved);
-    void serve(Line& l);
+    // deliver() once the record check is done (or not needed).
+    void place(std::shared_ptr<Job> job);
     void hand_over(Line& l, Waiter w, std::shared_ptr<Job> job);
     void expire_waiters();
     void sweep();

@@ -12,6 +12,8 @@
 #include <chrono>
 #include <fstream>
 #include <mutex>
+#include <optional>
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <streamfleet/streamfleet.hpp>
@@ -360,6 +362,44 @@ TEST_CASE("gateway: tasks cross between HTTP and C++, and a killed gateway loses
     data_of(http2.post("/finish", {{"topic", "mixed"}, {"id", "held"}}));
     CHECK(eventually(
         [&] { return client.get("mixed", "held").state == streamfleet::TaskState::completed; }));
+    client.close();
+}
+
+TEST_CASE("gateway: a popped task canceled while its gateway was dead is not popped again") {
+    RedisServer rs;
+    std::optional<GatewayProcess> gw(std::in_place, "--redis " + rs.url() + " --queue q --id gw-c");
+    Http http(gw->base());
+    data_of(http.post("/add", {{"topic", "q"}, {"id", "doomed"}, {"body", "d"}}));
+    auto p = data_of(http.post("/pop", {{"topic", "q"}, {"timeout_ms", 5000}}));
+    REQUIRE(p.is_object());
+    CHECK(p["id"] == "doomed");
+    gw->stop(SIGKILL);
+    gw.reset();
+
+    // Nobody hears the request (no server runs): only the record says canceled.
+    streamfleet::Client client({.redis = rs.url()}, {"q"});
+    CHECK(client.cancel("q", "doomed") == streamfleet::CancelResult::active);
+    client.enqueue_confirmed("q", "fine", {.id = "after"});
+
+    // The restarted gateway takes back what it held, and ends the canceled one instead of
+    // handing it out.
+    GatewayProcess again("--redis " + rs.url() + " --queue q --id gw-c");
+    Http http2(again.base());
+    std::vector<std::string> popped;
+    CHECK(eventually(
+        [&] {
+            auto t = data_of(http2.post("/pop", {{"topic", "q"}, {"timeout_ms", 500}}));
+            if (t.is_object()) {
+                popped.push_back(t["id"].get<std::string>());
+                data_of(http2.post("/finish", {{"topic", "q"}, {"id", t["id"]}}));
+            }
+            return client.get("q", "doomed").state == streamfleet::TaskState::canceled &&
+                   client.get("q", "after").state == streamfleet::TaskState::completed;
+        },
+        30s));
+    CAPTURE(popped.size());
+    CHECK(std::count(popped.begin(), popped.end(), "doomed") == 0);
+    CHECK(std::count(popped.begin(), popped.end(), "after") == 1);
     client.close();
 }
 
