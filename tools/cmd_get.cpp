@@ -20,6 +20,8 @@ int cmd_get(const Flags& f) {
     client.close(1s);
     std::string state(streamfleet::to_string(t.state));
     if (f.on("--json")) {
+        JsonArray history;
+        for (const auto& h : t.history) history.str(h);
         std::puts(JsonObject()
                       .str("id", t.id)
                       .str("state", state)
@@ -29,6 +31,7 @@ int cmd_get(const Flags& f) {
                       .num("updated_ms", t.updated_ms)
                       .num("finished_ms", t.finished_ms)
                       .num("run_at_ms", t.run_at_ms)
+                      .raw("history", history.text())
                       .text()
                       .c_str());
     } else {
@@ -39,6 +42,8 @@ int cmd_get(const Flags& f) {
             t.id.c_str(), state.c_str(), t.retries, t.error.c_str(),
             static_cast<long long>(t.created_ms), static_cast<long long>(t.updated_ms),
             static_cast<long long>(t.finished_ms), static_cast<long long>(t.run_at_ms));
+        // Each failed run: "UNIX_MS error".
+        for (const auto& h : t.history) std::printf("history   %s\n", h.c_str());
     }
     return t.state == streamfleet::TaskState::unknown ? 1 : 0;
 }

@@ -106,7 +106,8 @@ json task_json(const sf::TaskInfo& t) {
             {"created_ms", t.created_ms},
             {"updated_ms", t.updated_ms},
             {"finished_ms", t.finished_ms},
-            {"run_at_ms", t.run_at_ms}};
+            {"run_at_ms", t.run_at_ms},
+            {"history", t.history}};
 }
 
 json stats_json(const sf::QueueStats& s) {
@@ -446,9 +447,9 @@ void Gateway::rest(HttpRequest& req, HttpReply& reply) {
         auto limit = static_cast<std::size_t>(
             std::min<std::int64_t>(query_count(req, "limit").value_or(100), 10'000));
         json list = json::array();
+        auto after = req.query.count("after") ? req.query.at("after") : std::string();
         std::lock_guard lock(inspector_mutex_);
         if (parts[3] == "ready") {
-            auto after = req.query.count("after") ? req.query.at("after") : std::string();
             for (const auto& t : inspector_->ready(topic, limit, after)) {
                 json e = {{"entry_id", t.entry_id},
                           {"id", t.id},
@@ -458,14 +459,15 @@ void Gateway::rest(HttpRequest& req, HttpReply& reply) {
                 list.push_back(std::move(e));
             }
         } else if (parts[3] == "delayed") {
-            for (const auto& t : inspector_->delayed(topic, limit)) {
+            auto offset = static_cast<std::size_t>(query_count(req, "offset").value_or(0));
+            for (const auto& t : inspector_->delayed(topic, limit, offset)) {
                 json e = {
                     {"id", t.id}, {"due_ms", t.due_ms}, {"retries", t.retries}, {"error", t.error}};
                 put_body(e, t.data);
                 list.push_back(std::move(e));
             }
         } else {
-            for (const auto& t : inspector_->pending(topic, limit)) {
+            for (const auto& t : inspector_->pending(topic, limit, after)) {
                 list.push_back({{"entry_id", t.entry_id},
                                 {"id", t.id},
                                 {"server", t.server},

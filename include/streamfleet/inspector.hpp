@@ -107,16 +107,21 @@ public:
     std::string metrics_text(const std::vector<std::string>& queues,
                              std::chrono::milliseconds live_window = std::chrono::seconds(30));
 
-    /// @brief Delayed tasks and retries, earliest due first (up to `limit`).
-    std::vector<DelayedTask> delayed(std::string_view queue, std::size_t limit = 100);
+    /// @brief Delayed tasks and retries, earliest due first: up to `limit` of them, skipping
+    /// the first `offset` (for paging; the set is ordered by due time, which a promotion or a
+    /// new task shifts under a reader, so a page may repeat or miss one at its edge).
+    std::vector<DelayedTask> delayed(std::string_view queue, std::size_t limit = 100,
+                                     std::size_t offset = 0);
 
     /// @brief Tasks not yet delivered, next first: up to `limit` of them with
     /// entry ids greater than `after` ("" = from the next one), for paging.
     std::vector<ReadyTask> ready(std::string_view queue, std::size_t limit = 100,
                                  std::string_view after = "");
 
-    /// @brief Tasks delivered to servers and not finished, oldest first (up to `limit`).
-    std::vector<PendingTask> pending(std::string_view queue, std::size_t limit = 100);
+    /// @brief Tasks delivered to servers and not finished, oldest first: up to `limit` of
+    /// them with entry ids greater than `after` ("" = from the oldest), for paging.
+    std::vector<PendingTask> pending(std::string_view queue, std::size_t limit = 100,
+                                     std::string_view after = "");
 
     /// @brief Dead letters, oldest first: up to `limit` of them with entry ids
     /// greater than `after` ("" = from the start), for paging.

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "streamfleet/export.hpp"
 
@@ -81,6 +82,10 @@ struct TaskInfo {
     std::int64_t updated_ms = 0;   ///< unix ms of the last state change
     std::int64_t finished_ms = 0;  ///< unix ms it finished (0 while it lives)
     std::int64_t run_at_ms = 0;    ///< when delayed or waiting for a retry: when it is due
+    /// Its failed runs, oldest first, each "UNIX_MS error" (the last 16, as its dead letter
+    /// lists them): kept while the task lives or lies dead; a task that completes
+    /// keeps only its final state.
+    std::vector<std::string> history{};
 };
 
 /// What Client::cancel() did.

@@ -215,11 +215,13 @@ QueueStats Inspector::stats(std::string_view queue, std::chrono::milliseconds li
     return s;
 }
 
-std::vector<DelayedTask> Inspector::delayed(std::string_view queue, std::size_t limit) {
+std::vector<DelayedTask> Inspector::delayed(std::string_view queue, std::size_t limit,
+                                            std::size_t offset) {
     auto k = impl_->keys(queue);
     if (limit == 0) return {};
-    auto reply =
-        impl_->call({"ZRANGE", k.delayed(), "0", std::to_string(limit - 1), "WITHSCORES"}).value();
+    auto reply = impl_->call({"ZRANGE", k.delayed(), std::to_string(offset),
+                              std::to_string(offset + limit - 1), "WITHSCORES"})
+                     .value();
     std::vector<DelayedTask> out;
     for (std::size_t i = 0; i + 1 < reply.size(); i += 2) {
         DelayedTask t;
@@ -238,11 +240,14 @@ std::vector<DelayedTask> Inspector::delayed(std::string_view queue, std::size_t 
     return out;
 }
 
-std::vector<PendingTask> Inspector::pending(std::string_view queue, std::size_t limit) {
+std::vector<PendingTask> Inspector::pending(std::string_view queue, std::size_t limit,
+                                            std::string_view after) {
     auto k = impl_->keys(queue);
     if (limit == 0) return {};
-    auto reply = impl_->call(
-        {"XPENDING", k.stream(), std::string(kServerGroup), "-", "+", std::to_string(limit)});
+    // "(" makes the start exclusive: the page begins past the last one shown.
+    auto start = after.empty() ? std::string("-") : "(" + std::string(after);
+    auto reply = impl_->call({"XPENDING", k.stream(), std::string(kServerGroup), start, "+",
+                              std::to_string(limit)});
     // NOGROUP: no server ever read this queue, so nothing is pending.
     if (!reply.ok() && reply.error().message().starts_with("NOGROUP")) return {};
     auto rows = reply.value();

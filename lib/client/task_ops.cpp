@@ -9,6 +9,7 @@
 #include "core/keys.hpp"
 #include "core/log.hpp"
 #include "core/script_calls.hpp"
+#include "core/wire.hpp"
 #include "redis/notes.hpp"
 #include "redis/sync.hpp"
 
@@ -89,6 +90,7 @@ TaskInfo TaskOps::get(std::string_view queue, std::string_view id) {
     if (info.state == TaskState::delayed || info.state == TaskState::failed) {
         info.run_at_ms = to_i64(h["run_at"]);
     }
+    info.history = history_entries(h["history"]);
     return info;
 }
 

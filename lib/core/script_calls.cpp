@@ -132,6 +132,7 @@ ScriptCall move(const QueueKeys& k, const Move& m) {
     c.arg(kServerGroup).arg(m.entry_id).arg(m.to == Move::To::delayed ? "zadd" : "xadd");
     c.arg(record ? m.state : std::string_view()).arg(m.now_ms).arg(m.error);
     c.arg(static_cast<std::int64_t>(m.retries)).arg(record ? m.retention_ms : 0);
+    c.arg(record ? m.history : std::string_view());
     c.args(m.payload);
     return c;
 }

@@ -79,6 +79,8 @@ struct Move {
     std::string_view error{};
     std::uint32_t retries = 0;
     std::int64_t retention_ms = 0;
+    /// The task's packed x_history (failed runs), kept in its record so get() shows it.
+    std::string_view history{};
 };
 ScriptCall move(const QueueKeys& k, const Move& m);
 

@@ -12,7 +12,8 @@
 -- ARGV[4] new state: '' (no record) | 'failed' (zadd) | 'ready' (xadd to
 --         P{Q}) | 'dead' (xadd to P{Q}:dead)
 -- ARGV[5] now ms   ARGV[6] error   ARGV[7] retries   ARGV[8] retention ms
--- ARGV[9..] the XADD field/value pairs | score, member
+-- ARGV[9] the task's packed x_history ('' = none), kept in its record for get()
+-- ARGV[10..] the XADD field/value pairs | score, member
 -- Returns 1, or 0 when the entry was no longer pending (already moved), or 2
 -- when the task was finalised as canceled instead (below).
 --
@@ -62,10 +63,10 @@ end
 -- @include entry.lua
 local kMaxValues = 2000
 local function fields()
-  local n = #ARGV - 8
-  if n <= kMaxValues then return ARGV, 9, #ARGV end
+  local n = #ARGV - 9
+  if n <= kMaxValues then return ARGV, 10, #ARGV end
   local f, err, total = {}, nil, 0
-  for i = 9, #ARGV - 1, 2 do
+  for i = 10, #ARGV - 1, 2 do
     if ARGV[i] == 'x_error' then
       err = ARGV[i + 1]
     else
@@ -87,9 +88,9 @@ local facts = st ~= '' and redis.call('EXISTS', KEYS[4]) == 0 and entry_facts(KE
 
 local eid
 if ARGV[3] == 'zadd' then
-  redis.call('ZADD', KEYS[1], ARGV[9], ARGV[10])
-  if redis.call('ZRANGE', KEYS[1], 0, 0)[1] == ARGV[10] then
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100, '*', 'due', ARGV[9])
+  redis.call('ZADD', KEYS[1], ARGV[10], ARGV[11])
+  if redis.call('ZRANGE', KEYS[1], 0, 0)[1] == ARGV[11] then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100, '*', 'due', ARGV[10])
   end
 else
   local f, i, j = fields()
@@ -105,8 +106,9 @@ if st ~= '' then
     if facts.retention ~= '' then redis.call('HSET', KEYS[4], 'retention', facts.retention) end
   end
   redis.call('HSET', KEYS[4], 'state', st, 'updated', ARGV[5], 'error', ARGV[6], 'retries', ARGV[7])
+  if ARGV[9] ~= '' then redis.call('HSET', KEYS[4], 'history', ARGV[9]) end
   if st == 'failed' then
-    redis.call('HSET', KEYS[4], 'member', ARGV[10], 'run_at', ARGV[9])
+    redis.call('HSET', KEYS[4], 'member', ARGV[11], 'run_at', ARGV[10])
     redis.call('HDEL', KEYS[4], 'entry')
   elseif st == 'ready' then
     redis.call('HSET', KEYS[4], 'entry', eid)

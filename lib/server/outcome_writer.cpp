@@ -85,7 +85,8 @@ void OutcomeWriter::move(const Job& job, const std::string& dest, calls::Move::T
                   .now_ms = ctx_.clock.now_ms(),
                   .error = sc.error,
                   .retries = sc.retries,
-                  .retention_ms = tracked ? retention_of(*sc.msg) : 0};
+                  .retention_ms = tracked ? retention_of(*sc.msg) : 0,
+                  .history = tracked ? std::string_view(sc.msg->history) : std::string_view()};
     auto q = job.queue->index;
     hold(q, job.entry_id);
     auto note_ptr = note ? std::make_shared<redis::Block>(std::move(*note)) : nullptr;
@@ -277,7 +278,7 @@ void OutcomeWriter::dead(const Job& job, const std::string& error) {
     d.history = history_add(m.history, ctx_.clock.now_ms(), error);
     auto f = encode(d);
     move(job, job.queue->keys.dead(), calls::Move::To::stream, f.views(), "dead-letter " + m.id,
-         StateChange{&m, "dead", error, m.retries},
+         StateChange{&d, "dead", error, m.retries},
          notification(m, NotificationType::error, error));
 }
 

@@ -61,14 +61,19 @@ try:
     click('nav button[data-tab="dead"]')
     step("the dead letter is listed with a requeue button",
          lambda: driver.find_elements(By.CSS_SELECTOR, 'button.requeue[data-id="%s"]' % dead_id))
-    # Its detail: state and the error it died of.
+    # Its detail: state, the error it died of, and its history (the failed run, then dead).
     click('#list tbody tr[data-id="%s"] a.task' % dead_id)
     step("the task's detail shows it dead, with its error",
-         lambda: '"dead"' in driver.find_element(By.ID, "task-json").text
-         and "poisoned" in driver.find_element(By.ID, "task-json").text)
+         lambda: "dead" in driver.find_element(By.CSS_SELECTOR, "#task-fields td.state").text
+         and "poisoned" in driver.find_element(By.CSS_SELECTOR, "#task-fields td.error").text)
+    step("the task's history lists its enqueue and the failed run",
+         lambda: [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#task-history tbody td:nth-child(2)")][:2]
+         == ["enqueued", "run failed: poisoned"])
     click('button.requeue[data-id="%s"]' % dead_id)
     step("after the click the queue shows 0 dead and 4 ready",
          lambda: cell("dead") == "0" and cell("ready") == "4")
+    step("the task's detail shows it ready again",
+         lambda: driver.find_element(By.CSS_SELECTOR, "#task-fields td.state").text == "ready")
     time.sleep(1.5)  # a second sample for the chart
     driver.save_screenshot(shot)
     print("ok")

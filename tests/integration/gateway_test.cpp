@@ -228,7 +228,12 @@ TEST_CASE("gateway: add, pop, finish, get, stats; a popped task is leased, failu
     }));
     CHECK(dead[0]["id"] == "flaky");
     CHECK(dead[0]["error"] == "second");
-    CHECK(data_of(http.get("/get?topic=other&id=flaky"))["state"] == "dead");
+    auto flaky = data_of(http.get("/get?topic=other&id=flaky"));
+    CHECK(flaky["state"] == "dead");
+    // Its failed runs, oldest first, each "UNIX_MS error".
+    REQUIRE(flaky["history"].size() == 2);
+    CHECK(flaky["history"][0].get<std::string>().ends_with(" first"));
+    CHECK(flaky["history"][1].get<std::string>().ends_with(" second"));
     CHECK(data_of(http.post("/v1/queues/other/dead/requeue", {{"id", "flaky"}}))["requeued"] == 1);
     auto again = data_of(http.post("/pop", {{"topic", "other"}, {"timeout_ms", 5000}}));
     REQUIRE(again.is_object());

@@ -56,7 +56,13 @@ TEST_CASE("get follows a task through delayed, ready, active, failed and complet
     CHECK(info.retries == 1);
     CHECK(info.error == "first try fails");
     CHECK(info.run_at_ms > 0);
+    // Its failed run, with when it ended, as a dead letter would list it.
+    REQUIRE(info.history.size() == 1);
+    CHECK(info.history[0].ends_with(" first try fails"));
+    CHECK(std::stoll(info.history[0]) >= info.created_ms);
+    CHECK(std::stoll(info.history[0]) <= info.updated_ms);
     REQUIRE(eventually([&] { return client.get("jobs", id).state == TaskState::active; }));
+    CHECK(client.get("jobs", id).history.size() == 1);  // while it runs again
     release = true;
     REQUIRE(eventually([&] { return client.get("jobs", id).state == TaskState::completed; }));
     info = client.get("jobs", id);
@@ -94,6 +100,10 @@ TEST_CASE(
     server.start();
     REQUIRE(eventually([&] { return client.get("jobs", bad).state == TaskState::dead; }));
     CHECK(client.get("jobs", bad).error == "hopeless");
+    // Dead: its record's history ends with the run that killed it.
+    auto dead_history = client.get("jobs", bad).history;
+    REQUIRE(dead_history.size() == 1);
+    CHECK(dead_history[0].ends_with(" hopeless"));
     REQUIRE(eventually([&] { return client.get("jobs", old).state == TaskState::expired; }));
     REQUIRE(eventually([&] { return server.stats().succeeded == 1; }));
     TestConn c(rs.url());
@@ -287,6 +297,10 @@ TEST_CASE("the Inspector lists delayed tasks and retries, and tasks in flight") 
     CHECK(d[0].due_ms < d[1].due_ms);
     CHECK(d[0].retries == 0);
     CHECK(inspector.delayed("jobs", 1).size() == 1);
+    auto second = inspector.delayed("jobs", 1, 1);  // the second page of one
+    REQUIRE(second.size() == 1);
+    CHECK(second[0].id == later);
+    CHECK(inspector.delayed("jobs", 10, 2).empty());
 
     std::atomic<bool> release{false};
     Server server(server_opts(rs, "holder"));
@@ -296,11 +310,20 @@ TEST_CASE("the Inspector lists delayed tasks and retries, and tasks in flight") 
     server.start();
     Client c2({.redis = rs.url()}, {"jobs"});
     auto busy = c2.enqueue("jobs", "busy");
-    REQUIRE(eventually([&] { return inspector.pending("jobs").size() == 1; }));
+    auto busy2 = c2.enqueue("jobs", "busy too");
+    REQUIRE(eventually([&] { return inspector.pending("jobs").size() == 2; }));
     auto p = inspector.pending("jobs");
     CHECK(p[0].id == busy);
     CHECK(p[0].server == "holder");
     CHECK(p[0].deliveries == 1);
+    // Paged by entry id: the page after the first one holds the second task only.
+    auto page1 = inspector.pending("jobs", 1);
+    REQUIRE(page1.size() == 1);
+    CHECK(page1[0].id == busy);
+    auto page2 = inspector.pending("jobs", 1, page1[0].entry_id);
+    REQUIRE(page2.size() == 1);
+    CHECK(page2[0].id == busy2);
+    CHECK(inspector.pending("jobs", 1, page2[0].entry_id).empty());
     release = true;
     REQUIRE(eventually([&] { return inspector.pending("jobs").empty(); }));
     server.shutdown(5s);
