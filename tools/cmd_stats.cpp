@@ -24,6 +24,12 @@ int cmd_stats(const Flags& f) {
                       .num("clients", s.clients)
                       .num("servers", s.servers)
                       .str("node", s.node)
+                      .raw("finished", JsonObject()
+                                           .num("completed", s.completed)
+                                           .num("dead", s.dead_total)
+                                           .num("expired", s.expired)
+                                           .num("canceled", s.canceled)
+                                           .text())
                       .text()
                       .c_str());
     } else {
@@ -35,6 +41,9 @@ int cmd_stats(const Flags& f) {
             static_cast<long long>(s.pending), static_cast<long long>(s.consumers),
             static_cast<long long>(s.delayed), static_cast<long long>(s.dead),
             static_cast<long long>(s.clients), static_cast<long long>(s.servers), s.node.c_str());
+        std::printf("finished       %lld completed, %lld dead, %lld expired, %lld canceled\n",
+                    static_cast<long long>(s.completed), static_cast<long long>(s.dead_total),
+                    static_cast<long long>(s.expired), static_cast<long long>(s.canceled));
     }
     return 0;
 }

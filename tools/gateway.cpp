@@ -119,7 +119,13 @@ json stats_json(const sf::QueueStats& s) {
             {"dead", s.dead},
             {"consumers", s.consumers},
             {"servers", s.servers},
-            {"clients", s.clients}};
+            {"clients", s.clients},
+            // Ended tasks, all servers', by how (P{Q}:finished).
+            {"finished",
+             {{"completed", s.completed},
+              {"dead", s.dead_total},
+              {"expired", s.expired},
+              {"canceled", s.canceled}}}};
 }
 
 // Compares without leaking where the first difference is.

@@ -30,6 +30,10 @@ struct QueueStats {
     /// Entries ever delivered to the server group (XINFO GROUPS entries-read):
     /// its growth over time is the queue's throughput. -1 when Redis does not say.
     std::int64_t delivered = -1;
+    /// Tasks that ended, by how, all servers' (P{Q}:finished: counted by the scripts that end
+    /// them, since the key was created). Dead counts tasks dead-lettered, whether or not their
+    /// letter is still kept (`dead` above).
+    std::int64_t completed = 0, dead_total = 0, expired = 0, canceled = 0;
 };
 
 /// One entry of P{Q}:dead, as the server left it.

@@ -162,8 +162,9 @@ QueueStats Inspector::stats(std::string_view queue, std::chrono::milliseconds li
         {"XLEN", k.dead()},
         {"ZCOUNT", k.clients(), since, "+inf"},
         {"ZCOUNT", k.servers(), since, "+inf"},
+        {"HMGET", k.finished(), "completed", "dead", "expired", "canceled"},
     };
-    // All six leave in one write: one post, one loop turn.
+    // All of them leave in one write: one post, one loop turn.
     std::vector<std::promise<Result<r::Reply>>> promises(cmds.size());
     impl_->rt->post([&] {
         for (std::size_t i = 0; i < cmds.size(); ++i) {
@@ -211,6 +212,15 @@ QueueStats Inspector::stats(std::string_view queue, std::chrono::milliseconds li
     s.dead = replies[3].value().integer();
     s.clients = replies[4].value().integer();
     s.servers = replies[5].value().integer();
+    auto ended = replies[6].value();
+    auto count = [&](std::size_t i) -> std::int64_t {
+        if (i >= ended.size() || ended[i].is_nil()) return 0;
+        return std::atoll(std::string(ended[i].str()).c_str());
+    };
+    s.completed = count(0);
+    s.dead_total = count(1);
+    s.expired = count(2);
+    s.canceled = count(3);
     s.node = impl_->rt->call([&] { return impl_->topo->node_of(k.stream()); });
     return s;
 }

@@ -74,6 +74,7 @@ QueueKeys::QueueKeys(std::string_view prefix, std::string_view queue, KeyStyle s
     unique_prefix_ = base + ":unique:";
     sent_prefix_ = base + ":sent:";
     done_ = base + ":done";
+    finished_ = base + ":finished";
     index_ = base + ":index";
 }
 

@@ -87,6 +87,9 @@ public:
     /// P{Q}:done: zset of the buckets of finished states (core/done_buckets.hpp),
     /// member = family name, score = when the family's buckets expire (unix ms).
     const std::string& done() const noexcept { return done_; }
+    /// P{Q}:finished: hash of how many tasks ended each way (completed, dead, expired,
+    /// canceled), counted by the scripts that end them.
+    const std::string& finished() const noexcept { return finished_; }
     /// P{Q}:task:ID: a task's state record (hash).
     std::string task(std::string_view id) const { return task_prefix_ + std::string(id); }
     /// P{Q}:sent:CLIENT: the numbers of a client's tasks without a state
@@ -98,7 +101,7 @@ public:
 
 private:
     std::string queue_, stream_, delayed_, dead_, clients_, servers_, nudge_, cancels_,
-        task_prefix_, unique_prefix_, sent_prefix_, done_, index_;
+        task_prefix_, unique_prefix_, sent_prefix_, done_, index_, finished_;
 };
 
 /// Preceiver:{CLIENT_ID}: a client's notification stream (group streamfleet-client).

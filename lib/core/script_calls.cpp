@@ -42,7 +42,7 @@ ScriptCall unique_release(const QueueKeys& k, std::string_view unique_key,
 ScriptCall cancel(const QueueKeys& k, std::string_view task_id, std::int64_t now_ms) {
     ScriptCall c(scripts::cancel);
     c.key(k.task(task_id)).key(k.delayed()).key(k.stream()).key(k.cancels()).key(k.done());
-    c.key(k.index());
+    c.key(k.index()).key(k.finished());
     c.arg(now_ms).arg(kServerGroup).arg(task_id);
     return c;
 }
@@ -56,7 +56,7 @@ ScriptCall get(const QueueKeys& k, std::string_view task_id, std::int64_t now_ms
 
 ScriptCall promote(const QueueKeys& k, std::int64_t now_ms, std::int64_t limit) {
     ScriptCall c(scripts::promote);
-    c.key(k.delayed()).key(k.stream()).key(k.task_prefix()).key(k.dead());
+    c.key(k.delayed()).key(k.stream()).key(k.task_prefix()).key(k.dead()).key(k.finished());
     c.arg(now_ms).arg(limit);
     return c;
 }
@@ -105,13 +105,14 @@ ScriptCall claim(const QueueKeys& k, std::string_view consumer, ClaimWhy why,
     return c;
 }
 
-ScriptCall ack(const QueueKeys& k, std::span<const std::string> entry_ids) {
+ScriptCall ack(const QueueKeys& k, std::span<const std::string> entry_ids,
+               std::string_view ended) {
     std::vector<std::string> sorted(entry_ids.begin(), entry_ids.end());
     std::sort(sorted.begin(), sorted.end(), [](const std::string& a, const std::string& b) {
         return stream_id_less(a, b);
     });
     ScriptCall c(scripts::ack);
-    c.key(k.stream()).arg(kServerGroup).args(sorted);
+    c.key(k.stream()).key(k.finished()).arg(kServerGroup).arg(ended).args(sorted);
     return c;
 }
 
@@ -128,11 +129,11 @@ ScriptCall move(const QueueKeys& k, const Move& m) {
     // KEYS[4] is named even without a record: the script reads it only when
     // ARGV[4] is set, and the prefix keeps the call in the queue's slot.
     c.key(m.dest).key(k.stream()).key(k.nudge()).key(record ? k.task(m.task_id) : k.task_prefix());
-    c.key(k.index());
+    c.key(k.index()).key(k.finished());
     c.arg(kServerGroup).arg(m.entry_id).arg(m.to == Move::To::delayed ? "zadd" : "xadd");
     c.arg(record ? m.state : std::string_view()).arg(m.now_ms).arg(m.error);
     c.arg(static_cast<std::int64_t>(m.retries)).arg(record ? m.retention_ms : 0);
-    c.arg(record ? m.history : std::string_view());
+    c.arg(record ? m.history : std::string_view()).arg(m.ends_as);
     c.args(m.payload);
     return c;
 }

@@ -59,7 +59,10 @@ ScriptCall claim(const QueueKeys& k, std::string_view consumer, ClaimWhy why,
                  std::span<const std::string> entry_ids);
 /// ack.lua: ack `entry_ids` (finished) and take every entry nobody needs out of the stream;
 /// the ids go sorted, as the script needs them.
-ScriptCall ack(const QueueKeys& k, std::span<const std::string> entry_ids);
+/// `ended`: how the batch's tasks ended, counted into P{Q}:finished for the entries acked
+/// ("completed 3 expired 1"; "" = count nothing).
+ScriptCall ack(const QueueKeys& k, std::span<const std::string> entry_ids,
+               std::string_view ended = "");
 ScriptCall keep(const QueueKeys& k, std::string_view consumer,
                 std::span<const std::string> entry_ids);
 
@@ -81,6 +84,8 @@ struct Move {
     std::int64_t retention_ms = 0;
     /// The task's packed x_history (failed runs), kept in its record so get() shows it.
     std::string_view history{};
+    /// "dead" when this move ends the task (counted into P{Q}:finished), else "".
+    std::string_view ends_as{};
 };
 ScriptCall move(const QueueKeys& k, const Move& m);
 

@@ -2,8 +2,15 @@
 -- ack: acks a batch of finished entries, then takes out of the stream every
 -- entry no reader needs any more.
 --
--- KEYS[1] P{Q}   ARGV[1] consumer group   ARGV[2..] the entry ids, ascending
+-- KEYS[1] P{Q}   KEYS[2] P{Q}:finished (the counts of tasks ended, by how)
+-- ARGV[1] consumer group   ARGV[2] how the batch's tasks ended, as counts:
+-- "completed 3 expired 1" ('' = none)   ARGV[3..] the entry ids, ascending
 -- Returns the number of entries acked.
+--
+-- The counts go in only for entries this call acked, so a resend after a lost
+-- reply counts nothing twice. When only some were still pending (another
+-- server took the rest over, and counts them when it ends them), the acked
+-- number is spread over the kinds in order.
 --
 -- Why not an XDEL of the batch: XDEL finds each entry by scanning its stream
 -- node, ~1.6 us an entry, the dearest step of a task's life. Every entry
@@ -19,7 +26,13 @@ local function parse(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
 end
-local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 3))
+local left = acked
+for kind, n in string.gmatch(ARGV[2], '(%a+) (%d+)') do
+  n = math.min(tonumber(n), left)
+  if n > 0 then redis.call('HINCRBY', KEYS[2], kind, n) end
+  left = left - n
+end
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1])
 local fms, fseq
 if pending[1] > 0 then
@@ -32,7 +45,7 @@ end
 redis.call('XTRIM', KEYS[1], 'MINID', string.format('%.0f-%.0f', fms, fseq))
 -- The acked entries at or above the floor: the last ones, the ids being sorted.
 local rest = {}
-for i = #ARGV, 2, -1 do
+for i = #ARGV, 3, -1 do
   local ms, seq = parse(ARGV[i])
   if not ms or ms < fms or (ms == fms and seq < fseq) then break end
   rest[#rest + 1] = ARGV[i]

@@ -1,7 +1,7 @@
 -- cancel: cancels a task wherever it is.
 --
 -- KEYS[1] P{Q}:task:ID   KEYS[2] P{Q}:delayed   KEYS[3] P{Q}   KEYS[4] P{Q}:cancels
--- KEYS[5] P{Q}:done   KEYS[6] P{Q}:index
+-- KEYS[5] P{Q}:done   KEYS[6] P{Q}:index   KEYS[7] P{Q}:finished (counts)
 -- ARGV[1] now ms   ARGV[2] server group   ARGV[3] task id
 -- Returns {'unknown'}; {'delayed'|'ready', notify id} when the task was
 -- removed before any server had it; {'active', ''} when servers were asked
@@ -53,6 +53,7 @@ local function adopt()
   if h[5] then redis.call('HSET', KEYS[1], 'retention', h[5]) end
 end
 local function canceled()
+  redis.call('HINCRBY', KEYS[7], 'canceled', 1)
   local ttl = tonumber(h[5] or '86400000')
   if indexed then redis.call('HDEL', KEYS[6], ARGV[3]) end
   if ttl == 0 then

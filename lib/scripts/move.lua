@@ -8,12 +8,14 @@
 -- KEYS[4] P{Q}:task:ID, the task's state record (used when ARGV[4] is not '')
 -- KEYS[5] P{Q}:index: a task on the hot path has no record yet; it leaves the
 --         index for one, with what its entry says of it (enqueue.lua)
+-- KEYS[6] P{Q}:finished: the counts of tasks ended, by how (ARGV[10], and canceled)
 -- ARGV[1] consumer group     ARGV[2] entry id     ARGV[3] 'xadd' | 'zadd'
 -- ARGV[4] new state: '' (no record) | 'failed' (zadd) | 'ready' (xadd to
 --         P{Q}) | 'dead' (xadd to P{Q}:dead)
 -- ARGV[5] now ms   ARGV[6] error   ARGV[7] retries   ARGV[8] retention ms
 -- ARGV[9] the task's packed x_history ('' = none), kept in its record for get()
--- ARGV[10..] the XADD field/value pairs | score, member
+-- ARGV[10] 'dead' when this move ends the task (counted in KEYS[6]), else ''
+-- ARGV[11..] the XADD field/value pairs | score, member
 -- Returns 1, or 0 when the entry was no longer pending (already moved), or 2
 -- when the task was finalised as canceled instead (below).
 --
@@ -43,6 +45,7 @@ end
 if (st == 'ready' or st == 'failed') and redis.call('HEXISTS', KEYS[4], 'cancel') == 1 then
   redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
   redis.call('XDEL', KEYS[2], ARGV[2])
+  redis.call('HINCRBY', KEYS[6], 'canceled', 1)
   local ttl = tonumber(redis.call('HGET', KEYS[4], 'retention') or ARGV[8])
   if ttl == 0 then
     redis.call('DEL', KEYS[4])
@@ -63,10 +66,10 @@ end
 -- @include entry.lua
 local kMaxValues = 2000
 local function fields()
-  local n = #ARGV - 9
-  if n <= kMaxValues then return ARGV, 10, #ARGV end
+  local n = #ARGV - 10
+  if n <= kMaxValues then return ARGV, 11, #ARGV end
   local f, err, total = {}, nil, 0
-  for i = 10, #ARGV - 1, 2 do
+  for i = 11, #ARGV - 1, 2 do
     if ARGV[i] == 'x_error' then
       err = ARGV[i + 1]
     else
@@ -88,9 +91,9 @@ local facts = st ~= '' and redis.call('EXISTS', KEYS[4]) == 0 and entry_facts(KE
 
 local eid
 if ARGV[3] == 'zadd' then
-  redis.call('ZADD', KEYS[1], ARGV[10], ARGV[11])
-  if redis.call('ZRANGE', KEYS[1], 0, 0)[1] == ARGV[11] then
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100, '*', 'due', ARGV[10])
+  redis.call('ZADD', KEYS[1], ARGV[11], ARGV[12])
+  if redis.call('ZRANGE', KEYS[1], 0, 0)[1] == ARGV[12] then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100, '*', 'due', ARGV[11])
   end
 else
   local f, i, j = fields()
@@ -98,6 +101,7 @@ else
 end
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[2], ARGV[2])
+if ARGV[10] ~= '' then redis.call('HINCRBY', KEYS[6], ARGV[10], 1) end
 if st ~= '' then
   if facts then
     redis.call('HDEL', KEYS[5], facts.id)
@@ -108,7 +112,7 @@ if st ~= '' then
   redis.call('HSET', KEYS[4], 'state', st, 'updated', ARGV[5], 'error', ARGV[6], 'retries', ARGV[7])
   if ARGV[9] ~= '' then redis.call('HSET', KEYS[4], 'history', ARGV[9]) end
   if st == 'failed' then
-    redis.call('HSET', KEYS[4], 'member', ARGV[11], 'run_at', ARGV[10])
+    redis.call('HSET', KEYS[4], 'member', ARGV[12], 'run_at', ARGV[11])
     redis.call('HDEL', KEYS[4], 'entry')
   elseif st == 'ready' then
     redis.call('HSET', KEYS[4], 'entry', eid)

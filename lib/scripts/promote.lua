@@ -6,6 +6,7 @@
 --         caller can know ahead; they carry KEYS[3]'s hash tag, so they live
 --         in the same slot as every other key here.
 -- KEYS[4] P{Q}:dead, where a member that is not a task goes
+-- KEYS[5] P{Q}:finished, the counts of tasks ended (dead, canceled)
 -- ARGV[1] now (unix ms)   ARGV[2] most members to move
 -- Returns {members taken off the set, score of the earliest remaining member
 -- or -1, members dead-lettered, {id, notify client id, ...} of the tasks
@@ -79,5 +80,7 @@ for _, m in ipairs(due) do
     redis.call('ZREM', KEYS[1], m)
   end
 end
+if dead > 0 then redis.call('HINCRBY', KEYS[5], 'dead', dead) end
+if #canceled > 0 then redis.call('HINCRBY', KEYS[5], 'canceled', #canceled / 2) end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return {#due, #nxt == 0 and -1 or tonumber(nxt[2]), dead, canceled}

@@ -75,6 +75,7 @@ std::vector<Probe> probes(const ServerOptions& opts, Queues queues) {
             {"PEXPIRE (task records)", {"PEXPIRE", task, "1"}},
             {"DEL (task records)", {"DEL", task}},
             {"HDEL (index)", {"HDEL", k.index(), "f"}},
+            {"HINCRBY (finished counts)", {"HINCRBY", k.finished(), "completed", "1"}},
             {"XRANGE (retries: the entry's facts)", {"XRANGE", k.stream(), "-", "+"}},
             {"HSET (finished states)", {"HSET", bucket, "f", "v"}},
             {"PEXPIREAT (finished states)", {"PEXPIREAT", bucket, "1"}},

@@ -25,7 +25,7 @@ OutcomeWriter::OutcomeWriter(ServerContext& ctx, Queues queues, Hooks hooks, Not
       queues_(queues),
       hooks_(std::move(hooks)),
       notify_(notify),
-      batches_(queues.size(), Batch{{}, Notes(notify == Notify::always)}),
+      batches_(queues.size(), Batch{{}, Notes(notify == Notify::always), {}}),
       held_(queues.size()),
       writes_(ctx, hooks_.changed),
       flusher_(ctx.rt.loop(), [this] { flush_acks(); }) {
@@ -86,7 +86,8 @@ void OutcomeWriter::move(const Job& job, const std::string& dest, calls::Move::T
                   .error = sc.error,
                   .retries = sc.retries,
                   .retention_ms = tracked ? retention_of(*sc.msg) : 0,
-                  .history = tracked ? std::string_view(sc.msg->history) : std::string_view()};
+                  .history = tracked ? std::string_view(sc.msg->history) : std::string_view(),
+                  .ends_as = dest == job.queue->keys.dead() ? "dead" : std::string_view()};
     auto q = job.queue->index;
     hold(q, job.entry_id);
     auto note_ptr = note ? std::make_shared<redis::Block>(std::move(*note)) : nullptr;
@@ -134,6 +135,7 @@ void OutcomeWriter::finish(const Job& job, NotificationType type, std::string_vi
     auto& b = batches_[job.queue->index];
     if (b.acks.empty()) to_flush_.push_back(job.queue->index);
     b.acks.push_back(job.entry_id);
+    ++b.ended[std::string(state)];
     hold(job.queue->index, job.entry_id);
     if (job.msg.state) {
         states_[job.queue->index].add(job.msg.id, state, job.msg.enqueued_ts, job.msg.retries,
@@ -156,6 +158,8 @@ void OutcomeWriter::flush_acks() {
         auto c = std::make_shared<Chain>();
         c->queue = i;
         c->ids = std::exchange(b.acks, {});
+        for (const auto& [how, n] : std::exchange(b.ended, {}))
+            c->ended += (c->ended.empty() ? "" : " ") + how + " " + std::to_string(n);
         c->notes = b.notes.take();
         if (auto& s = states_[i]; !s.empty()) c->states = s.take(ctx_.clock.now_ms());
         write_states(c);
@@ -206,7 +210,7 @@ void OutcomeWriter::write_acks(const ChainPtr& c) {
     // first, a still-pending entry would vanish from the PEL at its next XCLAIM, an ack in all
     // but name.
     writes_.write(
-        calls::ack(queues_[c->queue].keys, c->ids), "XACK",
+        calls::ack(queues_[c->queue].keys, c->ids, c->ended), "XACK",
         [this, c] { release(c->queue, c->ids); }, [this, c] { release(c->queue, c->ids); });
 }
 

@@ -38,6 +38,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -111,11 +112,14 @@ private:
     struct Batch {
         std::vector<std::string> acks;
         Notes notes{false};
+        // How its tasks ended, for P{Q}:finished: "completed 3 expired 1" (ack.lua).
+        std::map<std::string, std::uint32_t, std::less<>> ended;
     };
     // One batch on its way: each step starts when the one before it is in Redis.
     struct Chain {
         std::size_t queue = 0;
         std::vector<std::string> ids;
+        std::string ended;  // Batch::ended as ack.lua takes it
         std::optional<redis::Block> states;
         std::vector<redis::Block> notes;
         std::size_t notes_left = 0;

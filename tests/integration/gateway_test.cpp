@@ -271,6 +271,11 @@ TEST_CASE("gateway: add, pop, finish, get, stats; a popped task is leased, failu
     CHECK(stats["settled_here"]["completed"] == 2);  // the first task and "slow"
     CHECK(stats["settled_here"]["dead"] == 1);       // "late-1"
     CHECK(stats["settled_here"]["canceled"] == 0);
+    // All servers' counts, from Redis: "doomed" was canceled by the client's script, not here.
+    CHECK(stats["finished"]["completed"] == 2);
+    CHECK(stats["finished"]["dead"] == 1);
+    CHECK(stats["finished"]["canceled"] == 1);
+    CHECK(stats["finished"]["expired"] == 0);
     CHECK(stats["ready"] == 0);
     CHECK(stats["active"] == 0);
     auto all = data_of(http.get("/stats"));

@@ -1006,6 +1006,8 @@ void check_promote_bad_and_canceled(Env& e) {
     CHECK(e.hash(e.k.task("gone"))["finished"] == std::to_string(kNow + 100));
     CHECK(e.pttl(e.k.task("gone")) > 0);
     CHECK(show(e.zset(e.k.delayed())) == show(Zset{{member("later"), kNow + 9000}}));
+    // Both ended here, and are counted so.
+    CHECK(e.cmd({"HMGET", e.k.finished(), "dead", "canceled"}) == A({S("5"), S("1")}));
 }
 
 // A task canceled while it ran: its retry or return ends canceled (reply 2) and its entry is
@@ -1094,22 +1096,34 @@ void check_ack(Env& e) {
     auto stream_ids = [&] { return e.xrange(e.k.stream()).first; };
     // ids[2] still runs: below it everything is acked and trimmed; ids[3], acked above it, is
     // deleted on its own; the pending ones stay.
-    CHECK(e.ok(calls::ack(e.k, std::vector<std::string>{ids[0], ids[1], ids[3]})) == I(3));
+    CHECK(e.ok(calls::ack(e.k, std::vector<std::string>{ids[0], ids[1], ids[3]},
+                          "completed 2 expired 1")) == I(3));
+    auto counts = [&] {
+        return e.cmd({"HMGET", e.k.finished(), "completed", "expired", "canceled"});
+    };
+    CHECK(counts() == A({S("2"), S("1"), Reply::nil()}));
     CHECK(stream_ids() == Flat{ids[2], ids[4]});
     CHECK(show(e.pel()) == show(Fields{{ids[2], "w1"}, {ids[4], "w1"}}));
     // Nothing pending: every entry up to the highest acked goes; one not yet delivered stays.
     const auto later = e.xadd(e.k.stream(), task_fields("u", false));
     // Out of memory, the acks are still taken (they free memory).
     e.cmd({"CONFIG", "SET", "maxmemory", "1"});
-    CHECK(e.ok(calls::ack(e.k, std::vector<std::string>{ids[4], ids[2]})) == I(2));
+    CHECK(e.ok(calls::ack(e.k, std::vector<std::string>{ids[4], ids[2]}, "completed 2")) ==
+          I(2));
     e.cmd({"CONFIG", "SET", "maxmemory", "0"});
+    CHECK(counts() == A({S("4"), S("1"), Reply::nil()}));
     CHECK(stream_ids() == Flat{later});
     CHECK(e.pel().empty());
     // A resend (its reply lost) acks nothing more and keeps the undelivered entry.
-    CHECK(e.ok(calls::ack(e.k, std::vector<std::string>{ids[4], ids[2]})) == I(0));
+    CHECK(e.ok(calls::ack(e.k, std::vector<std::string>{ids[4], ids[2]}, "completed 2")) ==
+          I(0));
+    CHECK(counts() == A({S("4"), S("1"), Reply::nil()}));  // counted once
     CHECK(stream_ids() == Flat{later});
     REQUIRE(e.deliver("w2") == Flat{later});
-    CHECK(e.ok(calls::ack(e.k, std::vector<std::string>{later})) == I(1));
+    // One of two still pending (the other was acked before): one counted, the kinds in order.
+    CHECK(e.ok(calls::ack(e.k, std::vector<std::string>{ids[0], later},
+                          "canceled 1 completed 1")) == I(1));
+    CHECK(counts() == A({S("4"), S("1"), S("1")}));
     CHECK(e.cmd({"XLEN", e.k.stream()}).integer() == 0);
 }
 
