@@ -53,8 +53,8 @@ def step(what, pred):
 
 try:
     driver.get(url)
-    step("the queue's row shows 3 ready and 1 dead",
-         lambda: cell("ready") == "3" and cell("dead") == "1")
+    step("the queue's row shows 3 ready, 1 dead and 1 completed",
+         lambda: cell("ready") == "3" and cell("dead") == "1" and cell("completed") == "1")
     click('#queues tbody tr[data-queue="%s"]' % queue)
     step("the ready list shows the 3 tasks",
          lambda: len(driver.find_elements(By.CSS_SELECTOR, "#list tbody tr")) == 3)

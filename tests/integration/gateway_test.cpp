@@ -573,6 +573,10 @@ TEST_CASE("gateway: the dashboard in headless Chromium shows the counts and requ
     REQUIRE(p["id"] == "poison");
     data_of(http.post(
         "/fail", {{"topic", "dash"}, {"id", "poison"}, {"error", "poisoned"}, {"dead", true}}));
+    data_of(http.post("/add", {{"topic", "dash"}, {"id", "fine"}, {"body", "f"}}));
+    auto f = data_of(http.post("/pop", {{"topic", "dash"}, {"timeout_ms", 5000}}));
+    REQUIRE(f["id"] == "fine");
+    data_of(http.post("/finish", {{"topic", "dash"}, {"id", "fine"}}));
     for (int i = 0; i < 3; ++i)
         data_of(http.post("/add", {{"topic", "dash"}, {"body", "task " + std::to_string(i)}}));
     // The page itself needs no token; its API calls use the one in its URL.
