@@ -58,10 +58,25 @@ std::string Inspector::metrics_text(const std::vector<std::string>& queues,
         {"streamfleet_clients_live", "Clients of the queue with a recent heartbeat.",
          [](const Row& r) { return static_cast<double>(r.s.clients); }},
     };
+    // Redis's own counts (P{Q}:finished), all servers': they only grow, so counters.
+    static constexpr Gauge kEnded[] = {
+        {"streamfleet_queue_tasks_completed_total", "Tasks of the queue completed, all servers'.",
+         [](const Row& r) { return static_cast<double>(r.s.completed); }},
+        {"streamfleet_queue_tasks_dead_total", "Tasks of the queue dead-lettered, all servers'.",
+         [](const Row& r) { return static_cast<double>(r.s.dead_total); }},
+        {"streamfleet_queue_tasks_expired_total", "Tasks of the queue expired, all servers'.",
+         [](const Row& r) { return static_cast<double>(r.s.expired); }},
+        {"streamfleet_queue_tasks_canceled_total", "Tasks of the queue canceled, all servers'.",
+         [](const Row& r) { return static_cast<double>(r.s.canceled); }},
+    };
     PromText p;
     for (const auto& g : kGauges) {
         p.family(g.name, "gauge", g.help);
         for (const auto& r : rows) p.sample(g.name, "queue", r.s.queue, g.value(r));
+    }
+    for (const auto& c : kEnded) {
+        p.family(c.name, "counter", c.help);
+        for (const auto& r : rows) p.sample(c.name, "queue", r.s.queue, c.value(r));
     }
     return p.text();
 }

@@ -558,6 +558,8 @@ TEST_CASE("gateway: /metrics parses as Prometheus text and counts what happened"
     CHECK(has("streamfleet_queue_delayed m2  1.0"));
     CHECK(has("streamfleet_queue_dead m1  0.0"));
     CHECK(has("streamfleet_servers_live m1  1.0"));
+    CHECK(has("streamfleet_queue_tasks_completed_total m1  2.0"));  // Redis's count
+    CHECK(has("streamfleet_queue_tasks_dead_total m1  0.0"));
     CHECK(out.find("streamfleet_queue_oldest_pending_age_seconds m1") != std::string::npos);
     data_of(http.post("/finish", {{"topic", "m1"}, {"id", held["id"]}}));
 }
