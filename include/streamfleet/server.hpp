@@ -200,10 +200,10 @@ public:
 
     /// Pull mode for `queue`: its tasks run no handler here but wait, delivered to this server,
     /// for pop(), and each is ended by settle(). Before start()/run() only; a queue has a
-    /// handler or is pulled, not both. The server reads a pulled queue for pops that wait, and
-    /// ahead of them only as far as pops have been asking (the most that waited for one read,
-    /// up to 256), so an idle queue's tasks stay ready in Redis (for other servers too) until
-    /// someone asks; a delivered task no pop took within 2 s goes back to its stream. Popped tasks count towards
+    /// handler or is pulled, not both. The server reads a pulled queue only for pops that wait, so
+    /// its tasks stay ready in Redis (for other servers too) until a pop takes one; a task read
+    /// for a pop that gave up meanwhile waits 2 s for the next, then goes back to its stream.
+    /// Popped tasks count towards
     /// `concurrency` (so a server that only pulls may set it high: it starts no handler thread
     /// for pulled queues), their leases are renewed in Redis while held, and a server that dies
     /// holding them leaves them to be taken over as any crashed server's.

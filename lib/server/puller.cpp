@@ -48,7 +48,6 @@ void Puller::pop(QueueContext& q, std::int64_t wait_ms, std::int64_t lease_ms,
         auto job = std::move(l.held.front().job);
         l.held.pop_front();
         hand_over(l, std::move(w), std::move(job));
-        read(l);  // tops the read-ahead up
         return;
     }
     l.waiters.push_back(std::move(w));
@@ -189,31 +188,25 @@ PoppedTask Puller::view(const Job& job, std::int64_t lease_ms) const {
     return t;
 }
 
-// Asks for as many entries as pops wait, plus the read-ahead beyond what is held (the free
-// slots permitting). With pops waiting it blocks no longer than the one with the least time
-// left; a read only ahead of the pops does not block.
+// Asks for as many entries as pops wait (the free slots permitting), blocking no longer than
+// the one with the least time left.
 void Puller::read(Line& l) {
     if (stopped_ || l.reading || l.retry->active()) return;
     auto waiting = l.waiters.size() > l.checking ? l.waiters.size() - l.checking : 0;
-    l.ahead = std::max(l.ahead, std::min(waiting, kAheadMax));
-    auto want = waiting + (l.ahead > l.held.size() ? l.ahead - l.held.size() : 0);
-    if (want == 0) return;
-    unsigned reserved = slots_.take(static_cast<unsigned>(std::min<std::size_t>(want, 1024)));
+    if (waiting == 0) return;
+    unsigned reserved = slots_.take(static_cast<unsigned>(std::min<std::size_t>(waiting, 1024)));
     if (reserved == 0) return;  // every slot is held; a settle frees one
     if (!l.conn) l.conn = ctx_.topo.dedicated(r::Route{l.queue->keys.stream()}, "puller");
     std::vector<std::string> cmd{"XREADGROUP", "GROUP", std::string(kServerGroup), ctx_.consumer,
                                  "COUNT",      std::to_string(reserved)};
-    r::CommandOptions o;  // the connection's command timeout
-    if (waiting > 0) {
-        auto now = ctx_.clock.now_ms();
-        std::int64_t block = ctx_.opts.read_block.count();
-        for (const auto& w : l.waiters) block = std::min(block, w.deadline_ms - now);
-        // 0 would block for ever; a pop that may not wait still gets what is there.
-        block = std::max<std::int64_t>(block, 1);
-        cmd.insert(cmd.end(), {"BLOCK", std::to_string(block)});
-        o = r::CommandOptions{.timeout = std::chrono::milliseconds(0),
-                              .block = std::chrono::milliseconds(block)};
-    }
+    auto now = ctx_.clock.now_ms();
+    std::int64_t block = ctx_.opts.read_block.count();
+    for (const auto& w : l.waiters) block = std::min(block, w.deadline_ms - now);
+    // 0 would block for ever; a pop that may not wait still gets what is there.
+    block = std::max<std::int64_t>(block, 1);
+    cmd.insert(cmd.end(), {"BLOCK", std::to_string(block)});
+    r::CommandOptions o{.timeout = std::chrono::milliseconds(0),
+                        .block = std::chrono::milliseconds(block)};
     cmd.insert(cmd.end(), {"STREAMS", l.queue->keys.stream(), ">"});
     std::vector<std::string_view> argv(cmd.begin(), cmd.end());
     l.reading = true;
@@ -255,8 +248,6 @@ void Puller::on_read(Line& l, Result<r::Reply> res, unsigned reserved) {
         // Accepted entries come back through deliver(); the others free their slot here.
         if (!sink_.accept(*l.queue, source, e, 1)) slots_.give(1);
     });
-    // The stream is drained: reading ahead would only ask again for nothing.
-    if (used < reserved) l.ahead = 0;
     sink_.dispatch();
     slots_.give(reserved - std::min(used, reserved));
     expire_waiters();
@@ -302,7 +293,6 @@ void Puller::sweep() {
             auto job = std::move(lp->held.front().job);
             lp->held.pop_front();
             job->interrupted = true;
-            lp->ahead = 0;  // read more than was popped: no read-ahead until pops wait again
             end(job, Outcome::failure("no pop took it"));
         }
         more = more || !lp->held.empty();

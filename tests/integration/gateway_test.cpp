@@ -438,22 +438,30 @@ TEST_CASE("gateway: with Redis silent, /add answers 503 in time, and the task st
     CHECK(c.cmd({"XLEN", "streamfleet:{slow}"}).value().integer() == 2);
 }
 
-TEST_CASE("gateway: what a topic read ahead for pops goes back when they stop, to C++ servers") {
+TEST_CASE("gateway: a pop takes one task, in order; what no pop took stays ready for C++ servers") {
     RedisServer rs;
     GatewayProcess gw("--redis " + rs.url() + " --queue ahead");
     Http http(gw.base());
     streamfleet::Client client({.redis = rs.url()}, {"ahead"});
     std::set<std::string> all;
-    for (int i = 0; i < 20; ++i) all.insert(client.enqueue_confirmed("ahead", "t"));
-    // Pops in a row: each finds the one read ahead for it, and asks Redis for the next.
+    std::vector<std::string> order;
+    for (int i = 0; i < 20; ++i) {
+        order.push_back(client.enqueue_confirmed("ahead", "t"));
+        all.insert(order.back());
+    }
+    // Pops in a row: each takes the next task, and only that one is delivered.
     std::set<std::string> popped;
     for (int i = 0; i < 5; ++i) {
         auto t = data_of(http.post("/pop", {{"topic", "ahead"}, {"timeout_ms", 5000}}));
         REQUIRE(t.is_object());
+        CHECK(t["id"] == order[static_cast<std::size_t>(i)]);
         popped.insert(t["id"].get<std::string>());
+        auto s = data_of(http.get("/stats?topic=ahead"));
+        CHECK(s["active"] == 1);
+        CHECK(s["ready"] == 19 - i);
         data_of(http.post("/finish", {{"topic", "ahead"}, {"id", t["id"]}}));
     }
-    // No more pops: a C++ worker gets every other task, the read-ahead one too (within 2 s).
+    // No more pops: a C++ worker gets every other task.
     streamfleet::Server worker({.redis = rs.url(), .id = "cpp", .concurrency = 4});
     std::mutex m;
     std::set<std::string> ran;
