@@ -318,7 +318,7 @@ void Gateway::rest(HttpRequest& req, HttpReply& reply) {
         auto limit = static_cast<std::size_t>(
             std::min<std::int64_t>(query_count(req, "limit").value_or(100), 10'000));
         json list = json::array();
-        auto after = req.query.count("after") ? req.query.at("after") : std::string();
+        auto after = query_entry_id(req, "after");
         std::lock_guard lock(inspector_mutex_);
         if (parts[3] == "ready") {
             for (const auto& t : inspector_->ready(topic, limit, after)) {
@@ -352,7 +352,7 @@ void Gateway::rest(HttpRequest& req, HttpReply& reply) {
         std::lock_guard lock(inspector_mutex_);
         if (parts.size() == 4 && m == "GET") {
             auto limit = query_count(req, "limit").value_or(100);
-            auto after = req.query.count("after") ? req.query.at("after") : std::string();
+            auto after = query_entry_id(req, "after");
             json list = json::array();
             for (const auto& d :
                  inspector_->dead_letters(topic, static_cast<std::size_t>(limit), after)) {

@@ -75,6 +75,26 @@ std::string need_query(const HttpRequest& req, const std::string& name) {
     return it->second;
 }
 
+std::string query_entry_id(const HttpRequest& req, const std::string& name) {
+    auto it = req.query.find(name);
+    if (it == req.query.end()) return {};
+    const auto& v = it->second;
+    auto digits = [](std::string_view s) {
+        return !s.empty() && s.size() <= 20 &&
+               std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    };
+    auto dash = v.find('-');
+    bool good = v.empty() || (dash == std::string::npos
+                                  ? digits(v)
+                                  : digits(std::string_view(v).substr(0, dash)) &&
+                                        digits(std::string_view(v).substr(dash + 1)));
+    if (!good) {
+        throw HttpError{400, "query parameter '" + name + "' must be an entry id (MS-SEQ), not '" +
+                                 v + "'"};
+    }
+    return v;
+}
+
 void put_body(json& j, const std::string& data) {
     if (valid_utf8(data)) {
         j["body"] = data;

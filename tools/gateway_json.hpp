@@ -33,6 +33,8 @@ std::optional<std::string> opt_string(const nlohmann::json& j, const char* field
 std::optional<std::int64_t> opt_count(const nlohmann::json& j, const char* field);
 std::optional<std::int64_t> query_count(const HttpRequest& req, const std::string& name);
 std::string need_query(const HttpRequest& req, const std::string& name);
+// A stream entry id ("MS" or "MS-SEQ") for paging; "" when the parameter is absent.
+std::string query_entry_id(const HttpRequest& req, const std::string& name);
 
 // The payload as JSON: "body" when it is text, "body_b64" when it is not.
 void put_body(nlohmann::json& j, const std::string& data);

@@ -309,6 +309,11 @@ TEST_CASE("gateway: bad requests get 4xx naming the problem; a token guards ever
     check_error(http.post("/pop", {{"topic", "jobs"}, {"timeout_ms", "soon"}}), 400, "timeout_ms");
     check_error(http.get("/get?topic=jobs"), 400, "'id' is required");
     check_error(http.get("/get?topic=jobs&id=ghost"), 404, "ghost");
+    for (const char* list : {"ready", "pending", "dead"})
+        check_error(http.get(std::string("/v1/queues/jobs/") + list + "?after=yesterday"), 400,
+                    "'after' must be an entry id");
+    CHECK(data_of(http.get("/v1/queues/jobs/pending?after=1-0")).empty());
+    check_error(http.get("/v1/queues/jobs/delayed?offset=-1"), 400, "'offset'");
     check_error(http.get("/add"), 405, "GET");
     check_error(http.get("/nowhere"), 404, "/nowhere");
     // After all that, the gateway still works.
