@@ -30,21 +30,18 @@ json parse_object(const HttpRequest& req) {
     return j;
 }
 
-std::string need_string(const json& j, const char* field) {
-    auto it = j.find(field);
-    if (it == j.end() || it->is_null())
-        throw HttpError{400, std::string("field '") + field + "' is required"};
-    if (!it->is_string())
-        throw HttpError{400, std::string("field '") + field + "' must be a string"};
-    return it->get<std::string>();
-}
-
 std::optional<std::string> opt_string(const json& j, const char* field) {
     auto it = j.find(field);
     if (it == j.end() || it->is_null()) return std::nullopt;
     if (!it->is_string())
         throw HttpError{400, std::string("field '") + field + "' must be a string"};
     return it->get<std::string>();
+}
+
+std::string need_string(const json& j, const char* field) {
+    auto v = opt_string(j, field);
+    if (!v) throw HttpError{400, std::string("field '") + field + "' is required"};
+    return std::move(*v);
 }
 
 std::optional<std::int64_t> opt_count(const json& j, const char* field) {
